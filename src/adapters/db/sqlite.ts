@@ -1,0 +1,627 @@
+/**
+ * The SQLite store (better-sqlite3 + drizzle). Every write is one IMMEDIATE transaction,
+ * so two processes sharing the file serialise on the write lock instead of failing to
+ * upgrade a read lock. Record seq/prev are allocated inside that same transaction, which
+ * is what keeps the log from forking.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
+import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import * as schema from "../../../db/schema.js";
+import type {
+  ActionRow,
+  ActionWithVotes,
+  AdmitInput,
+  AdmitResult,
+  Card,
+  Effect,
+  EffectKind,
+  MutateResult,
+  NewAction,
+  NewEffect,
+  NewEvent,
+  Plan,
+  RecordSigner,
+  Refused,
+  Store,
+  StoredEvent,
+  StoredRecord,
+  UnchainedClaims,
+} from "../../app/ports.js";
+import { sha256B64url } from "../../domain/canonical.js";
+import type { DecisionOutcome } from "../../domain/decision.js";
+import { RejectionError } from "../../domain/types.js";
+
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../../db/migrations", import.meta.url));
+
+type Db = BetterSQLite3Database<typeof schema>;
+/** The transaction handle, named so better-sqlite3 types do not leak into callers. */
+export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+export function openSqlite(file: string): { db: Db; raw: Database.Database } {
+  if (file !== ":memory:") fs.mkdirSync(path.dirname(file), { recursive: true });
+  const raw = new Database(file);
+  // The pragmas, in one place: WAL lets readers run beside the writer; a busy timeout
+  // makes a second process wait for the lock instead of failing at once.
+  raw.pragma("journal_mode = WAL");
+  raw.pragma("synchronous = NORMAL");
+  raw.pragma("foreign_keys = ON");
+  raw.pragma("busy_timeout = 5000");
+  return { db: drizzle(raw, { schema }), raw };
+}
+
+export function migrateSqlite(db: Db): void {
+  migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
+}
+
+export class SqliteStore implements Store {
+  private signer: RecordSigner | null = null;
+  private readonly db: Db;
+  private readonly raw: Database.Database;
+
+  constructor(file: string, opts: { migrate?: boolean } = {}) {
+    const { db, raw } = openSqlite(file);
+    this.db = db;
+    this.raw = raw;
+    if (opts.migrate !== false) migrateSqlite(db);
+  }
+
+  /** Records are signed inside the store's transaction; the key is set once at start. */
+  setSigner(signer: RecordSigner): void {
+    this.signer = signer;
+  }
+
+  private write<T>(fn: (tx: Tx) => T): T {
+    return this.db.transaction(fn, { behavior: "immediate" });
+  }
+
+  async admit(input: AdmitInput): Promise<AdmitResult> {
+    return this.write((tx) => {
+      const a = input.action;
+      const existing = tx
+        .select()
+        .from(schema.actions)
+        .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.requestId, a.requestId)))
+        .get();
+      if (existing) {
+        if (existing.requestSha256 !== a.requestSha256) {
+          throw new RejectionError(
+            "request_id_conflict",
+            `request_id ${a.requestId} was already used by this agent for a different request (action ${existing.id})`,
+            [{ path: "request_id", message: "already used for different content" }],
+          );
+        }
+        // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere.
+        if (input.proof) this.spendJti(tx, a.agentId, input.proof, input.now);
+        if (input.job) this.addJob(tx, input.job, existing.id);
+        this.insertEvents(
+          tx,
+          existing.id,
+          a.agentId,
+          [{ type: "repeat", actor: `agent:${a.agentId}` }],
+          input.now,
+        );
+        return { kind: "repeat", action: toRow(existing), record: this.recordOf(tx, existing.id) };
+      }
+      if (input.proof) this.spendJti(tx, a.agentId, input.proof, input.now);
+      const pending =
+        tx
+          .select({ n: sql<number>`count(*)` })
+          .from(schema.actions)
+          .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.status, "pending")))
+          .get()?.n ?? 0;
+      if (!input.decision && pending >= input.maxPending) {
+        throw new RejectionError(
+          "too_many_pending",
+          `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
+        );
+      }
+      tx.insert(schema.actions)
+        .values({ ...actionValues(a), status: "pending" })
+        .run();
+      if (input.job) this.addJob(tx, input.job, a.id);
+      this.insertEvents(tx, a.id, a.agentId, input.events, input.now);
+      this.insertEffects(tx, a.id, input.effects(a), input.now);
+      let record: StoredRecord | null = null;
+      if (input.decision) record = this.decide(tx, a, input.decision, input.now);
+      const row = tx.select().from(schema.actions).where(eq(schema.actions.id, a.id)).get()!;
+      return { kind: "created", action: toRow(row), record };
+    });
+  }
+
+  async mutate(
+    actionId: string,
+    now: number,
+    plan: (a: ActionWithVotes) => Plan | Refused,
+  ): Promise<MutateResult> {
+    return this.write((tx): MutateResult => {
+      const action = this.loadAction(tx, actionId);
+      if (!action) return { kind: "not_found" };
+      const p = plan(action);
+      if ("refused" in p) {
+        this.insertEvents(tx, actionId, action.agentId, p.events, now);
+        return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
+      }
+      if (p.set) {
+        const set: Partial<typeof schema.actions.$inferInsert> = {};
+        if (p.set.level !== undefined) set.level = p.set.level;
+        if (p.set.quorum !== undefined) set.quorum = p.set.quorum;
+        if (p.set.deadlineAt !== undefined) set.deadlineAt = p.set.deadlineAt;
+        if (p.set.eligible !== undefined)
+          set.eligibleJson = p.set.eligible === null ? null : JSON.stringify(p.set.eligible);
+        if (Object.keys(set).length)
+          tx.update(schema.actions).set(set).where(eq(schema.actions.id, actionId)).run();
+      }
+      if (p.vote) {
+        const v = p.vote;
+        tx.insert(schema.votes)
+          .values({
+            actionId,
+            user: v.user,
+            team: v.team,
+            email: v.email ?? null,
+            realName: v.real_name ?? null,
+            vote: v.vote,
+            comment: v.comment ?? null,
+            level: v.level,
+            at: Date.parse(v.at),
+          })
+          .run();
+      }
+      this.insertEvents(tx, actionId, action.agentId, p.events, now);
+      this.insertEffects(tx, actionId, p.effects, now);
+      let record: StoredRecord | null = null;
+      if (p.decision) {
+        if (action.status !== "pending") throw new Error(`action ${actionId} is already decided`);
+        record = this.decide(tx, action, p.decision, now);
+      }
+      return { kind: "applied", action: this.loadAction(tx, actionId)!, record };
+    });
+  }
+
+  /** Allocate seq and prev, sign, insert the record and close the action: inside the caller's transaction. */
+  private decide(
+    tx: Tx,
+    action: Pick<NewAction, "id" | "agentId" | "region">,
+    d: { outcome: DecisionOutcome; claims: UnchainedClaims },
+    now: number,
+  ): StoredRecord {
+    if (!this.signer) throw new Error("no signing key loaded");
+    const head = tx
+      .select({ seq: schema.records.seq, digest: schema.records.digest })
+      .from(schema.records)
+      .orderBy(sql`${schema.records.seq} desc`)
+      .limit(1)
+      .get();
+    const seq = (head?.seq ?? 0) + 1;
+    const prev = head?.digest ?? null;
+    const { jws, kid } = this.signer({ ...d.claims, seq, prev });
+    const digest = sha256B64url(jws);
+    const decidedAt = Date.parse(d.claims.decided_at);
+    tx.insert(schema.records)
+      .values({
+        seq,
+        actionId: action.id,
+        decisionId: d.claims.jti,
+        jws,
+        digest,
+        kid,
+        agentId: action.agentId,
+        region: action.region,
+        verdict: d.outcome.verdict,
+        decidedAt,
+      })
+      .run();
+    const changed = tx
+      .update(schema.actions)
+      .set({
+        status: "decided",
+        verdict: d.outcome.verdict,
+        reasonCode: d.outcome.reasonCode,
+        decidedAt,
+        recordSeq: seq,
+      })
+      .where(and(eq(schema.actions.id, action.id), eq(schema.actions.status, "pending")))
+      .run();
+    if (changed.changes !== 1) throw new Error(`action ${action.id} was decided twice`);
+    this.insertEvents(
+      tx,
+      action.id,
+      action.agentId,
+      [
+        {
+          type: "record_issued",
+          actor: "system",
+          data: { seq, decision_id: d.claims.jti, verdict: d.outcome.verdict },
+        },
+      ],
+      now,
+    );
+    return { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid };
+  }
+
+  private spendJti(tx: Tx, agentId: string, proof: { jti: string; exp: number }, now: number): void {
+    // Forget spent proofs once they could no longer be accepted anyway (exp + skew).
+    tx.delete(schema.proofJtis)
+      .where(lte(schema.proofJtis.exp, Math.floor(now / 1000) - 60))
+      .run();
+    const r = tx
+      .insert(schema.proofJtis)
+      .values({ agentId, jti: proof.jti, exp: proof.exp })
+      .onConflictDoNothing()
+      .run();
+    if (r.changes === 0) {
+      throw new RejectionError(
+        "replayed_proof",
+        `proof jti ${proof.jti} was already used by agent ${agentId}`,
+        [{ path: "proof.jti", message: "already used" }],
+      );
+    }
+  }
+
+  private addJob(tx: Tx, job: { key: string; id: string }, actionId: string): void {
+    tx.insert(schema.intakeJobs)
+      .values({ jobKey: job.key, jobId: job.id, actionId })
+      .onConflictDoNothing()
+      .run();
+  }
+
+  private insertEvents(
+    tx: Tx,
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): void {
+    if (!events.length) return;
+    tx.insert(schema.events)
+      .values(
+        events.map((e) => ({
+          actionId,
+          agentId,
+          type: e.type,
+          actor: e.actor,
+          at: now,
+          dataJson: JSON.stringify(e.data ?? {}),
+        })),
+      )
+      .run();
+  }
+
+  private insertEffects(tx: Tx, actionId: string | null, effects: readonly NewEffect[], now: number): void {
+    if (!effects.length) return;
+    tx.insert(schema.outbox)
+      .values(
+        effects.map((e) => ({
+          actionId,
+          kind: e.kind,
+          dedupeKey: e.dedupeKey,
+          payloadJson: JSON.stringify(e.payload ?? {}),
+          dueAt: e.dueAt ?? now,
+          createdAt: now,
+        })),
+      )
+      .onConflictDoNothing()
+      .run();
+  }
+
+  private recordOf(tx: Tx | Db, actionId: string): StoredRecord | null {
+    const r = tx.select().from(schema.records).where(eq(schema.records.actionId, actionId)).get();
+    return r
+      ? {
+          seq: r.seq,
+          actionId: r.actionId,
+          decisionId: r.decisionId,
+          jws: r.jws,
+          digest: r.digest,
+          kid: r.kid,
+        }
+      : null;
+  }
+
+  private loadAction(tx: Tx | Db, id: string): ActionWithVotes | null {
+    const row = tx.select().from(schema.actions).where(eq(schema.actions.id, id)).get();
+    if (!row) return null;
+    const vs = tx
+      .select()
+      .from(schema.votes)
+      .where(eq(schema.votes.actionId, id))
+      .orderBy(asc(schema.votes.at), asc(schema.votes.user))
+      .all();
+    return {
+      ...toRow(row),
+      votes: vs.map((v) => ({
+        user: v.user,
+        team: v.team,
+        ...(v.email ? { email: v.email } : {}),
+        ...(v.realName ? { real_name: v.realName } : {}),
+        vote: v.vote as "approve" | "deny",
+        at: new Date(v.at).toISOString(),
+        ...(v.comment ? { comment: v.comment } : {}),
+        level: v.level,
+      })),
+    };
+  }
+
+  async getAction(id: string): Promise<ActionWithVotes | null> {
+    return this.loadAction(this.db, id);
+  }
+
+  async getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null> {
+    const row = this.db
+      .select()
+      .from(schema.actions)
+      .where(and(eq(schema.actions.agentId, agentId), eq(schema.actions.requestId, requestId)))
+      .get();
+    return row ? toRow(row) : null;
+  }
+
+  async getRecord(actionId: string): Promise<StoredRecord | null> {
+    return this.recordOf(this.db, actionId);
+  }
+
+  async findJob(jobKey: string): Promise<{ actionId: string } | null> {
+    const r = this.db
+      .select({ actionId: schema.intakeJobs.actionId })
+      .from(schema.intakeJobs)
+      .where(eq(schema.intakeJobs.jobKey, jobKey))
+      .get();
+    return r ?? null;
+  }
+
+  async unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]> {
+    return this.db
+      .select({ key: schema.intakeJobs.jobKey, id: schema.intakeJobs.jobId })
+      .from(schema.intakeJobs)
+      .where(and(eq(schema.intakeJobs.actionId, actionId), isNull(schema.intakeJobs.releasedAt)))
+      .all();
+  }
+
+  async markJobsReleased(keys: readonly string[], now: number): Promise<void> {
+    if (!keys.length) return;
+    this.db
+      .update(schema.intakeJobs)
+      .set({ releasedAt: now })
+      .where(inArray(schema.intakeJobs.jobKey, [...keys]))
+      .run();
+  }
+
+  async appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void> {
+    this.insertEvents(this.db as unknown as Tx, actionId, agentId, events, now);
+  }
+
+  async listEvents(actionId: string): Promise<StoredEvent[]> {
+    return this.db
+      .select()
+      .from(schema.events)
+      .where(eq(schema.events.actionId, actionId))
+      .orderBy(asc(schema.events.id))
+      .all()
+      .map((e) => ({
+        id: e.id,
+        actionId: e.actionId,
+        agentId: e.agentId,
+        type: e.type,
+        actor: e.actor,
+        at: e.at,
+        data: JSON.parse(e.dataJson) as Record<string, unknown>,
+      }));
+  }
+
+  async getCards(actionId: string): Promise<Card[]> {
+    return this.db
+      .select({
+        actionId: schema.cards.actionId,
+        level: schema.cards.level,
+        channel: schema.cards.channel,
+        ts: schema.cards.ts,
+      })
+      .from(schema.cards)
+      .where(eq(schema.cards.actionId, actionId))
+      .orderBy(asc(schema.cards.level))
+      .all();
+  }
+
+  async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
+    const c = this.db
+      .select({
+        actionId: schema.cards.actionId,
+        level: schema.cards.level,
+        channel: schema.cards.channel,
+        ts: schema.cards.ts,
+      })
+      .from(schema.cards)
+      .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
+      .get();
+    return c ?? null;
+  }
+
+  async saveCard(card: Card, now: number): Promise<boolean> {
+    const r = this.db
+      .insert(schema.cards)
+      .values({ ...card, postedAt: now })
+      .onConflictDoNothing()
+      .run();
+    return r.changes === 1;
+  }
+
+  async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
+    this.write((tx) => this.insertEffects(tx, actionId, effects, now));
+  }
+
+  async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
+    const rows = this.raw
+      .prepare(
+        `UPDATE outbox SET lease_until = ?, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND due_at <= ?
+                      AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?)
+         RETURNING id, action_id, kind, dedupe_key, payload_json, attempts, created_at`,
+      )
+      .all(now + leaseMs, now, now, limit) as {
+      id: number;
+      action_id: string | null;
+      kind: string;
+      dedupe_key: string;
+      payload_json: string;
+      attempts: number;
+      created_at: number;
+    }[];
+    return rows
+      .sort((a, b) => a.id - b.id)
+      .map((r) => ({
+        id: r.id,
+        actionId: r.action_id,
+        kind: r.kind as EffectKind,
+        dedupeKey: r.dedupe_key,
+        payload: JSON.parse(r.payload_json) as Record<string, unknown>,
+        attempts: r.attempts,
+        createdAt: r.created_at,
+      }));
+  }
+
+  async completeEffect(id: number, now: number): Promise<void> {
+    this.db
+      .update(schema.outbox)
+      .set({ state: "done", doneAt: now, leaseUntil: null })
+      .where(eq(schema.outbox.id, id))
+      .run();
+  }
+
+  async retryEffect(id: number, dueAt: number, error: string): Promise<void> {
+    this.db
+      .update(schema.outbox)
+      .set({ dueAt, leaseUntil: null, lastError: error.slice(0, 2000) })
+      .where(eq(schema.outbox.id, id))
+      .run();
+  }
+
+  async killEffect(id: number, error: string, now: number): Promise<void> {
+    this.db
+      .update(schema.outbox)
+      .set({ state: "dead", doneAt: now, leaseUntil: null, lastError: error.slice(0, 2000) })
+      .where(eq(schema.outbox.id, id))
+      .run();
+  }
+
+  async pendingEffectCount(): Promise<number> {
+    return (
+      this.db
+        .select({ n: sql<number>`count(*)` })
+        .from(schema.outbox)
+        .where(eq(schema.outbox.state, "pending"))
+        .get()?.n ?? 0
+    );
+  }
+
+  async timersDue(until: number, limit: number): Promise<{ id: string; level: number; at: number }[]> {
+    const rows = this.raw
+      .prepare(
+        `SELECT id, level, min(coalesce(deadline_at, cap_at), coalesce(cap_at, deadline_at)) AS at
+         FROM actions WHERE status = 'pending' AND (deadline_at IS NOT NULL OR cap_at IS NOT NULL)
+         AND min(coalesce(deadline_at, cap_at), coalesce(cap_at, deadline_at)) <= ? ORDER BY at LIMIT ?`,
+      )
+      .all(Number.isFinite(until) ? until : Number.MAX_SAFE_INTEGER, limit) as {
+      id: string;
+      level: number;
+      at: number;
+    }[];
+    return rows;
+  }
+
+  async unreleasedDecided(limit: number): Promise<string[]> {
+    return this.raw
+      .prepare(
+        `SELECT DISTINCT j.action_id AS id FROM intake_jobs j JOIN actions a ON a.id = j.action_id
+         WHERE j.released_at IS NULL AND a.status = 'decided' LIMIT ?`,
+      )
+      .all(limit)
+      .map((r) => (r as { id: string }).id);
+  }
+
+  async registerSigningKey(kid: string, publicJwk: object, now: number): Promise<void> {
+    this.db
+      .insert(schema.signingKeys)
+      .values({ kid, publicJwk: JSON.stringify(publicJwk), createdAt: now })
+      .onConflictDoNothing()
+      .run();
+  }
+
+  async signingKeys(): Promise<{ kid: string; publicJwk: object }[]> {
+    return this.db
+      .select()
+      .from(schema.signingKeys)
+      .orderBy(asc(schema.signingKeys.createdAt))
+      .all()
+      .map((k) => ({ kid: k.kid, publicJwk: JSON.parse(k.publicJwk) as object }));
+  }
+
+  async ping(): Promise<void> {
+    this.raw.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    if (this.raw.open) this.raw.close();
+  }
+
+  /** For the audit tools and tests: the raw handle stays inside the adapter folder. */
+  get sqlite(): Database.Database {
+    return this.raw;
+  }
+}
+
+function actionValues(a: NewAction): typeof schema.actions.$inferInsert {
+  return {
+    id: a.id,
+    agentId: a.agentId,
+    requestId: a.requestId,
+    requestJson: JSON.stringify(a.request),
+    requestSha256: a.requestSha256,
+    actionType: a.actionType,
+    riskClass: a.riskClass,
+    region: a.region,
+    status: "pending",
+    routeName: a.routeName,
+    level: a.level,
+    quorum: a.quorum,
+    eligibleJson: a.eligible === null ? null : JSON.stringify(a.eligible),
+    deadlineAt: a.deadlineAt,
+    capAt: a.capAt,
+    policySha256: a.policySha256,
+    requestedAt: a.requestedAt,
+  };
+}
+
+function toRow(r: typeof schema.actions.$inferSelect): ActionRow {
+  return {
+    id: r.id,
+    agentId: r.agentId,
+    requestId: r.requestId,
+    request: JSON.parse(r.requestJson),
+    requestSha256: r.requestSha256,
+    actionType: r.actionType,
+    riskClass: r.riskClass,
+    region: r.region,
+    status: r.status as ActionRow["status"],
+    routeName: r.routeName,
+    level: r.level,
+    quorum: r.quorum,
+    eligible: r.eligibleJson === null ? null : (JSON.parse(r.eligibleJson) as string[]),
+    deadlineAt: r.deadlineAt,
+    capAt: r.capAt,
+    policySha256: r.policySha256,
+    requestedAt: r.requestedAt,
+    verdict: r.verdict as ActionRow["verdict"],
+    reasonCode: r.reasonCode as ActionRow["reasonCode"],
+    decidedAt: r.decidedAt,
+    recordSeq: r.recordSeq,
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * The intake door on BullMQ. A job is accepted (or refused) once, then parks in BullMQ's
+ * delayed set until its verdict exists: it holds no worker slot, so thousands can wait.
+ * The verdict's `release` effect promotes it; the worker then sees the verdict in the
+ * database and completes the job with the record.
+ */
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { Approvals } from "../../app/approvals.js";
+import type { EffectOutcome } from "../../app/effects.js";
+import type { Effect, Store } from "../../app/ports.js";
+import { RejectionError } from "../../domain/types.js";
+
+export interface IntakeResult {
+  action_id: string;
+  request_id: string;
+  verdict: string;
+  record: string;
+}
+
+/** Job ids restart when Redis is emptied; the add time keeps a key from naming two jobs. */
+export function jobKey(queue: string, job: Pick<Job, "id" | "timestamp">): string {
+  return `${queue}|${job.id}|${job.timestamp}`;
+}
+
+export interface IntakeOptions {
+  readonly queue: string;
+  readonly prefix: string;
+  readonly connection: Redis;
+  readonly concurrency?: number;
+  /** How long a parked job sleeps before it looks again by itself, should a release be missed. */
+  readonly safetyNetMs?: number;
+}
+
+export class Intake {
+  private worker: Worker | null = null;
+  readonly queue: Queue;
+
+  constructor(
+    private readonly approvals: Approvals,
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly o: IntakeOptions,
+  ) {
+    this.queue = new Queue(o.queue, { connection: o.connection, prefix: o.prefix });
+    this.queue.on("error", (err) => this.log.warn({ err: err.message }, "intake queue: redis error"));
+  }
+
+  start(): void {
+    this.worker = new Worker(this.o.queue, (job, token) => this.process(job, token), {
+      connection: this.o.connection,
+      prefix: this.o.prefix,
+      concurrency: this.o.concurrency ?? 64,
+      // A parked job is promoted, not retried: failures here are refusals, which never retry.
+      autorun: true,
+    });
+    this.worker.on("error", (err) => this.log.warn({ err: err.message }, "intake worker: redis error"));
+  }
+
+  private async process(job: Job, token?: string): Promise<IntakeResult> {
+    const key = jobKey(this.o.queue, job);
+    let actionId = (await this.store.findJob(key))?.actionId;
+    if (!actionId) {
+      const data = job.data as unknown;
+      if (typeof data !== "object" || data === null || Array.isArray(data)) {
+        throw new UnrecoverableError(
+          new RejectionError("invalid_request", "job data must be an object {request, proof}").failedReason,
+        );
+      }
+      const { request, proof } = data as { request?: unknown; proof?: unknown };
+      try {
+        if (typeof proof !== "string") {
+          throw new RejectionError("bad_proof", "job data has no proof: expected {request, proof: <JWT>}", [
+            { path: "proof", message: "required" },
+          ]);
+        }
+        const r = await this.approvals.submit({
+          request,
+          proof,
+          judgedAt: new Date(job.timestamp),
+          via: "queue",
+          job: { key, id: String(job.id) },
+        });
+        actionId = r.action.id;
+      } catch (e) {
+        if (e instanceof RejectionError) throw new UnrecoverableError(e.failedReason);
+        // A passing fault (database busy, a crash of ours): try again shortly without
+        // failing the job, since agents add jobs with BullMQ's default of one attempt.
+        this.log.error({ err: e, job: job.id }, "intake: could not process a job; it will be retried");
+        await job.moveToDelayed(Date.now() + 2_000, token);
+        throw new DelayedError();
+      }
+    }
+    const done = await this.finished(actionId, key);
+    if (done) return done;
+    await job.moveToDelayed(Date.now() + (this.o.safetyNetMs ?? 10 * 60_000), token);
+    // The verdict may have committed between the look above and the move: its release
+    // found the job active and could not promote it. Look once more now that it is parked.
+    if (await this.finished(actionId, null)) await job.promote();
+    throw new DelayedError();
+  }
+
+  private async finished(actionId: string, key: string | null): Promise<IntakeResult | null> {
+    const a = await this.store.getAction(actionId);
+    if (a?.status !== "decided") return null;
+    const rec = await this.store.getRecord(actionId);
+    if (!rec) return null;
+    if (key) await this.store.markJobsReleased([key], Date.now());
+    return { action_id: a.id, request_id: a.requestId, verdict: a.verdict!, record: rec.jws };
+  }
+
+  /** The `release` effect: wake every job waiting for this action's verdict. */
+  async release(e: Effect): Promise<EffectOutcome> {
+    if (!e.actionId) return { kind: "done" };
+    const jobs = await this.store.unreleasedJobs(e.actionId);
+    const released: string[] = [];
+    for (const j of jobs) {
+      const job = await this.queue.getJob(j.id);
+      if (!job || jobKey(this.o.queue, job) !== j.key) {
+        released.push(j.key); // gone (removed, or Redis emptied): nobody left to tell
+        continue;
+      }
+      const st = await job.getState();
+      if (st === "delayed") await job.promote();
+      released.push(j.key);
+    }
+    await this.store.markJobsReleased(released, Date.now());
+    return { kind: "done" };
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close();
+    await this.queue.close();
+  }
+}

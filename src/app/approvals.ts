@@ -1,0 +1,612 @@
+/**
+ * The use-cases of an approval: submit, start a level, vote, time out, cancel. Each one
+ * decides with the pure core (src/domain) inside one store transaction, and leaves what
+ * must happen outside (Slack posts, job releases) in the outbox, carried out after commit.
+ */
+import { requestDigest } from "../domain/canonical.js";
+import { levelDeadline } from "../domain/deadlines.js";
+import {
+  type ActionState,
+  castVote,
+  type DecisionOutcome,
+  onDeadline,
+  type Step,
+  startLevel,
+  type Voter,
+} from "../domain/decision.js";
+import { newId } from "../domain/ids.js";
+import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
+import { selectRoute } from "../domain/routing.js";
+import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
+import { RejectionError } from "../domain/types.js";
+import type {
+  ActionRow,
+  ActionWithVotes,
+  MutateResult,
+  NewAction,
+  NewEffect,
+  NewEvent,
+  Plan,
+  Refused,
+  Store,
+  StoredRecord,
+  UnchainedClaims,
+} from "./ports.js";
+
+export interface DirectoryUser {
+  readonly id: string;
+  readonly team: string;
+  readonly isGuest: boolean;
+  readonly isBot: boolean;
+  readonly deleted: boolean;
+  readonly email?: string;
+  readonly realName?: string;
+}
+
+/** Who people are: Slack's users.info and usergroups.users.list, behind a port. */
+export interface Directory {
+  user(id: string): Promise<DirectoryUser | null>;
+  groupMembers(groupId: string): Promise<readonly string[]>;
+}
+
+export interface ProofCheck {
+  /** Verifies the agent's proof; throws RejectionError. Returns jti and exp (unix s). */
+  verify(
+    token: string,
+    o: { agentId: string; digest: string; judgedAt: Date },
+  ): Promise<{ jti: string; exp: number }>;
+}
+
+export interface Submission {
+  readonly request: unknown;
+  readonly proof: string;
+  /** When the request counts as made: for the queue, when the job was added. */
+  readonly judgedAt: Date;
+  readonly via: "queue" | "http";
+  readonly job?: { readonly key: string; readonly id: string };
+  /** For HTTP, the agent already authenticated by its bearer token (then `proof` was checked there). */
+  readonly proofChecked?: { readonly jti: string; readonly exp: number; readonly agentId: string };
+}
+
+export interface SubmitResult {
+  readonly repeat: boolean;
+  readonly action: ActionRow;
+  readonly record: StoredRecord | null;
+}
+
+export interface ApprovalsDeps {
+  readonly store: Store;
+  readonly policy: Policy;
+  readonly proofs: ProofCheck;
+  readonly directory: Directory;
+  readonly now: () => Date;
+  /** Called after a commit that added effects, so they run at once rather than at the next poll. */
+  readonly kick: () => void;
+}
+
+export class Approvals {
+  constructor(private readonly d: ApprovalsDeps) {}
+
+  get policy(): Policy {
+    return this.d.policy;
+  }
+
+  /**
+   * Intake, shared by the queue and the HTTP door: one schema, one set of reasons.
+   * A refusal throws RejectionError after keeping an audit event; nothing else changes.
+   */
+  async submit(s: Submission): Promise<SubmitResult> {
+    const now = this.d.now();
+    try {
+      return await this.admit(s, now);
+    } catch (e) {
+      if (e instanceof RejectionError) {
+        const raw = (s.request ?? {}) as Record<string, unknown>;
+        const agentId = typeof raw.agent_id === "string" ? raw.agent_id.slice(0, 128) : null;
+        await this.d.store.appendEvents(
+          null,
+          agentId,
+          [
+            {
+              type: "rejected",
+              actor: agentId ? `agent:${agentId}` : "unknown",
+              data: {
+                code: e.code,
+                message: e.message,
+                errors: e.errors.slice(0, 20),
+                via: s.via,
+                request_id: typeof raw.request_id === "string" ? raw.request_id.slice(0, 128) : null,
+              },
+            },
+          ],
+          now.getTime(),
+        );
+      }
+      throw e;
+    }
+  }
+
+  private async admit(s: Submission, now: Date): Promise<SubmitResult> {
+    const policy = this.d.policy;
+    const request = validateRequest(s.request);
+    const { agent, riskClass } = checkRequestAgainstPolicy(policy, request);
+    const digest = requestDigest(request);
+    const proof =
+      s.proofChecked ??
+      (await this.d.proofs.verify(s.proof, { agentId: agent.id, digest, judgedAt: s.judgedAt }));
+
+    const decision = selectRoute(policy, {
+      agent,
+      action_type: request.action.type,
+      risk_class: riskClass,
+      region: request.region,
+    });
+    const route = decision.route;
+    const t = now.getTime();
+    const id = newId("act", t);
+    const capAt = request.timeout_s ? t + request.timeout_s * 1000 : null;
+    const tz = policy.regions[request.region]?.tz ?? "UTC";
+    const level0 = route?.levels[0];
+    const deadlineAt = level0
+      ? levelDeadline({
+          now,
+          level: level0,
+          route: route!,
+          tz,
+          requestedAt: now,
+          timeoutS: request.timeout_s,
+        }).getTime()
+      : null;
+
+    const action: NewAction = {
+      id,
+      agentId: agent.id,
+      requestId: request.request_id,
+      request,
+      requestSha256: digest,
+      actionType: request.action.type,
+      riskClass,
+      region: request.region,
+      routeName: route?.name ?? null,
+      level: 0,
+      quorum: level0?.quorum ?? 0,
+      eligible: null,
+      deadlineAt,
+      capAt,
+      policySha256: policy.sha256,
+      requestedAt: t,
+    };
+    const actor = `agent:${agent.id}`;
+    const events: NewEvent[] = [
+      {
+        type: "received",
+        actor,
+        data: { via: s.via, request_id: request.request_id, job_id: s.job?.id ?? null, jti: proof.jti },
+      },
+      {
+        type: "routed",
+        actor: "system",
+        data: {
+          route: route?.name ?? null,
+          risk_class: riskClass,
+          requested_risk_class: request.risk_class,
+          auto: route?.auto ?? null,
+          deadline: deadlineAt ? new Date(deadlineAt).toISOString() : null,
+          explanation: decision.explanation,
+        },
+      },
+    ];
+
+    let immediate: DecisionOutcome | undefined;
+    if (!route) {
+      immediate = {
+        verdict: "denied",
+        reasonCode: "no_route",
+        reasonText: "no route in the policy matches this request",
+      };
+    } else if (route.auto) {
+      immediate = {
+        verdict: route.auto === "approve" ? "approved" : "denied",
+        reasonCode: "policy",
+        reasonText: `auto-${route.auto === "approve" ? "approved" : "denied"} by route ${route.name}`,
+      };
+    }
+
+    const result = await this.d.store.admit({
+      action,
+      proof: { jti: proof.jti, exp: proof.exp },
+      job: s.job ?? null,
+      maxPending: agent.max_pending,
+      events,
+      effects: (a) =>
+        immediate ? decisionEffects(a, request) : [...levelEffects(a.id, 0, deadlineAt, capAt)],
+      ...(immediate
+        ? {
+            decision: {
+              outcome: immediate,
+              claims: this.claims({ ...action, eligible: [] }, [], immediate, now),
+            },
+          }
+        : {}),
+      now: t,
+    });
+    this.d.kick();
+    return { repeat: result.kind === "repeat", action: result.action, record: result.record };
+  }
+
+  /** Resolve a level's approvers (Slack I/O, outside any transaction), then fix them in one. */
+  async startLevel(actionId: string, level: number): Promise<MutateResult> {
+    const a = await this.d.store.getAction(actionId);
+    if (a?.status !== "pending" || a.level !== level) return a ? refusedResult(a) : { kind: "not_found" };
+    const route = this.route(a);
+    if (!route) return this.expireOrphan(a);
+    const spec = route.levels[level];
+    if (!spec) return this.expireOrphan(a);
+    const { eligible, excluded } = await this.resolveEligible(a, spec.approvers);
+    const now = this.d.now();
+    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+      const step = startLevel(state(cur), route, level, eligible, (to) =>
+        this.deadlineFor(cur, route, to, now),
+      );
+      return this.plan(cur, step, now, "system", { eligible, excluded });
+    });
+    this.d.kick();
+    return result;
+  }
+
+  async vote(
+    actionId: string,
+    voter: Voter,
+    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+  ): Promise<MutateResult> {
+    const now = this.d.now();
+    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+      const step = castVote(state(cur), voter, ballot, this.d.policy.slack.team_id, now);
+      return this.plan(cur, step, now, `slack:${voter.user}`, { voter, ballot });
+    });
+    this.d.kick();
+    return result;
+  }
+
+  /** A timer fired for `level`. Safe to call late, early or twice. */
+  async deadline(actionId: string, level: number): Promise<MutateResult> {
+    const now = this.d.now();
+    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+      const route = this.route(cur);
+      const step = onDeadline(state(cur), route, level, now, (to) =>
+        route ? this.deadlineFor(cur, route, to, now) : now.getTime(),
+      );
+      return this.plan(cur, step, now, "timer", {});
+    });
+    this.d.kick();
+    return result;
+  }
+
+  async cancel(actionId: string, agentId: string, note: string): Promise<MutateResult> {
+    const now = this.d.now();
+    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+      if (cur.agentId !== agentId)
+        return { refused: { code: "not_found", reason: "no such action" }, events: [] };
+      const step: Step =
+        cur.status === "decided"
+          ? { kind: "refused", code: "already_decided", reason: "already decided" }
+          : { kind: "decide", decision: { verdict: "cancelled", reasonCode: "cancelled", reasonText: note } };
+      return this.plan(cur, step, now, `agent:${agentId}`, {});
+    });
+    this.d.kick();
+    return result;
+  }
+
+  private async expireOrphan(a: ActionWithVotes): Promise<MutateResult> {
+    // The policy lost the route since routing (a changed file): the request cannot gather
+    // votes any more, so it fails closed at once rather than waiting out its deadline.
+    const now = this.d.now();
+    return this.d.store.mutate(a.id, now.getTime(), (cur) =>
+      this.plan(
+        cur,
+        cur.status === "decided"
+          ? { kind: "refused", code: "already_decided", reason: "already decided" }
+          : {
+              kind: "decide",
+              decision: {
+                verdict: "denied",
+                reasonCode: "no_route",
+                reasonText: `route ${cur.routeName} (level ${cur.level}) is no longer in the policy`,
+              },
+            },
+        now,
+        "system",
+        {},
+      ),
+    );
+  }
+
+  private route(a: Pick<ActionRow, "routeName">): Route | null {
+    return this.d.policy.routes.find((r) => r.name === a.routeName) ?? null;
+  }
+
+  private deadlineFor(a: ActionRow, route: Route, toLevel: number, now: Date): number {
+    const level = route.levels[toLevel];
+    if (!level) return now.getTime();
+    const tz = this.d.policy.regions[a.region]?.tz ?? "UTC";
+    return levelDeadline({
+      now,
+      level,
+      route,
+      tz,
+      requestedAt: new Date(a.requestedAt),
+      timeoutS: a.request.timeout_s,
+    }).getTime();
+  }
+
+  private async resolveEligible(
+    a: ActionRow,
+    spec: Route["levels"][number]["approvers"],
+  ): Promise<{ eligible: string[]; excluded: { user: string; why: string }[] }> {
+    const agent = this.d.policy.agents[a.agentId];
+    const candidates = new Set<string>(spec.users);
+    for (const g of spec.groups) for (const u of await this.d.directory.groupMembers(g)) candidates.add(u);
+    for (const role of spec.owners) for (const u of agent?.owners[role] ?? []) candidates.add(u);
+    const onBehalf = a.request.on_behalf_of?.slack_user ?? null;
+    const eligible: string[] = [];
+    const excluded: { user: string; why: string }[] = [];
+    for (const id of candidates) {
+      if (id === onBehalf) {
+        excluded.push({ user: id, why: "on_behalf_of" });
+        continue;
+      }
+      const u = await this.d.directory.user(id);
+      const why = !u
+        ? "unknown_user"
+        : u.deleted
+          ? "deactivated"
+          : u.isBot
+            ? "bot"
+            : u.isGuest
+              ? "guest"
+              : u.team !== this.d.policy.slack.team_id
+                ? "other_workspace"
+                : null;
+      if (why) excluded.push({ user: id, why });
+      else eligible.push(id);
+    }
+    return { eligible, excluded };
+  }
+
+  /** Turn a step of the core into what the store must write, with its events and effects. */
+  private plan(a: ActionWithVotes, step: Step, now: Date, actor: string, ctx: PlanContext): Plan | Refused {
+    const t = now.getTime();
+    if (step.kind === "refused") {
+      const events: NewEvent[] = [];
+      if (ctx.voter) {
+        events.push({
+          type: "vote_refused",
+          actor,
+          data: {
+            code: step.code,
+            reason: step.reason,
+            vote: ctx.ballot?.vote,
+            level: ctx.ballot?.cardLevel,
+          },
+        });
+      }
+      return { refused: { code: step.code, reason: step.reason }, events };
+    }
+    switch (step.kind) {
+      case "vote": {
+        const events: NewEvent[] = [
+          {
+            type: "vote_cast",
+            actor,
+            data: { vote: step.vote.vote, level: a.level, comment: step.vote.comment ?? null },
+          },
+        ];
+        const votes = [...a.votes, { ...step.vote, level: a.level }];
+        const effects: NewEffect[] = [
+          {
+            kind: "thread_note",
+            dedupeKey: `note:${a.id}:vote:${step.vote.user}`,
+            payload: { level: a.level, note: "vote", user: step.vote.user },
+          },
+        ];
+        if (!step.decision) return { vote: { ...step.vote, level: a.level }, events, effects };
+        return {
+          vote: { ...step.vote, level: a.level },
+          events: [...events, decidedEvent(step.decision)],
+          effects: [...effects, ...decisionEffects(a, a.request)],
+          decision: { outcome: step.decision, claims: this.claims(a, votes, step.decision, now) },
+        };
+      }
+      case "level_started":
+        return {
+          set: { eligible: step.eligible, quorum: step.quorum },
+          events: [
+            {
+              type: "level_started",
+              actor,
+              data: {
+                level: step.level,
+                eligible: step.eligible,
+                excluded: ctx.excluded ?? [],
+                quorum: step.quorum,
+              },
+            },
+          ],
+          effects: [
+            { kind: "post_card", dedupeKey: `card:${a.id}:${step.level}`, payload: { level: step.level } },
+          ],
+        };
+      case "escalate":
+        return {
+          set: { level: step.toLevel, quorum: step.quorum, eligible: null, deadlineAt: step.deadlineAt },
+          events: [
+            {
+              type: "escalated",
+              actor,
+              data: {
+                from_level: step.fromLevel,
+                to_level: step.toLevel,
+                why: step.why,
+                deadline: new Date(step.deadlineAt).toISOString(),
+                ...(ctx.eligible ? { eligible: ctx.eligible, excluded: ctx.excluded ?? [] } : {}),
+              },
+            },
+          ],
+          effects: [
+            {
+              kind: "thread_note",
+              dedupeKey: `note:${a.id}:escalated:${step.toLevel}`,
+              payload: {
+                level: step.fromLevel,
+                note: "escalated",
+                to_level: step.toLevel,
+                deadline: step.deadlineAt,
+              },
+            },
+            ...levelEffects(a.id, step.toLevel, step.deadlineAt, a.capAt),
+          ],
+        };
+      case "decide": {
+        const eligible = a.eligible ?? ctx.eligible ?? [];
+        return {
+          events: [decidedEvent(step.decision, actor)],
+          effects: decisionEffects(a, a.request),
+          decision: {
+            outcome: step.decision,
+            claims: this.claims({ ...a, eligible }, a.votes, step.decision, now),
+          },
+        };
+      }
+    }
+    return { refused: { code: "unknown_step", reason: `unknown step at ${t}` }, events: [] };
+  }
+
+  /** The record's claims (SPEC "Decision record"), all but seq and prev. */
+  claims(
+    a: Pick<
+      ActionRow,
+      | "id"
+      | "agentId"
+      | "requestId"
+      | "request"
+      | "requestSha256"
+      | "riskClass"
+      | "region"
+      | "routeName"
+      | "level"
+      | "quorum"
+      | "eligible"
+      | "requestedAt"
+      | "policySha256"
+    >,
+    votes: readonly ActionWithVotes["votes"][number][],
+    outcome: DecisionOutcome,
+    now: Date,
+  ): UnchainedClaims {
+    const req = a.request;
+    const decidedAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
+    return {
+      ver: 1,
+      iss: this.d.policy.issuer,
+      sub: a.agentId,
+      jti: newId("dec", now.getTime()),
+      iat: Math.floor(now.getTime() / 1000),
+      action_id: a.id,
+      request_id: a.requestId,
+      action_type: req.action.type,
+      summary: req.action.summary,
+      action_sha256: a.requestSha256,
+      risk_class: a.riskClass,
+      region: a.region,
+      purpose: req.purpose,
+      systems: req.action.systems ?? [],
+      on_behalf_of: req.on_behalf_of ?? null,
+      verdict: outcome.verdict,
+      reason_code: outcome.reasonCode,
+      reason_text: outcome.reasonText,
+      route: { name: a.routeName, quorum: a.quorum, escalation_level: a.level },
+      eligible: a.eligible ?? [],
+      votes: votes.map(({ level: _level, ...v }) => v),
+      requested_at: new Date(a.requestedAt).toISOString(),
+      decided_at: decidedAt.toISOString(),
+      ...(outcome.verdict === "approved"
+        ? {
+            valid_until: new Date(
+              decidedAt.getTime() + this.d.policy.defaults.approval_valid_for_ms,
+            ).toISOString(),
+          }
+        : {}),
+      policy_sha256: a.policySha256,
+    };
+  }
+}
+
+interface PlanContext {
+  voter?: Voter;
+  ballot?: { vote: "approve" | "deny"; comment?: string; cardLevel: number };
+  eligible?: readonly string[];
+  excluded?: readonly { user: string; why: string }[];
+}
+
+function state(a: ActionWithVotes): ActionState {
+  return {
+    id: a.id,
+    status: a.status,
+    routeName: a.routeName,
+    level: a.level,
+    quorum: a.quorum,
+    eligible: a.eligible,
+    deadlineAt: a.deadlineAt,
+    capAt: a.capAt,
+    onBehalfOf: a.request.on_behalf_of?.slack_user ?? null,
+    votes: a.votes,
+  };
+}
+
+function refusedResult(a: ActionWithVotes): MutateResult {
+  return { kind: "refused", code: "stale", reason: "nothing to do", action: a };
+}
+
+function decidedEvent(d: DecisionOutcome, actor = "system"): NewEvent {
+  const type = d.verdict === "expired" ? "expired" : d.verdict === "cancelled" ? "cancelled" : "decided";
+  return { type, actor, data: { verdict: d.verdict, reason_code: d.reasonCode, reason_text: d.reasonText } };
+}
+
+function levelEffects(
+  id: string,
+  level: number,
+  deadlineAt: number | null,
+  capAt: number | null,
+): NewEffect[] {
+  const at = [deadlineAt, capAt].filter((x): x is number => x !== null);
+  return [
+    { kind: "start_level", dedupeKey: `level:${id}:${level}`, payload: { level } },
+    ...(at.length
+      ? [
+          {
+            kind: "timer" as const,
+            dedupeKey: `timer:${id}:${level}`,
+            payload: { level, at: Math.min(...at) },
+          },
+        ]
+      : []),
+  ];
+}
+
+/** What follows every verdict: the cards updated, the agent's jobs released, the requester told. */
+export function decisionEffects(a: Pick<ActionRow, "id">, request: ActionRequest): NewEffect[] {
+  const effects: NewEffect[] = [
+    { kind: "release", dedupeKey: `release:${a.id}` },
+    { kind: "update_card", dedupeKey: `update:${a.id}` },
+  ];
+  if (request.on_behalf_of?.slack_user) {
+    effects.push({
+      kind: "dm",
+      dedupeKey: `dm:${a.id}:requester`,
+      payload: { to: request.on_behalf_of.slack_user },
+    });
+  }
+  return effects;
+}
+
+export type { AgentPolicy };

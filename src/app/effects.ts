@@ -1,0 +1,170 @@
+/**
+ * Carries out the outbox: effects written in the transaction that decided them, run after
+ * the commit. Runs at once when kicked (so a card follows its request in milliseconds),
+ * and polls for what is due (retries, effects left by a crashed process whose lease ran out).
+ *
+ * At-least-once: an effect that ran but was not marked done runs again after its lease.
+ * Handlers make that harmless (cards are keyed on action and level; releases and
+ * timers are idempotent; webhooks carry the same id on every attempt).
+ */
+import type { Logger } from "pino";
+import type { Effect, EffectKind, Store } from "./ports.js";
+
+export type EffectOutcome =
+  | { readonly kind: "done" }
+  /** Try again at `at` (a passing fault: Slack 5xx or 429, Redis down, ordering not met yet). */
+  | { readonly kind: "retry"; readonly at: number; readonly error: string }
+  /** Give up: a permanent fault (channel_not_found, invalid_blocks). Kept for operators; the request still reaches its deadline. */
+  | { readonly kind: "dead"; readonly error: string };
+
+export type EffectHandler = (e: Effect) => Promise<EffectOutcome>;
+
+export interface EffectRunnerOptions {
+  readonly pollMs?: number;
+  readonly leaseMs?: number;
+  readonly batch?: number;
+  /** Back-off for thrown errors: min(maxBackoffMs, baseBackoffMs * 2^(attempts-1)). */
+  readonly baseBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+}
+
+export class EffectRunner {
+  private handlers = new Map<EffectKind, EffectHandler>();
+  private timer: NodeJS.Timeout | null = null;
+  private draining: Promise<void> | null = null;
+  private again = false;
+  private stopped = true;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly opts: Required<EffectRunnerOptions>;
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+    opts: EffectRunnerOptions = {},
+  ) {
+    this.opts = {
+      pollMs: opts.pollMs ?? 500,
+      leaseMs: opts.leaseMs ?? 30_000,
+      batch: opts.batch ?? 64,
+      baseBackoffMs: opts.baseBackoffMs ?? 1_000,
+      maxBackoffMs: opts.maxBackoffMs ?? 5 * 60_000,
+    };
+  }
+
+  on(kind: EffectKind, handler: EffectHandler): this {
+    this.handlers.set(kind, handler);
+    return this;
+  }
+
+  start(): void {
+    this.stopped = false;
+    const tick = () => {
+      if (this.stopped) return;
+      this.kick();
+      this.timer = setTimeout(tick, this.opts.pollMs);
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  /** Run what is due now. Cheap to call often: concurrent kicks fold into one drain. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.draining) {
+      this.again = true;
+      return;
+    }
+    this.draining = this.drain()
+      .catch((e) => this.log.error({ err: e }, "outbox: drain failed"))
+      .finally(() => {
+        this.draining = null;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const due = await this.store.claimEffects(this.now(), this.opts.batch, this.opts.leaseMs);
+      if (!due.length) return;
+      // Effects of one action run in order (a card before its update); actions run in parallel.
+      const byAction = new Map<string, Effect[]>();
+      for (const e of due) {
+        const k = e.actionId ?? `#${e.id}`;
+        const list = byAction.get(k) ?? [];
+        list.push(e);
+        byAction.set(k, list);
+      }
+      await Promise.all(
+        [...byAction.values()].map(async (list) => {
+          for (const e of list) await this.track(this.runOne(e));
+        }),
+      );
+      if (due.length < this.opts.batch) return;
+    }
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.inflight.add(p);
+    return p.finally(() => this.inflight.delete(p));
+  }
+
+  private async runOne(e: Effect): Promise<void> {
+    const handler = this.handlers.get(e.kind);
+    let outcome: EffectOutcome;
+    if (!handler) {
+      outcome = {
+        kind: "retry",
+        at: this.now() + this.opts.leaseMs,
+        error: `no handler for ${e.kind} in this process`,
+      };
+    } else {
+      try {
+        outcome = await handler(e);
+      } catch (err) {
+        const backoff = Math.min(
+          this.opts.maxBackoffMs,
+          this.opts.baseBackoffMs * 2 ** Math.max(0, e.attempts - 1),
+        );
+        outcome = { kind: "retry", at: this.now() + backoff, error: errorText(err) };
+      }
+    }
+    try {
+      if (outcome.kind === "done") await this.store.completeEffect(e.id, this.now());
+      else if (outcome.kind === "retry") {
+        this.log.warn(
+          { effect: e.kind, action: e.actionId, attempts: e.attempts, error: outcome.error },
+          "outbox: effect will be retried",
+        );
+        await this.store.retryEffect(e.id, outcome.at, outcome.error);
+      } else {
+        this.log.error(
+          { effect: e.kind, action: e.actionId, error: outcome.error },
+          "outbox: effect failed for good",
+        );
+        await this.store.killEffect(e.id, outcome.error, this.now());
+      }
+    } catch (err) {
+      // The lease will run out and the effect will run again: at-least-once, never lost.
+      this.log.error({ err, effect: e.kind }, "outbox: could not record the outcome");
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.draining;
+    await Promise.allSettled([...this.inflight]);
+  }
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const data = (err as { data?: { error?: string } }).data;
+    return data?.error ? `${err.message} (${data.error})` : err.message;
+  }
+  return String(err);
+}

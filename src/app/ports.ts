@@ -1,0 +1,197 @@
+/**
+ * The ports the use-cases depend on. Adapters (SQLite today, PostgreSQL later; BullMQ;
+ * Slack) implement them; the use-cases never import an adapter.
+ */
+import type { DecisionOutcome } from "../domain/decision.js";
+import type { ActionRequest, RecordClaims, Vote } from "../domain/types.js";
+
+export interface ActionRow {
+  readonly id: string;
+  readonly agentId: string;
+  readonly requestId: string;
+  readonly request: ActionRequest;
+  readonly requestSha256: string;
+  readonly actionType: string;
+  readonly riskClass: string;
+  readonly region: string;
+  readonly status: "pending" | "decided";
+  readonly routeName: string | null;
+  readonly level: number;
+  readonly quorum: number;
+  readonly eligible: readonly string[] | null;
+  readonly deadlineAt: number | null;
+  readonly capAt: number | null;
+  readonly policySha256: string;
+  readonly requestedAt: number;
+  readonly verdict: DecisionOutcome["verdict"] | null;
+  readonly reasonCode: DecisionOutcome["reasonCode"] | null;
+  readonly decidedAt: number | null;
+  readonly recordSeq: number | null;
+}
+
+export interface ActionWithVotes extends ActionRow {
+  readonly votes: readonly (Vote & { readonly level: number })[];
+}
+
+export interface StoredRecord {
+  readonly seq: number;
+  readonly actionId: string;
+  readonly decisionId: string;
+  readonly jws: string;
+  readonly digest: string;
+  readonly kid: string;
+}
+
+export interface NewEvent {
+  readonly type: string;
+  /** `agent:<id>`, `slack:<user>`, `system`, `timer`, `http:<agent>`. */
+  readonly actor: string;
+  readonly data?: Readonly<Record<string, unknown>>;
+}
+
+export interface StoredEvent extends NewEvent {
+  readonly id: number;
+  readonly actionId: string | null;
+  readonly agentId: string | null;
+  readonly at: number;
+}
+
+export type EffectKind =
+  | "start_level"
+  | "post_card"
+  | "update_card"
+  | "thread_note"
+  | "dm"
+  | "release"
+  | "timer"
+  | "webhook";
+
+export interface NewEffect {
+  readonly kind: EffectKind;
+  /** Unique across the outbox: adding an effect whose key exists is a no-op. */
+  readonly dedupeKey: string;
+  readonly payload?: Readonly<Record<string, unknown>>;
+  readonly dueAt?: number;
+}
+
+export interface Effect {
+  readonly id: number;
+  readonly actionId: string | null;
+  readonly kind: EffectKind;
+  readonly dedupeKey: string;
+  readonly payload: Record<string, unknown>;
+  readonly attempts: number;
+  readonly createdAt: number;
+}
+
+export interface Card {
+  readonly actionId: string;
+  readonly level: number;
+  readonly channel: string;
+  readonly ts: string;
+}
+
+/** The record's claims before the log gives it a place. */
+export type UnchainedClaims = Omit<RecordClaims, "seq" | "prev">;
+
+export interface Plan {
+  /** Columns of the action to change. */
+  readonly set?: Partial<Pick<ActionRow, "level" | "quorum" | "eligible" | "deadlineAt">>;
+  readonly vote?: Vote & { readonly level: number };
+  readonly events: readonly NewEvent[];
+  readonly effects: readonly NewEffect[];
+  /** A verdict: the store allocates seq and prev, signs and inserts the record in the same transaction. */
+  readonly decision?: { readonly outcome: DecisionOutcome; readonly claims: UnchainedClaims };
+}
+
+export interface Refused {
+  readonly refused: { readonly code: string; readonly reason: string };
+  /** Events to keep even though nothing changed (e.g. a refused vote). */
+  readonly events: readonly NewEvent[];
+}
+
+export type MutateResult =
+  | { readonly kind: "applied"; readonly action: ActionWithVotes; readonly record: StoredRecord | null }
+  | {
+      readonly kind: "refused";
+      readonly code: string;
+      readonly reason: string;
+      readonly action: ActionWithVotes;
+    }
+  | { readonly kind: "not_found" };
+
+export interface NewAction
+  extends Omit<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq"> {}
+
+export interface AdmitInput {
+  readonly action: NewAction;
+  readonly proof: { readonly jti: string; readonly exp: number } | null;
+  readonly job: { readonly key: string; readonly id: string } | null;
+  readonly maxPending: number;
+  readonly events: readonly NewEvent[];
+  readonly effects: (action: NewAction) => readonly NewEffect[];
+  /** Set when the policy decides at once (an `auto:` route, or no route). */
+  readonly decision?: { readonly outcome: DecisionOutcome; readonly claims: UnchainedClaims };
+  readonly now: number;
+}
+
+export type AdmitResult =
+  | { readonly kind: "created"; readonly action: ActionRow; readonly record: StoredRecord | null }
+  | { readonly kind: "repeat"; readonly action: ActionRow; readonly record: StoredRecord | null };
+
+/** Signs a record's claims; called inside the store's transaction, so it must be synchronous and fast. */
+export type RecordSigner = (claims: RecordClaims) => { jws: string; kid: string };
+
+export interface Store {
+  /**
+   * Accept a new request, or recognise a repeat, atomically: the proof's jti is spent,
+   * (agent, request_id) deduplicated, the pending limit checked, the action inserted with
+   * its events and effects, and the record issued when the policy decided at once.
+   * Throws RejectionError for replayed_proof, request_id_conflict, too_many_pending.
+   */
+  admit(input: AdmitInput): Promise<AdmitResult>;
+  /** Read the action, let `decide` (pure, synchronous) plan a change, apply it: one transaction. */
+  mutate(
+    actionId: string,
+    now: number,
+    decide: (a: ActionWithVotes) => Plan | Refused,
+  ): Promise<MutateResult>;
+
+  getAction(id: string): Promise<ActionWithVotes | null>;
+  getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null>;
+  getRecord(actionId: string): Promise<StoredRecord | null>;
+  findJob(jobKey: string): Promise<{ actionId: string } | null>;
+  unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]>;
+  markJobsReleased(keys: readonly string[], now: number): Promise<void>;
+
+  appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void>;
+  listEvents(actionId: string): Promise<StoredEvent[]>;
+
+  getCards(actionId: string): Promise<Card[]>;
+  findCardByMessage(channel: string, ts: string): Promise<Card | null>;
+  /** Returns false when a card for that action and level was already saved (another process won). */
+  saveCard(card: Card, now: number): Promise<boolean>;
+
+  addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void>;
+  /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
+  claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
+  completeEffect(id: number, now: number): Promise<void>;
+  retryEffect(id: number, dueAt: number, error: string): Promise<void>;
+  killEffect(id: number, error: string, now: number): Promise<void>;
+  pendingEffectCount(): Promise<number>;
+
+  /** Pending actions whose next timer is at or before `until` (all with a timer when until is +Infinity). */
+  timersDue(until: number, limit: number): Promise<{ id: string; level: number; at: number }[]>;
+  /** Decided actions with jobs not yet released. */
+  unreleasedDecided(limit: number): Promise<string[]>;
+
+  registerSigningKey(kid: string, publicJwk: object, now: number): Promise<void>;
+  signingKeys(): Promise<{ kid: string; publicJwk: object }[]>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

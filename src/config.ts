@@ -1,0 +1,122 @@
+/**
+ * The only reader of the environment. Parsed once, at start, into a read-only object;
+ * services get the slice they need. Secrets have no defaults.
+ */
+import path from "node:path";
+import { z } from "zod";
+import { parseDuration } from "./domain/duration.js";
+
+const durationList = z
+  .string()
+  .default("5s,5m,30m,2h,5h,10h,14h,20h,24h")
+  .transform((text, ctx) => {
+    try {
+      return text
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map(parseDuration);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+      return z.NEVER;
+    }
+  })
+  .refine((list) => list.length > 0, "at least one delay");
+
+const EnvSchema = z.object({
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  DATABASE_URL: z
+    .string()
+    .default("file:./data/countersign.db")
+    .refine((v) => v.startsWith("file:") || v === ":memory:", "only file:PATH (SQLite) is supported so far"),
+  SLACK_BOT_TOKEN: z.string().min(1).optional(),
+  SLACK_SIGNING_SECRET: z.string().min(1).optional(),
+  SLACK_APP_TOKEN: z.string().startsWith("xapp-", "an app-level token starts with xapp-").optional(),
+  SLACK_API_URL: z.string().url().optional(),
+  SIGNING_KEY_FILE: z.string().default("./data/signing-key.pem"),
+  POLICY_FILE: z.string().default("./policy.yml"),
+  HOST: z.string().default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  INTAKE_QUEUE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ and -")
+    .default("approval-requests"),
+  QUEUE_PREFIX: z.string().min(1).default("bull"),
+  AUDITOR_TOKENS: z.string().default(""),
+  WEBHOOK_RETRY_DELAYS: durationList,
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  INSTANCE_ID: z.string().optional(),
+});
+
+export interface Config {
+  readonly redisUrl: string;
+  /** An absolute file path, or ":memory:". */
+  readonly databasePath: string;
+  readonly slack: {
+    readonly botToken: string | undefined;
+    readonly signingSecret: string | undefined;
+    readonly appToken: string | undefined;
+    readonly apiUrl: string | undefined;
+  };
+  readonly signingKeyFile: string;
+  readonly policyFile: string;
+  readonly http: { readonly host: string; readonly port: number };
+  readonly queue: { readonly intake: string; readonly prefix: string };
+  readonly auditorTokens: readonly string[];
+  readonly webhookRetryDelaysMs: readonly number[];
+  readonly logLevel: string;
+  readonly instanceId: string;
+  /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
+  readonly secrets: Readonly<Record<string, string | undefined>>;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError" as const;
+}
+
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  cwd = process.cwd(),
+): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid environment:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  const dbPath =
+    e.DATABASE_URL === ":memory:" ? ":memory:" : path.resolve(cwd, e.DATABASE_URL.slice("file:".length));
+  return Object.freeze({
+    redisUrl: e.REDIS_URL,
+    databasePath: dbPath,
+    slack: Object.freeze({
+      botToken: e.SLACK_BOT_TOKEN,
+      signingSecret: e.SLACK_SIGNING_SECRET,
+      appToken: e.SLACK_APP_TOKEN,
+      apiUrl: e.SLACK_API_URL,
+    }),
+    signingKeyFile: path.resolve(cwd, e.SIGNING_KEY_FILE),
+    policyFile: path.resolve(cwd, e.POLICY_FILE),
+    http: Object.freeze({ host: e.HOST, port: e.PORT }),
+    queue: Object.freeze({ intake: e.INTAKE_QUEUE, prefix: e.QUEUE_PREFIX }),
+    auditorTokens: Object.freeze(
+      e.AUDITOR_TOKENS.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+    webhookRetryDelaysMs: Object.freeze(e.WEBHOOK_RETRY_DELAYS),
+    logLevel: e.LOG_LEVEL,
+    instanceId: e.INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    secrets: Object.freeze({ ...env }),
+  });
+}
+
+/** `serve` needs Slack credentials; other commands (migrate, keys, audit) do not. */
+export function requireSlack(config: Config): { botToken: string; signingSecret: string } {
+  const missing = [
+    config.slack.botToken ? null : "SLACK_BOT_TOKEN",
+    config.slack.signingSecret ? null : "SLACK_SIGNING_SECRET",
+  ].filter(Boolean);
+  if (missing.length > 0) throw new ConfigError(`missing ${missing.join(" and ")} (see .env.example)`);
+  return { botToken: config.slack.botToken!, signingSecret: config.slack.signingSecret! };
+}

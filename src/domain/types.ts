@@ -1,0 +1,227 @@
+/**
+ * The shared vocabulary of Countersign's core. Everything here is plain data:
+ * no I/O, no clocks, no Slack, no database. Adapters translate to and from it.
+ */
+
+export type Verdict = "approved" | "denied" | "expired" | "cancelled";
+export const VERDICTS: readonly Verdict[] = ["approved", "denied", "expired", "cancelled"];
+
+export type ReasonCode =
+  | "approvers"
+  | "policy"
+  | "timeout"
+  | "no_route"
+  | "no_eligible_approvers"
+  | "cancelled";
+
+/** Why a request was refused before it became an action (SPEC "Outcome of the job"). */
+export type RejectionCode =
+  | "invalid_request"
+  | "unknown_agent"
+  | "bad_proof"
+  | "proof_expired"
+  | "replayed_proof"
+  | "action_not_allowed"
+  | "region_not_allowed"
+  | "callback_not_allowed"
+  | "request_id_conflict"
+  | "too_many_pending";
+
+/** One failing field; `path` is dotted as in `action.summary` (array items as `action.systems.3`). */
+export interface FieldError {
+  readonly path: string;
+  readonly message: string;
+}
+
+/**
+ * A refusal with a stable code. The message says what is wrong and where, in words a
+ * person can act on; it never contains database or library internals.
+ */
+export class RejectionError extends Error {
+  override readonly name = "RejectionError" as const;
+  constructor(
+    readonly code: RejectionCode,
+    message: string,
+    readonly errors: readonly FieldError[] = [],
+  ) {
+    super(message);
+  }
+  /** The BullMQ failedReason / log form: `rejected: <code>: <what and where>`. */
+  get failedReason(): string {
+    return `rejected: ${this.code}: ${this.message}`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The agent's request (SPEC "ActionRequest"). Validated by src/domain/request.ts.
+
+export interface OnBehalfOf {
+  readonly slack_user?: string;
+  readonly email?: string;
+}
+
+export interface ActionRequest {
+  readonly request_id: string;
+  readonly agent_id: string;
+  readonly action: {
+    readonly type: string;
+    readonly summary: string;
+    readonly details?: Readonly<Record<string, unknown>>;
+    readonly systems?: readonly string[];
+  };
+  readonly risk_class: string;
+  readonly region: string;
+  readonly purpose: string;
+  readonly on_behalf_of?: OnBehalfOf;
+  readonly callback_url?: string;
+  readonly timeout_s?: number;
+  readonly context?: Readonly<Record<string, unknown>>;
+}
+
+// ---------------------------------------------------------------------------
+// The policy file, after parsing and validation (src/domain/policy.ts).
+// Durations are milliseconds. Every list is present (possibly empty) so callers
+// never need to guess a default.
+
+export type Weekday = "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+
+export interface BusinessHours {
+  readonly days: readonly Weekday[];
+  /** "HH:MM", 24 h, local to the region's time zone. */
+  readonly start: string;
+  readonly end: string;
+}
+
+export interface ApproverSpec {
+  readonly users: readonly string[];
+  /** Slack user group ids (S...), resolved with usergroups.users.list. */
+  readonly groups: readonly string[];
+  /** Owner roles of the requesting agent (e.g. "risk"), resolved through AgentPolicy.owners. */
+  readonly owners: readonly string[];
+}
+
+/** One level of a route's ladder. Level 0 is the route itself; escalation levels follow. */
+export interface RouteLevel {
+  readonly approvers: ApproverSpec;
+  readonly channel: string;
+  readonly quorum: number;
+  readonly timeout_ms: number;
+}
+
+export interface RouteWhen {
+  readonly risk_class?: readonly string[];
+  readonly region?: readonly string[];
+  /** Action type globs: `*` matches within one dotted segment, a trailing `.*` also matches deeper. */
+  readonly action?: readonly string[];
+  readonly agent?: readonly string[];
+  readonly vendor_managed?: boolean;
+}
+
+export interface Route {
+  readonly name: string;
+  /** 0-based position in the file; first match wins. */
+  readonly index: number;
+  readonly when: RouteWhen;
+  /** Set for `auto:` routes, which have no levels. */
+  readonly auto?: "approve" | "deny";
+  /** Level 0 is the route; then its `escalation` entries. Empty for auto routes. */
+  readonly levels: readonly RouteLevel[];
+  readonly on_timeout: "deny" | "escalate";
+  readonly business_hours?: BusinessHours;
+}
+
+export interface CallbackOrigin {
+  /** Normalised `scheme://host[:port]` (default ports dropped, host lower-case). */
+  readonly origin: string;
+  readonly allow_private: boolean;
+}
+
+export type AgentAuth =
+  | { readonly kind: "hmac"; readonly secret_env: string }
+  | { readonly kind: "eddsa"; readonly public_key_file: string /* absolute path */ };
+
+export interface AgentPolicy {
+  readonly id: string;
+  /** Role name -> Slack user ids (a role in the file may be one id or a list). */
+  readonly owners: Readonly<Record<string, readonly string[]>>;
+  readonly auth: AgentAuth;
+  readonly webhook_secret_env?: string;
+  readonly callback_origins: readonly CallbackOrigin[];
+  /** Action type globs, same syntax as RouteWhen.action. */
+  readonly allowed_actions: readonly string[];
+  /** Empty: any of the policy's regions. */
+  readonly regions: readonly string[];
+  readonly vendor_managed: boolean;
+  readonly max_pending: number;
+}
+
+export interface Policy {
+  readonly issuer: string;
+  readonly slack: { readonly team_id: string };
+  /** In rising order. */
+  readonly risk_classes: readonly string[];
+  readonly regions: Readonly<Record<string, { readonly tz: string }>>;
+  readonly defaults: {
+    readonly timeout_ms: number;
+    readonly on_timeout: "deny" | "escalate";
+    readonly approval_valid_for_ms: number;
+    readonly max_pending: number;
+  };
+  /** Action type glob -> the lowest risk class it may carry. */
+  readonly actions: Readonly<Record<string, { readonly min_risk: string }>>;
+  readonly agents: Readonly<Record<string, AgentPolicy>>;
+  readonly routes: readonly Route[];
+  /** base64url SHA-256 of the policy file's bytes, as recorded in `policy_sha256`. */
+  readonly sha256: string;
+  /** Absolute path of the file it came from (relative key paths resolve against its folder). */
+  readonly file: string;
+}
+
+// ---------------------------------------------------------------------------
+// Votes and records.
+
+export interface Vote {
+  readonly user: string;
+  readonly team: string;
+  readonly email?: string;
+  readonly real_name?: string;
+  readonly vote: "approve" | "deny";
+  /** ISO 8601. */
+  readonly at: string;
+  readonly comment?: string;
+}
+
+/** The payload of a decision record (SPEC "Decision record"), exactly as signed. */
+export interface RecordClaims {
+  readonly ver: 1;
+  readonly iss: string;
+  readonly sub: string;
+  readonly jti: string;
+  readonly iat: number;
+  readonly action_id: string;
+  readonly request_id: string;
+  readonly action_type: string;
+  readonly summary: string;
+  readonly action_sha256: string;
+  readonly risk_class: string;
+  readonly region: string;
+  readonly purpose: string;
+  readonly systems: readonly string[];
+  readonly on_behalf_of: OnBehalfOf | null;
+  readonly verdict: Verdict;
+  readonly reason_code: ReasonCode;
+  readonly reason_text: string;
+  readonly route: {
+    readonly name: string | null;
+    readonly quorum: number;
+    readonly escalation_level: number;
+  };
+  readonly eligible: readonly string[];
+  readonly votes: readonly Vote[];
+  readonly requested_at: string;
+  readonly decided_at: string;
+  readonly valid_until?: string;
+  readonly policy_sha256: string;
+  readonly seq: number;
+  readonly prev: string | null;
+}
