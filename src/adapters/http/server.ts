@@ -1,0 +1,130 @@
+/**
+ * The HTTP door: health, JWKS, metrics and the Slack endpoint (later the agent and
+ * auditor APIs). Routes parse and answer; the work is in the use-cases. Errors are
+ * RFC 9457 problem+json, mapped in one place.
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Store } from "../../app/ports.js";
+import { type RejectionCode, RejectionError } from "../../domain/types.js";
+
+export interface HttpDeps {
+  readonly store: Store;
+  readonly slackListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
+  readonly redisPing: () => Promise<void>;
+  readonly metrics: () => Promise<string>;
+}
+
+const STATUS: Record<
+  RejectionCode | "unauthenticated" | "forbidden" | "not_found" | "unavailable" | "too_large",
+  number
+> = {
+  invalid_request: 400,
+  region_not_allowed: 400,
+  callback_not_allowed: 400,
+  unauthenticated: 401,
+  bad_proof: 401,
+  proof_expired: 401,
+  replayed_proof: 401,
+  unknown_agent: 401,
+  action_not_allowed: 403,
+  forbidden: 403,
+  not_found: 404,
+  request_id_conflict: 409,
+  too_large: 413,
+  too_many_pending: 429,
+  unavailable: 503,
+};
+
+export function problem(
+  code: keyof typeof STATUS,
+  detail: string,
+  errors: readonly { path: string; message: string }[] = [],
+) {
+  const status = STATUS[code];
+  return {
+    status,
+    body: {
+      type: `https://countersign.dev/problems/${code.replace(/_/g, "-")}`,
+      title: code.replace(/_/g, " "),
+      status,
+      detail,
+      code,
+      ...(errors.length ? { errors } : {}),
+    },
+  };
+}
+
+export function buildHttp(deps: HttpDeps): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    // Slack's endpoint is served by Bolt's own receiver, on the raw request, before fastify
+    // reads the body: its signature check needs the exact bytes.
+    serverFactory: (handler) =>
+      http.createServer((req, res) => {
+        if (deps.slackListener && req.url?.split("?")[0] === "/slack/events")
+          return deps.slackListener(req, res);
+        handler(req, res);
+      }),
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof RejectionError) {
+      const p = problem(err.code, err.message, err.errors);
+      return reply.status(p.status).type("application/problem+json").send(p.body);
+    }
+    const e = err as { statusCode?: number; code?: string; message: string };
+    if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      const p = problem("too_large", "the body is over 64 KiB");
+      return reply.status(413).type("application/problem+json").send(p.body);
+    }
+    if (e.statusCode && e.statusCode < 500) {
+      const p = problem("invalid_request", e.message);
+      return reply
+        .status(e.statusCode)
+        .type("application/problem+json")
+        .send({ ...p.body, status: e.statusCode });
+    }
+    // Never pass database or library text to a client.
+    app.log.error(err);
+    const p = problem("unavailable", "the service could not complete the request; try again");
+    return reply.status(503).type("application/problem+json").send(p.body);
+  });
+
+  app.get("/healthz", async () => ({ ok: true }));
+
+  app.get("/readyz", async (_req, reply) => {
+    const checks = await Promise.allSettled([withTimeout(deps.redisPing(), 1000), deps.store.ping()]);
+    const [redis, db] = checks.map((c) => (c.status === "fulfilled" ? "ok" : "down"));
+    const ok = redis === "ok" && db === "ok";
+    return reply.status(ok ? 200 : 503).send({ ok, redis, database: db });
+  });
+
+  app.get("/.well-known/jwks.json", async (_req, reply) => {
+    const keys = await deps.store.signingKeys();
+    return reply.header("cache-control", "public, max-age=300").send({ keys: keys.map((k) => k.publicJwk) });
+  });
+
+  app.get("/metrics", async (_req, reply) =>
+    reply.type("text/plain; version=0.0.4").send(await deps.metrics()),
+  );
+
+  return app;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,179 @@
+/**
+ * `countersign`: the operator's and auditor's command line. Each command parses its
+ * arguments, calls into the product, prints, and exits 0 on success, 1 on a finding
+ * (a bad policy, a failed verification), 2 on a usage error.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Command, CommanderError } from "commander";
+import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
+import { loadAgentKeys, mintProof } from "../adapters/crypto/proof.js";
+import { SqliteStore } from "../adapters/db/sqlite.js";
+import { ConfigError, loadConfig } from "../config.js";
+import { parseStrictJson } from "../domain/json.js";
+import { effectiveRiskClass, loadPolicyFile, PolicyError } from "../domain/policy.js";
+import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
+import { selectRoute } from "../domain/routing.js";
+import { RejectionError } from "../domain/types.js";
+import { startCountersign } from "../main.js";
+
+const program = new Command()
+  .name("countersign")
+  .description("A human approval gate for autonomous agents.")
+  .exitOverride()
+  .showHelpAfterError();
+
+program
+  .command("serve")
+  .description("run the gate: queue worker, Slack app, HTTP API, timers")
+  .action(async () => {
+    const app = await startCountersign(loadConfig());
+    onSignal(() => app.stop());
+  });
+
+program
+  .command("demo")
+  .description("run Countersign with a local Slack simulator and a demo agent (needs Node and Redis only)")
+  .option("--data <dir>", "where the demo keeps its policy, keys and database", "./data/demo")
+  .option("--port <port>", "the simulator page's port", "3001")
+  .option("--no-agent", "do not start the demo agent")
+  .action(async (opts: { data: string; port: string; agent: boolean }) => {
+    const { runDemo } = await import("../simulator/demo.js");
+    await runDemo({ dataDir: path.resolve(opts.data), pagePort: Number(opts.port), agent: opts.agent });
+  });
+
+program
+  .command("migrate")
+  .description("apply the database migrations (serve does this at start too)")
+  .action(async () => {
+    const config = loadConfig();
+    const store = new SqliteStore(config.databasePath);
+    await store.close();
+    console.log(`migrated ${config.databasePath}`);
+  });
+
+const keys = program.command("keys").description("the Ed25519 key that signs decision records");
+keys
+  .command("generate")
+  .description("create a signing key (an existing one is kept beside it, retired, and stays in the JWKS)")
+  .action(async () => {
+    const config = loadConfig();
+    const { key, retired } = generateKeyFile(config.signingKeyFile);
+    const store = new SqliteStore(config.databasePath);
+    await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
+    await store.close();
+    console.log(`generated ${config.signingKeyFile} (kid ${key.kid})`);
+    if (retired)
+      console.log(`the previous key was moved to ${retired}; restart the service to sign with the new one`);
+  });
+keys
+  .command("jwks")
+  .description("print the JWKS (every key that ever signed), for offline verification")
+  .action(async () => {
+    const config = loadConfig();
+    const store = new SqliteStore(config.databasePath);
+    const list = await store.signingKeys();
+    await store.close();
+    if (!list.length && fs.existsSync(config.signingKeyFile))
+      list.push({ kid: "", publicJwk: readSigningKey(config.signingKeyFile).publicJwk });
+    console.log(JSON.stringify({ keys: list.map((k) => k.publicJwk) }, null, 2));
+  });
+
+const policy = program.command("policy").description("the policy file");
+policy
+  .command("check [file]")
+  .description("validate a policy file; with --explain, say which route a request would take and why")
+  .option("--explain <json>", "an ActionRequest as JSON (or @file.json)")
+  .action((file: string | undefined, opts: { explain?: string }) => {
+    const config = loadConfig();
+    const p = loadPolicyFile(path.resolve(file ?? config.policyFile));
+    const agents = Object.keys(p.agents).length;
+    console.log(`${p.file}: ok (${agents} agent(s), ${p.routes.length} route(s), sha256 ${p.sha256})`);
+    if (!opts.explain) return;
+    const text = opts.explain.startsWith("@") ? fs.readFileSync(opts.explain.slice(1), "utf8") : opts.explain;
+    const request = validateRequest(parseStrictJson(text));
+    const { agent, riskClass } = checkRequestAgainstPolicy(p, request);
+    const d = selectRoute(p, {
+      agent,
+      action_type: request.action.type,
+      risk_class: riskClass,
+      region: request.region,
+    });
+    if (riskClass !== request.risk_class) {
+      console.log(`risk class: ${request.risk_class} raised to ${riskClass} by the policy's actions floor`);
+    } else {
+      console.log(`risk class: ${effectiveRiskClass(p, request.action.type, request.risk_class)}`);
+    }
+    for (const step of d.explanation)
+      console.log(`  ${step.matched ? "✔" : "✘"} ${step.route}: ${step.because}`);
+    if (!d.route) console.log("no route matches: the request would be denied (reason_code no_route)");
+    else if (d.route.auto) console.log(`route ${d.route.name}: auto-${d.route.auto} (reason_code policy)`);
+    else {
+      const l = d.route.levels[0]!;
+      console.log(
+        `route ${d.route.name}: quorum ${l.quorum} in ${l.channel}, ${d.route.levels.length - 1} escalation level(s), on_timeout ${d.route.on_timeout}`,
+      );
+    }
+  });
+
+program
+  .command("agent")
+  .description("tools for agents")
+  .command("token <agentId>")
+  .description("mint a proof (a short-lived JWT) for curl, from the agent's secret or private key")
+  .option(
+    "--key <file>",
+    "the agent's Ed25519 private key (PEM); HMAC agents use their secret from the environment",
+  )
+  .option("--request <file>", "bind the proof to this request body (its `req` claim)")
+  .option("--ttl <seconds>", "lifetime, at most 300", "120")
+  .action(async (agentId: string, opts: { key?: string; request?: string; ttl: string }) => {
+    const config = loadConfig();
+    const p = loadPolicyFile(config.policyFile);
+    const agent = p.agents[agentId];
+    if (!agent) throw new UsageError(`agent ${agentId} is not in ${p.file}`);
+    let key: Parameters<typeof mintProof>[0]["key"];
+    if (opts.key) key = { kind: "eddsa-private", privateKeyPem: fs.readFileSync(opts.key, "utf8") };
+    else if (agent.auth.kind === "hmac") {
+      const k = loadAgentKeys({ ...p, agents: { [agentId]: agent } }, config.secrets).get(agentId);
+      if (k?.kind !== "hmac") throw new UsageError(`no HMAC secret for ${agentId}`);
+      key = k;
+    } else throw new UsageError(`agent ${agentId} signs with Ed25519: pass its private key with --key FILE`);
+    const request = opts.request ? parseStrictJson(fs.readFileSync(opts.request, "utf8")) : undefined;
+    const ttl = Number(opts.ttl);
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw new UsageError("--ttl must be 1-300 seconds");
+    console.log(await mintProof({ agentId, audience: p.issuer, key, request, ttlSeconds: ttl }));
+  });
+
+class UsageError extends Error {}
+
+function onSignal(stop: () => Promise<void>): void {
+  let once = false;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (once) process.exit(1);
+      once = true;
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+  if (e instanceof PolicyError || e instanceof ConfigError || e instanceof RejectionError) {
+    console.error(e instanceof RejectionError ? e.failedReason : e.message);
+    if (e instanceof RejectionError) for (const x of e.errors) console.error(`  ${x.path}: ${x.message}`);
+    process.exit(1);
+  }
+  if (e instanceof UsageError) {
+    console.error(`countersign: ${e.message}`);
+    process.exit(2);
+  }
+  console.error(`countersign: ${(e as Error).message}`);
+  process.exit(1);
+}

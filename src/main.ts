@@ -1,0 +1,184 @@
+/**
+ * Wires Countersign together: configuration in, a running service out. The CLI's `serve`
+ * and `demo`, and the integration tests, all start the product through this one function.
+ */
+import { Redis } from "ioredis";
+import { type Logger, pino } from "pino";
+import { readSigningKey } from "./adapters/crypto/keyfile.js";
+import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
+import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
+import { SqliteStore } from "./adapters/db/sqlite.js";
+import { buildHttp } from "./adapters/http/server.js";
+import { Intake } from "./adapters/queue/intake.js";
+import { Timers } from "./adapters/queue/timers.js";
+import { createSlackDoor } from "./adapters/slack/bolt.js";
+import { SlackDirectory } from "./adapters/slack/directory.js";
+import { SlackEffects } from "./adapters/slack/effects.js";
+import { Approvals } from "./app/approvals.js";
+import { EffectRunner } from "./app/effects.js";
+import { type Config, requireSlack } from "./config.js";
+import { loadPolicyFile } from "./domain/policy.js";
+import type { Policy } from "./domain/types.js";
+
+export interface Countersign {
+  readonly url: string;
+  readonly port: number;
+  readonly policy: Policy;
+  readonly store: SqliteStore;
+  readonly approvals: Approvals;
+  readonly intake: Intake;
+  readonly timers: Timers;
+  readonly effects: EffectRunner;
+  readonly signingKey: SigningKey;
+  readonly log: Logger;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+  /** Effect poll interval and timer sweep interval, ms (tests shorten them). */
+  readonly pollMs?: number;
+  readonly sweepMs?: number;
+  readonly timersQueue?: string;
+}
+
+export async function startCountersign(config: Config, o: StartOptions = {}): Promise<Countersign> {
+  const log = o.log ?? pino({ level: config.logLevel });
+  const slackCreds = requireSlack(config);
+  // Everything that can be wrong in the files is found before anything starts.
+  const policy = loadPolicyFile(config.policyFile);
+  const agentKeys = loadAgentKeys(policy, config.secrets);
+  const signingKey = readSigningKey(config.signingKeyFile);
+
+  const store = new SqliteStore(config.databasePath);
+  await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
+  store.setSigner((claims) => ({ jws: signRecord(signingKey, claims), kid: signingKey.kid }));
+
+  // BullMQ needs maxRetriesPerRequest: null so a Redis outage pauses work instead of failing it.
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+  redis.on("error", (err) => log.warn({ err: err.message }, "redis: connection error"));
+  // A separate client for health checks that fails fast instead of queueing while Redis is away.
+  const probe = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+  });
+  probe.on("error", () => {});
+
+  const effects = new EffectRunner(store, log.child({ part: "outbox" }), Date.now, {
+    pollMs: o.pollMs ?? 500,
+  });
+  const slack = createSlackDoor({
+    botToken: slackCreds.botToken,
+    signingSecret: slackCreds.signingSecret,
+    ...(config.slack.appToken ? { appToken: config.slack.appToken } : {}),
+    ...(config.slack.apiUrl ? { apiUrl: config.slack.apiUrl } : {}),
+    log,
+    store,
+    directory: (client) => new SlackDirectory(client),
+  });
+  const approvals: Approvals = new Approvals({
+    store,
+    policy,
+    directory: slack.directory,
+    now: () => new Date(),
+    kick: () => effects.kick(),
+    proofs: {
+      async verify(token, v) {
+        const c = await verifyProof(token, {
+          policy,
+          keys: agentKeys,
+          now: v.judgedAt,
+          expectedAgent: v.agentId,
+          expectedDigest: v.digest,
+        });
+        return { jti: c.jti, exp: c.exp };
+      },
+    },
+  });
+
+  slack.attach(approvals);
+
+  const intake = new Intake(approvals, store, log.child({ part: "intake" }), {
+    queue: config.queue.intake,
+    prefix: config.queue.prefix,
+    connection: redis,
+  });
+  const timers = new Timers(approvals, store, log.child({ part: "timers" }), {
+    queue: o.timersQueue ?? "countersign-timers",
+    prefix: config.queue.prefix,
+    connection: redis,
+    sweepMs: o.sweepMs ?? 1_000,
+  });
+  const slackFx = new SlackEffects(slack.client, store, policy, log.child({ part: "slack" }));
+  effects
+    .on("start_level", async (e) => {
+      await approvals.startLevel(e.actionId!, Number(e.payload.level));
+      return { kind: "done" };
+    })
+    .on("post_card", slackFx.guard("post_card", slackFx.postCard))
+    .on("update_card", slackFx.guard("update_card", slackFx.updateCard))
+    .on("thread_note", slackFx.guard("thread_note", slackFx.threadNote))
+    .on("dm", slackFx.guard("dm", slackFx.dm))
+    .on("release", (e) => intake.release(e))
+    .on("timer", (e) => timers.schedule(e));
+
+  const http = buildHttp({
+    store,
+    slackListener: slack.requestListener,
+    redisPing: async () => {
+      if (probe.status === "wait") await probe.connect().catch(() => {});
+      await probe.ping();
+    },
+    metrics: async () => metricsText(await store.pendingEffectCount()),
+  });
+  await http.listen({ host: config.http.host, port: config.http.port });
+  const address = http.server.address();
+  const port = typeof address === "object" && address ? address.port : config.http.port;
+
+  effects.start();
+  timers.start();
+  intake.start();
+  await slack.start();
+  log.info({ port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url: `http://${config.http.host}:${port}`,
+    port,
+    policy,
+    store,
+    approvals,
+    intake,
+    timers,
+    effects,
+    signingKey,
+    log,
+    stop() {
+      stopping ??= (async () => {
+        await http.close();
+        await intake.stop();
+        await timers.stop();
+        await effects.stop();
+        await slack.stop();
+        redis.disconnect();
+        probe.disconnect();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function metricsText(pendingEffects: number): string {
+  const mem = process.memoryUsage();
+  return [
+    "# HELP countersign_outbox_pending Effects waiting to be carried out.",
+    "# TYPE countersign_outbox_pending gauge",
+    `countersign_outbox_pending ${pendingEffects}`,
+    "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+    "# TYPE process_resident_memory_bytes gauge",
+    `process_resident_memory_bytes ${mem.rss}`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,284 @@
+/**
+ * A real Countersign for integration tests: real Redis (a fresh queue prefix per
+ * harness, removed afterwards), a real SQLite file with the real migrations, and Slack
+ * reached over HTTP through the simulator's Web API. Clicks are real signed requests.
+ */
+
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { type Job, Queue, QueueEvents } from "bullmq";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
+import { mintProof } from "../../src/adapters/crypto/proof.js";
+import { loadConfig } from "../../src/config.js";
+import type { ActionRequest } from "../../src/domain/types.js";
+import { type Countersign, startCountersign } from "../../src/main.js";
+import { type SimUser, SlackApiSim } from "../../src/simulator/slack-api.js";
+
+export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+export const TEAM = "T0TEST";
+export const BOT_TOKEN = "xoxb-test-token";
+export const SIGNING_SECRET = "test-signing-secret-0123456789abcdef";
+export const BILLING_SECRET = "billing-agent-secret-that-is-at-least-32-bytes";
+export const ISSUER = "https://countersign.test";
+
+export const USERS: SimUser[] = [
+  { id: "U0ALICE", team_id: TEAM, name: "alice", real_name: "Alice Approver", email: "alice@example.com" },
+  { id: "U0BOB", team_id: TEAM, name: "bob", real_name: "Bob Approver", email: "bob@example.com" },
+  { id: "U0CAROL", team_id: TEAM, name: "carol", real_name: "Carol Group" },
+  { id: "U0CFO", team_id: TEAM, name: "cfo", real_name: "Chief Financial" },
+  { id: "U0RISK", team_id: TEAM, name: "risk", real_name: "Risk Owner" },
+  { id: "U0BIZ", team_id: TEAM, name: "biz", real_name: "Business Owner" },
+  { id: "U0TECH", team_id: TEAM, name: "tech", real_name: "Tech Owner" },
+  { id: "U0REQ", team_id: TEAM, name: "req", real_name: "Requester" },
+  { id: "U0GUEST", team_id: TEAM, name: "guest", real_name: "A Guest", is_restricted: true },
+  { id: "U0OUTSIDE", team_id: "T0OTHER", name: "outsider", real_name: "Slack Connect Outsider" },
+  { id: "U0MALLORY", team_id: TEAM, name: "mallory", real_name: "Not An Approver" },
+];
+
+export interface PolicyKnobs {
+  /** Level 0 timeout of the default route, e.g. "30m" or "2s". */
+  timeout?: string;
+  escalationTimeout?: string;
+  onTimeout?: "deny" | "escalate";
+  quorum?: number;
+  extra?: string;
+}
+
+export function testPolicy(k: PolicyKnobs = {}): string {
+  return `
+issuer: ${ISSUER}
+slack: { team_id: ${TEAM} }
+risk_classes: [low, medium, high, critical]
+regions:
+  eu: { tz: Europe/Berlin }
+  us: { tz: America/New_York }
+defaults: { timeout: 30m, on_timeout: deny, approval_valid_for: 15m, max_pending: 100 }
+actions:
+  payments.refund: { min_risk: high }
+agents:
+  billing-agent:
+    owners: { business: U0BIZ, technical: U0TECH, risk: U0RISK }
+    auth: { hmac_secret_env: BILLING_AGENT_SECRET }
+    webhook_secret_env: BILLING_AGENT_WEBHOOK_SECRET
+    callback_origins: [https://billing.internal]
+    allowed_actions: ["payments.*", "crm.read", "ops.*"]
+    regions: [eu, us]
+    max_pending: 20
+routes:
+  - name: low-auto
+    when: { risk_class: [low], action: ["crm.read"] }
+    auto: approve
+  - name: eu-high-payments
+    when: { risk_class: [high, critical], region: [eu], action: ["payments.*"] }
+    approvers: { users: [U0ALICE, U0BOB, U0GUEST, U0OUTSIDE, U0REQ], groups: [S0FIN], owners: [risk] }
+    channel: C0EUAPPROVALS
+    quorum: ${k.quorum ?? 2}
+    timeout: ${k.timeout ?? "30m"}
+    on_timeout: ${k.onTimeout ?? "escalate"}
+    escalation:
+      - { approvers: { users: [U0CFO] }, quorum: 1, timeout: ${k.escalationTimeout ?? "15m"} }
+  - name: us-ops
+    when: { region: [us], action: ["ops.*"] }
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0USOPS
+    quorum: 1
+    timeout: ${k.timeout ?? "30m"}
+${k.extra ?? ""}`;
+}
+
+export function request(
+  over: Omit<Partial<ActionRequest>, "action"> & { action?: Partial<ActionRequest["action"]> } = {},
+): ActionRequest {
+  const { action, ...rest } = over;
+  return {
+    request_id: `req-${randomUUID()}`,
+    agent_id: "billing-agent",
+    action: { type: "payments.refund", summary: "Refund order 1234 (EUR 120.00)", ...action },
+    risk_class: "high",
+    region: "eu",
+    purpose: "Customer was charged twice for the same order",
+    ...rest,
+  } as ActionRequest;
+}
+
+export interface Harness {
+  app: Countersign;
+  sim: SlackApiSim;
+  queue: Queue;
+  events: QueueEvents;
+  redis: Redis;
+  prefix: string;
+  dir: string;
+  slackUrl: string;
+  proof(req: unknown, o?: { now?: Date; jti?: string; ttlSeconds?: number }): Promise<string>;
+  submit(req: unknown, o?: { proof?: string }): Promise<Job>;
+  /** Wait until the card for an action (at a level) is posted; returns channel and ts. */
+  card(
+    actionIdOrRequestId: string,
+    level?: number,
+  ): Promise<{ channel: string; ts: string; actionId: string }>;
+  actionIdOf(requestId: string): Promise<string>;
+  click(
+    user: string,
+    card: { channel: string; ts: string },
+    actionId: string,
+  ): Promise<{ status: number; body: string }>;
+  submitModal(user: string, values: Record<string, string>): Promise<{ status: number; body: string }>;
+  stop(): Promise<void>;
+}
+
+export async function startHarness(
+  k: PolicyKnobs & { policy?: string; env?: Record<string, string> } = {},
+): Promise<Harness> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-test-"));
+  const policyFile = path.join(dir, "policy.yml");
+  fs.writeFileSync(policyFile, k.policy ?? testPolicy(k));
+  const keyFile = path.join(dir, "signing-key.pem");
+  generateKeyFile(keyFile);
+  const sim = await SlackApiSim.start({
+    botToken: BOT_TOKEN,
+    teamId: TEAM,
+    users: USERS,
+    usergroups: { S0FIN: ["U0CAROL"] },
+  });
+  const prefix = `test-${randomUUID()}`;
+  const config = loadConfig({
+    REDIS_URL,
+    DATABASE_URL: `file:${path.join(dir, "countersign.db")}`,
+    SLACK_BOT_TOKEN: BOT_TOKEN,
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: sim.url,
+    SIGNING_KEY_FILE: keyFile,
+    POLICY_FILE: policyFile,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    QUEUE_PREFIX: prefix,
+    BILLING_AGENT_SECRET: BILLING_SECRET,
+    BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    ...k.env,
+  });
+  const app = await startCountersign(config, {
+    pollMs: 50,
+    sweepMs: 100,
+    log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+  });
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new Queue("approval-requests", { connection: redis, prefix });
+  const events = new QueueEvents("approval-requests", { connection: redis.duplicate(), prefix });
+  await events.waitUntilReady();
+  const slackUrl = `${app.url}/slack/events`;
+  let lastTrigger: { user: string } | null = null;
+
+  const h: Harness = {
+    app,
+    sim,
+    queue,
+    events,
+    redis,
+    prefix,
+    dir,
+    slackUrl,
+    proof: (req, o = {}) =>
+      mintProof({
+        agentId: (req as ActionRequest).agent_id ?? "billing-agent",
+        audience: ISSUER,
+        key: { kind: "hmac", secret: new TextEncoder().encode(BILLING_SECRET) },
+        request: req,
+        ...o,
+      }),
+    async submit(req, o = {}) {
+      return queue.add("approval", { request: req, proof: o.proof ?? (await h.proof(req)) });
+    },
+    async actionIdOf(requestId) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const a = await app.store.getActionByRequest("billing-agent", requestId);
+        if (a) return a.id;
+        if (Date.now() > deadline) throw new Error(`no action for request ${requestId}`);
+        await sleep(20);
+      }
+    },
+    async card(idOrRequest, level = 0) {
+      const actionId = idOrRequest.startsWith("act_") ? idOrRequest : await h.actionIdOf(idOrRequest);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const c = (await app.store.getCards(actionId)).find((x) => x.level === level);
+        if (c) return { channel: c.channel, ts: c.ts, actionId };
+        if (Date.now() > deadline) throw new Error(`no card for ${actionId} at level ${level}`);
+        await sleep(20);
+      }
+    },
+    async click(user, card, actionId) {
+      const u = USERS.find((x) => x.id === user)!;
+      lastTrigger = { user };
+      return sim.click({
+        user: { id: u.id, team_id: u.team_id, name: u.name },
+        channel: card.channel,
+        ts: card.ts,
+        actionId,
+        appUrl: slackUrl,
+        signingSecret: SIGNING_SECRET,
+      });
+    },
+    async submitModal(user, values) {
+      const u = USERS.find((x) => x.id === user)!;
+      const view = await eventually(
+        async () =>
+          [...sim.views()].reverse().find((v) => v.user === user && v.kind === "modal" && !v.closed),
+        `an open modal for ${user} (last click by ${lastTrigger?.user})`,
+      );
+      const vals: Record<string, Record<string, { type: string; value: string }>> = {};
+      for (const [k, v] of Object.entries(values)) vals[k] = { [k]: { type: "plain_text_input", value: v } };
+      return sim.submitView({
+        user: { id: u.id, team_id: u.team_id, name: u.name },
+        viewId: view.id,
+        values: vals,
+        appUrl: slackUrl,
+        signingSecret: SIGNING_SECRET,
+      });
+    },
+    async stop() {
+      await app.stop();
+      await events.close();
+      await queue.obliterate({ force: true }).catch(() => {});
+      await queue.close();
+      await deleteKeys(redis, `${prefix}:*`);
+      redis.disconnect();
+      await sim.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return h;
+}
+
+export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 500);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== "0");
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function eventually<T>(
+  fn: () => Promise<T | null | undefined | false>,
+  what: string,
+  ms = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
