@@ -8,9 +8,11 @@ import { readSigningKey } from "./adapters/crypto/keyfile.js";
 import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
 import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
+import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { buildHttp } from "./adapters/http/server.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
+import { VerdictBus } from "./adapters/queue/verdicts.js";
 import { createSlackDoor } from "./adapters/slack/bolt.js";
 import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
@@ -65,6 +67,8 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   });
   probe.on("error", () => {});
 
+  const verdicts = new VerdictBus(redis, config.queue.prefix, log.child({ part: "verdicts" }));
+  await verdicts.start();
   const effects = new EffectRunner(store, log.child({ part: "outbox" }), Date.now, {
     pollMs: o.pollMs ?? 500,
   });
@@ -83,6 +87,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     directory: slack.directory,
     now: () => new Date(),
     kick: () => effects.kick(),
+    onDecided: (id) => verdicts.decided(id),
     proofs: {
       async verify(token, v) {
         const c = await verifyProof(token, {
@@ -123,13 +128,26 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     .on("release", (e) => intake.release(e))
     .on("timer", (e) => timers.schedule(e));
 
+  const redisPing = async () => {
+    if (probe.status === "wait") await probe.connect().catch(() => {});
+    await probe.ping();
+  };
   const http = buildHttp({
     store,
+    routes: [
+      (app) =>
+        registerAgentRoutes(app, {
+          store,
+          approvals,
+          verdicts,
+          redisReady: redisPing,
+          async verifyToken(token, v) {
+            return verifyProof(token, { policy, keys: agentKeys, now: new Date(), ...v });
+          },
+        }),
+    ],
     slackListener: slack.requestListener,
-    redisPing: async () => {
-      if (probe.status === "wait") await probe.connect().catch(() => {});
-      await probe.ping();
-    },
+    redisPing,
     metrics: async () => metricsText(await store.pendingEffectCount()),
   });
   await http.listen({ host: config.http.host, port: config.http.port });
@@ -161,6 +179,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
         await timers.stop();
         await effects.stop();
         await slack.stop();
+        await verdicts.stop();
         redis.disconnect();
         probe.disconnect();
         await store.close();

@@ -82,6 +82,8 @@ export interface ApprovalsDeps {
   readonly now: () => Date;
   /** Called after a commit that added effects, so they run at once rather than at the next poll. */
   readonly kick: () => void;
+  /** Called after a commit that issued a record (wakes long-polls). */
+  readonly onDecided?: (actionId: string) => void;
 }
 
 export class Approvals {
@@ -231,6 +233,7 @@ export class Approvals {
       now: t,
     });
     this.d.kick();
+    if (result.kind === "created" && result.record) this.d.onDecided?.(result.action.id);
     return { repeat: result.kind === "repeat", action: result.action, record: result.record };
   }
 
@@ -250,8 +253,7 @@ export class Approvals {
       );
       return this.plan(cur, step, now, "system", { eligible, excluded });
     });
-    this.d.kick();
-    return result;
+    return this.after(result);
   }
 
   async vote(
@@ -264,8 +266,7 @@ export class Approvals {
       const step = castVote(state(cur), voter, ballot, this.d.policy.slack.team_id, now);
       return this.plan(cur, step, now, `slack:${voter.user}`, { voter, ballot });
     });
-    this.d.kick();
-    return result;
+    return this.after(result);
   }
 
   /** A timer fired for `level`. Safe to call late, early or twice. */
@@ -278,8 +279,7 @@ export class Approvals {
       );
       return this.plan(cur, step, now, "timer", {});
     });
-    this.d.kick();
-    return result;
+    return this.after(result);
   }
 
   async cancel(actionId: string, agentId: string, note: string): Promise<MutateResult> {
@@ -293,7 +293,12 @@ export class Approvals {
           : { kind: "decide", decision: { verdict: "cancelled", reasonCode: "cancelled", reasonText: note } };
       return this.plan(cur, step, now, `agent:${agentId}`, {});
     });
+    return this.after(result);
+  }
+
+  private after(result: MutateResult): MutateResult {
     this.d.kick();
+    if (result.kind === "applied" && result.record) this.d.onDecided?.(result.action.id);
     return result;
   }
 
@@ -301,7 +306,7 @@ export class Approvals {
     // The policy lost the route since routing (a changed file): the request cannot gather
     // votes any more, so it fails closed at once rather than waiting out its deadline.
     const now = this.d.now();
-    return this.d.store.mutate(a.id, now.getTime(), (cur) =>
+    const result = await this.d.store.mutate(a.id, now.getTime(), (cur) =>
       this.plan(
         cur,
         cur.status === "decided"
@@ -319,6 +324,7 @@ export class Approvals {
         {},
       ),
     );
+    return this.after(result);
   }
 
   private route(a: Pick<ActionRow, "routeName">): Route | null {

@@ -157,6 +157,8 @@ export interface Store {
     decide: (a: ActionWithVotes) => Plan | Refused,
   ): Promise<MutateResult>;
 
+  /** Spend a proof's jti (POST calls other than submit); throws RejectionError replayed_proof if already spent. */
+  spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void>;
   getAction(id: string): Promise<ActionWithVotes | null>;
   getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null>;
   getRecord(actionId: string): Promise<StoredRecord | null>;

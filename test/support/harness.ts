@@ -24,6 +24,7 @@ export const BOT_TOKEN = "xoxb-test-token";
 export const SIGNING_SECRET = "test-signing-secret-0123456789abcdef";
 export const BILLING_SECRET = "billing-agent-secret-that-is-at-least-32-bytes";
 export const ISSUER = "https://countersign.test";
+export const OPS_SECRET = "ops-agent-secret-that-is-also-at-least-32-bytes";
 
 export const USERS: SimUser[] = [
   { id: "U0ALICE", team_id: TEAM, name: "alice", real_name: "Alice Approver", email: "alice@example.com" },
@@ -68,6 +69,10 @@ agents:
     allowed_actions: ["payments.*", "crm.read", "ops.*"]
     regions: [eu, us]
     max_pending: 20
+  ops-agent:
+    owners: { technical: U0TECH }
+    auth: { hmac_secret_env: OPS_AGENT_SECRET }
+    allowed_actions: ["ops.*"]
 routes:
   - name: low-auto
     when: { risk_class: [low], action: ["crm.read"] }
@@ -114,7 +119,16 @@ export interface Harness {
   prefix: string;
   dir: string;
   slackUrl: string;
-  proof(req: unknown, o?: { now?: Date; jti?: string; ttlSeconds?: number }): Promise<string>;
+  proof(
+    req: unknown,
+    o?: { now?: Date; jti?: string; ttlSeconds?: number; agentId?: string },
+  ): Promise<string>;
+  /** Call the HTTP API as an agent (a fresh bearer token bound to the body unless given; null sends none). */
+  api(
+    method: string,
+    path: string,
+    o?: { body?: unknown; token?: string | null; agentId?: string },
+  ): Promise<{ status: number; type: string; json: any }>;
   submit(req: unknown, o?: { proof?: string }): Promise<Job>;
   /** Wait until the card for an action (at a level) is posted; returns channel and ts. */
   card(
@@ -158,6 +172,7 @@ export async function startHarness(
     PORT: "0",
     QUEUE_PREFIX: prefix,
     BILLING_AGENT_SECRET: BILLING_SECRET,
+    OPS_AGENT_SECRET: OPS_SECRET,
     BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
     ...k.env,
@@ -183,14 +198,44 @@ export async function startHarness(
     prefix,
     dir,
     slackUrl,
-    proof: (req, o = {}) =>
-      mintProof({
-        agentId: (req as ActionRequest).agent_id ?? "billing-agent",
+    proof: (req, o = {}) => {
+      const agentId = o.agentId ?? (req as ActionRequest | undefined)?.agent_id ?? "billing-agent";
+      const secret = agentId === "ops-agent" ? OPS_SECRET : BILLING_SECRET;
+      return mintProof({
+        agentId,
         audience: ISSUER,
-        key: { kind: "hmac", secret: new TextEncoder().encode(BILLING_SECRET) },
-        request: req,
-        ...o,
-      }),
+        key: { kind: "hmac", secret: new TextEncoder().encode(secret) },
+        ...(req === undefined ? {} : { request: req }),
+        ...(o.now ? { now: o.now } : {}),
+        ...(o.jti ? { jti: o.jti } : {}),
+        ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}),
+      });
+    },
+    async api(method, path, o = {}) {
+      const body =
+        o.body === undefined ? undefined : typeof o.body === "string" ? o.body : JSON.stringify(o.body);
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (o.token !== null) {
+        headers.authorization = `Bearer ${
+          o.token ??
+          (await h.proof(
+            o.body !== undefined && typeof o.body !== "string" ? o.body : undefined,
+            o.agentId ? { agentId: o.agentId } : {},
+          ))
+        }`;
+      }
+      const r = await fetch(`${app.url}${path}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
+      const text = await r.text();
+      return {
+        status: r.status,
+        type: r.headers.get("content-type") ?? "",
+        json: text ? JSON.parse(text) : null,
+      };
+    },
     async submit(req, o = {}) {
       return queue.add("approval", { request: req, proof: o.proof ?? (await h.proof(req)) });
     },

@@ -244,6 +244,10 @@ export class SqliteStore implements Store {
     return { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid };
   }
 
+  async spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
+    this.write((tx) => this.spendJti(tx, agentId, proof, now));
+  }
+
   private spendJti(tx: Tx, agentId: string, proof: { jti: string; exp: number }, now: number): void {
     // Forget spent proofs once they could no longer be accepted anyway (exp + skew).
     tx.delete(schema.proofJtis)

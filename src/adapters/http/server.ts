@@ -10,6 +10,8 @@ import { type RejectionCode, RejectionError } from "../../domain/types.js";
 
 export interface HttpDeps {
   readonly store: Store;
+  /** Registers further route groups (the agent API, the auditor API) on the app. */
+  readonly routes?: readonly ((app: FastifyInstance) => void)[];
   readonly slackListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
   readonly redisPing: () => Promise<void>;
   readonly metrics: () => Promise<string>;
@@ -70,6 +72,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof Error && err.name === "ApiProblem") {
+      const p = problem((err as unknown as { code: keyof typeof STATUS }).code, err.message);
+      return reply.status(p.status).type("application/problem+json").send(p.body);
+    }
     if (err instanceof RejectionError) {
       const p = problem(err.code, err.message, err.errors);
       return reply.status(p.status).type("application/problem+json").send(p.body);
@@ -110,6 +116,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     reply.type("text/plain; version=0.0.4").send(await deps.metrics()),
   );
 
+  for (const register of deps.routes ?? []) register(app);
   return app;
 }
 

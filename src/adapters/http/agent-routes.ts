@@ -1,0 +1,186 @@
+/**
+ * The agent API: the same gate as the queue, over HTTP. Validation, routing and refusals
+ * are the queue's own code (Approvals.submit); this file only authenticates, parses and
+ * shapes answers. An agent sees only its own actions: anyone else's are 404.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Approvals } from "../../app/approvals.js";
+import type { ActionRow, Store } from "../../app/ports.js";
+import { requestDigest, sha256B64url } from "../../domain/canonical.js";
+import { parseStrictJson } from "../../domain/json.js";
+import { RejectionError } from "../../domain/types.js";
+import type { VerdictBus } from "../queue/verdicts.js";
+import { problem } from "./server.js";
+
+export interface AgentApiDeps {
+  readonly store: Store;
+  readonly approvals: Approvals;
+  readonly verdicts: VerdictBus;
+  /** Verifies a bearer token like a proof; judged now. */
+  readonly verifyToken: (
+    token: string,
+    o: { expectedAgent?: string; expectedDigest?: string },
+  ) => Promise<{ iss: string; jti: string; exp: number }>;
+  /** Throws when Redis does not answer: nothing is accepted that could not be carried out. */
+  readonly redisReady: () => Promise<void>;
+}
+
+const EMPTY_DIGEST = sha256B64url("");
+
+export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void {
+  // Bodies arrive as text so the I-JSON rules (duplicate names, lone surrogates, big
+  // integers) are checked by our own parser, identically for every agent.
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+    if (body === "") return done(null, undefined);
+    try {
+      done(null, parseStrictJson(body as string));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
+
+  async function bearer(req: FastifyRequest, o: { expectedAgent?: string; expectedDigest?: string }) {
+    const h = req.headers.authorization;
+    const m = typeof h === "string" ? /^Bearer\s+(\S+)$/i.exec(h) : null;
+    if (!m)
+      throw new ApiProblem("unauthenticated", "send Authorization: Bearer <JWT> signed with the agent's key");
+    return d.verifyToken(m[1]!, o);
+  }
+
+  app.post("/v1/actions", async (req, reply) => {
+    const body = req.body as unknown;
+    const agentId =
+      body && typeof body === "object" && typeof (body as { agent_id?: unknown }).agent_id === "string"
+        ? (body as { agent_id: string }).agent_id
+        : undefined;
+    const claims = await bearer(req, {
+      ...(agentId ? { expectedAgent: agentId } : {}),
+      expectedDigest: requestDigest(body ?? null),
+    });
+    await readyOr503(d.redisReady);
+    const r = await d.approvals.submit({
+      request: body,
+      proof: "",
+      judgedAt: new Date(),
+      via: "http",
+      proofChecked: { jti: claims.jti, exp: claims.exp, agentId: claims.iss },
+    });
+    const rec = r.record ?? (r.action.status === "decided" ? await d.store.getRecord(r.action.id) : null);
+    return reply.status(r.repeat ? 200 : 201).send(view(r.action, rec?.jws ?? null));
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { wait?: string } }>(
+    "/v1/actions/:id",
+    async (req, reply) => {
+      const claims = await bearer(req, {});
+      const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
+      if (!Number.isInteger(wait) || wait < 0 || wait > 60) {
+        throw new RejectionError("invalid_request", "wait must be a whole number of seconds from 1 to 60", [
+          { path: "wait", message: "1-60" },
+        ]);
+      }
+      let a = await own(req.params.id, claims.iss);
+      if (a.status === "pending" && wait > 0) {
+        const abort = new AbortController();
+        req.raw.on("close", () => abort.abort());
+        const until = Date.now() + wait * 1000;
+        // Woken by the verdict itself (VerdictBus), not by a polling loop; the loop only
+        // re-arms after a wake-up that was not for a final verdict (e.g. escalation).
+        while (a.status === "pending" && Date.now() < until && !abort.signal.aborted) {
+          await d.verdicts.wait(a.id, until - Date.now(), abort.signal);
+          a = await own(req.params.id, claims.iss);
+        }
+      }
+      const rec = a.status === "decided" ? await d.store.getRecord(a.id) : null;
+      return reply.send(view(a, rec?.jws ?? null));
+    },
+  );
+
+  app.post<{ Params: { id: string } }>("/v1/actions/:id/cancel", async (req, reply) => {
+    const body = (req.body ?? {}) as { note?: unknown };
+    if (
+      typeof body !== "object" ||
+      Array.isArray(body) ||
+      (body.note !== undefined && typeof body.note !== "string")
+    ) {
+      throw new RejectionError("invalid_request", "the body must be {note?: string}", [
+        { path: "note", message: "a string" },
+      ]);
+    }
+    const extra = Object.keys(body).filter((k) => k !== "note");
+    if (extra.length) {
+      throw new RejectionError(
+        "invalid_request",
+        `unknown field ${extra[0]}`,
+        extra.map((k) => ({ path: k, message: "unknown field" })),
+      );
+    }
+    const note = typeof body.note === "string" ? body.note.slice(0, 1000) : "";
+    const claims = await bearer(req, {
+      expectedDigest: req.body === undefined ? EMPTY_DIGEST : requestDigest(req.body),
+    });
+    await own(req.params.id, claims.iss);
+    await d.store.spendProof(claims.iss, claims, Date.now());
+    const r = await d.approvals.cancel(req.params.id, claims.iss, note);
+    if (r.kind === "not_found") throw notFound();
+    if (r.kind === "refused") {
+      if (r.code === "not_found") throw notFound();
+      const a = r.action;
+      const rec = await d.store.getRecord(a.id);
+      const p = problem("request_id_conflict", `action ${a.id} was already decided: ${a.verdict}`);
+      return reply
+        .status(409)
+        .type("application/problem+json")
+        .send({ ...p.body, code: "already_decided", title: "already decided", ...view(a, rec?.jws ?? null) });
+    }
+    return reply.send(view(r.action, r.record?.jws ?? null));
+  });
+
+  async function own(id: string, agentId: string): Promise<ActionRow> {
+    const a = await d.store.getAction(id);
+    if (!a || a.agentId !== agentId) throw notFound();
+    return a;
+  }
+}
+
+/** A problem that is not a rejection of a request (auth, not found, unavailable). */
+export class ApiProblem extends Error {
+  override readonly name = "ApiProblem" as const;
+  constructor(
+    readonly code: Parameters<typeof problem>[0],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function notFound(): ApiProblem {
+  return new ApiProblem("not_found", "no such action for this agent");
+}
+
+async function readyOr503(ready: () => Promise<void>): Promise<void> {
+  try {
+    await ready();
+  } catch {
+    throw new ApiProblem(
+      "unavailable",
+      "the queue (Redis) is not reachable; nothing was accepted, try again",
+    );
+  }
+}
+
+function view(a: ActionRow, record: string | null) {
+  return {
+    action_id: a.id,
+    request_id: a.requestId,
+    status: a.status === "pending" ? "pending" : a.verdict,
+    ...(a.verdict ? { verdict: a.verdict } : {}),
+    ...(record ? { record } : {}),
+    route: a.routeName,
+    deadline: a.deadlineAt ? new Date(a.deadlineAt).toISOString() : null,
+    created_at: new Date(a.requestedAt).toISOString(),
+    ...(a.decidedAt ? { decided_at: new Date(a.decidedAt).toISOString() } : {}),
+  };
+}
+
+export type { FastifyReply };
