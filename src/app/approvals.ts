@@ -7,6 +7,7 @@ import { requestDigest } from "../domain/canonical.js";
 import { levelDeadline } from "../domain/deadlines.js";
 import {
   type ActionState,
+  cancel as cancelStep,
   castVote,
   type DecisionOutcome,
   onDeadline,
@@ -287,11 +288,7 @@ export class Approvals {
     const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
       if (cur.agentId !== agentId)
         return { refused: { code: "not_found", reason: "no such action" }, events: [] };
-      const step: Step =
-        cur.status === "decided"
-          ? { kind: "refused", code: "already_decided", reason: "already decided" }
-          : { kind: "decide", decision: { verdict: "cancelled", reasonCode: "cancelled", reasonText: note } };
-      return this.plan(cur, step, now, `agent:${agentId}`, {});
+      return this.plan(cur, cancelStep(state(cur), note), now, `agent:${agentId}`, {});
     });
     return this.after(result);
   }
