@@ -33,6 +33,8 @@ const EnvSchema = z.object({
   SLACK_SIGNING_SECRET: z.string().min(1).optional(),
   SLACK_APP_TOKEN: z.string().startsWith("xapp-", "an app-level token starts with xapp-").optional(),
   SLACK_API_URL: z.string().url().optional(),
+  SLACK_CHANNEL_RATE: z.coerce.number().positive().max(1000).default(1),
+  SLACK_CHANNEL_BURST: z.coerce.number().int().min(1).max(1000).default(3),
   SIGNING_KEY_FILE: z.string().default("./data/signing-key.pem"),
   POLICY_FILE: z.string().default("./policy.yml"),
   HOST: z.string().default("127.0.0.1"),
@@ -57,6 +59,9 @@ export interface Config {
     readonly signingSecret: string | undefined;
     readonly appToken: string | undefined;
     readonly apiUrl: string | undefined;
+    /** chat.postMessage per channel per second, and how many may go at once after a pause. */
+    readonly channelRate: number;
+    readonly channelBurst: number;
   };
   readonly signingKeyFile: string;
   readonly policyFile: string;
@@ -94,6 +99,8 @@ export function loadConfig(
       signingSecret: e.SLACK_SIGNING_SECRET,
       appToken: e.SLACK_APP_TOKEN,
       apiUrl: e.SLACK_API_URL,
+      channelRate: e.SLACK_CHANNEL_RATE,
+      channelBurst: e.SLACK_CHANNEL_BURST,
     }),
     signingKeyFile: path.resolve(cwd, e.SIGNING_KEY_FILE),
     policyFile: path.resolve(cwd, e.POLICY_FILE),

@@ -16,6 +16,8 @@ import { VerdictBus } from "./adapters/queue/verdicts.js";
 import { createSlackDoor } from "./adapters/slack/bolt.js";
 import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
+import { ChannelPacer } from "./adapters/slack/pacer.js";
+import { throttledWarn } from "./adapters/throttle.js";
 import { Approvals } from "./app/approvals.js";
 import { EffectRunner } from "./app/effects.js";
 import { type Config, requireSlack } from "./config.js";
@@ -58,7 +60,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
 
   // BullMQ needs maxRetriesPerRequest: null so a Redis outage pauses work instead of failing it.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
-  redis.on("error", (err) => log.warn({ err: err.message }, "redis: connection error"));
+  redis.on("error", throttledWarn(log, "redis: connection error (retrying)"));
   // A separate client for health checks that fails fast instead of queueing while Redis is away.
   const probe = new Redis(config.redisUrl, {
     maxRetriesPerRequest: 1,
@@ -115,7 +117,13 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     connection: redis,
     sweepMs: o.sweepMs ?? 1_000,
   });
-  const slackFx = new SlackEffects(slack.client, store, policy, log.child({ part: "slack" }));
+  const slackFx = new SlackEffects(
+    slack.client,
+    store,
+    policy,
+    log.child({ part: "slack" }),
+    new ChannelPacer(config.slack.channelRate, config.slack.channelBurst),
+  );
   effects
     .on("start_level", async (e) => {
       await approvals.startLevel(e.actionId!, Number(e.payload.level));

@@ -14,6 +14,8 @@ export type EffectOutcome =
   | { readonly kind: "done" }
   /** Try again at `at` (a passing fault: Slack 5xx or 429, Redis down, ordering not met yet). */
   | { readonly kind: "retry"; readonly at: number; readonly error: string }
+  /** Not yet, and not a failure: wait for a slot (per-channel pacing). Does not count as an attempt. */
+  | { readonly kind: "defer"; readonly at: number }
   /** Give up: a permanent fault (channel_not_found, invalid_blocks). Kept for operators; the request still reaches its deadline. */
   | { readonly kind: "dead"; readonly error: string };
 
@@ -134,6 +136,7 @@ export class EffectRunner {
     }
     try {
       if (outcome.kind === "done") await this.store.completeEffect(e.id, this.now());
+      else if (outcome.kind === "defer") await this.store.deferEffect(e.id, outcome.at);
       else if (outcome.kind === "retry") {
         this.log.warn(
           { effect: e.kind, action: e.actionId, attempts: e.attempts, error: outcome.error },

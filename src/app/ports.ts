@@ -184,6 +184,8 @@ export interface Store {
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
   completeEffect(id: number, now: number): Promise<void>;
   retryEffect(id: number, dueAt: number, error: string): Promise<void>;
+  /** Put off without counting an attempt (the claim counted one; this takes it back). */
+  deferEffect(id: number, dueAt: number): Promise<void>;
   killEffect(id: number, error: string, now: number): Promise<void>;
   pendingEffectCount(): Promise<number>;
 

@@ -175,6 +175,9 @@ export async function startHarness(
     OPS_AGENT_SECRET: OPS_SECRET,
     BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    // Tests post in bursts; the pacing test sets its own rate.
+    SLACK_CHANNEL_RATE: "1000",
+    SLACK_CHANNEL_BURST: "1000",
     ...k.env,
   });
   const app = await startCountersign(config, {

@@ -508,6 +508,14 @@ export class SqliteStore implements Store {
       .run();
   }
 
+  async deferEffect(id: number, dueAt: number): Promise<void> {
+    this.db
+      .update(schema.outbox)
+      .set({ dueAt, leaseUntil: null, attempts: sql`max(0, ${schema.outbox.attempts} - 1)` })
+      .where(eq(schema.outbox.id, id))
+      .run();
+  }
+
   async killEffect(id: number, error: string, now: number): Promise<void> {
     this.db
       .update(schema.outbox)

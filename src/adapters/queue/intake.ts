@@ -11,6 +11,7 @@ import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, Store } from "../../app/ports.js";
 import { RejectionError } from "../../domain/types.js";
+import { throttledWarn } from "../throttle.js";
 
 export interface IntakeResult {
   action_id: string;
@@ -44,7 +45,7 @@ export class Intake {
     private readonly o: IntakeOptions,
   ) {
     this.queue = new Queue(o.queue, { connection: o.connection, prefix: o.prefix });
-    this.queue.on("error", (err) => this.log.warn({ err: err.message }, "intake queue: redis error"));
+    this.queue.on("error", throttledWarn(this.log, "intake queue: redis error"));
   }
 
   start(): void {
@@ -55,7 +56,7 @@ export class Intake {
       // A parked job is promoted, not retried: failures here are refusals, which never retry.
       autorun: true,
     });
-    this.worker.on("error", (err) => this.log.warn({ err: err.message }, "intake worker: redis error"));
+    this.worker.on("error", throttledWarn(this.log, "intake worker: redis error"));
   }
 
   private async process(job: Job, token?: string): Promise<IntakeResult> {

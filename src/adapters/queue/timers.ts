@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, Store } from "../../app/ports.js";
+import { throttledWarn } from "../throttle.js";
 
 export interface TimerOptions {
   readonly queue: string;
@@ -33,7 +34,7 @@ export class Timers {
     private readonly o: TimerOptions,
   ) {
     this.queue = new Queue(o.queue, { connection: o.connection, prefix: o.prefix });
-    this.queue.on("error", (err) => this.log.warn({ err: err.message }, "timer queue: redis error"));
+    this.queue.on("error", throttledWarn(this.log, "timer queue: redis error"));
   }
 
   start(): void {
@@ -45,7 +46,7 @@ export class Timers {
       },
       { connection: this.o.connection, prefix: this.o.prefix, concurrency: 32 },
     );
-    this.worker.on("error", (err) => this.log.warn({ err: err.message }, "timer worker: redis error"));
+    this.worker.on("error", throttledWarn(this.log, "timer worker: redis error"));
     const tick = () => {
       void this.sweep().finally(() => {
         if (this.worker) {

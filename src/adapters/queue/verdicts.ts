@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { throttledWarn } from "../throttle.js";
 
 export class VerdictBus {
   private readonly local = new EventEmitter();
@@ -25,7 +26,7 @@ export class VerdictBus {
 
   async start(): Promise<void> {
     this.sub = this.pub.duplicate();
-    this.sub.on("error", (err) => this.log.warn({ err: err.message }, "verdicts: subscriber error"));
+    this.sub.on("error", throttledWarn(this.log, "verdicts: subscriber error"));
     this.sub.on("message", (_ch, actionId: string) => this.local.emit(actionId));
     await this.sub
       .subscribe(this.channel)

@@ -17,6 +17,7 @@ import {
   renderVerdictDm,
   renderVoteNote,
 } from "./blocks.js";
+import type { ChannelPacer } from "./pacer.js";
 
 /** Errors that no retry will mend: the request still reaches its deadline, and operators see an event. */
 const PERMANENT = new Set([
@@ -46,7 +47,14 @@ export class SlackEffects {
     private readonly store: Store,
     private readonly policy: Policy,
     private readonly log: Logger,
+    private readonly pacer: ChannelPacer,
   ) {}
+
+  /** Null when this effect may post to `channel` now; else when to come back. */
+  private paced(channel: string, e: Effect): EffectOutcome | null {
+    const at = this.pacer.take(channel, `${e.id}`, Date.now());
+    return at === null ? null : { kind: "defer", at };
+  }
 
   /** Maps a thrown Slack error to an outcome; used around every handler. */
   guard(kind: string, fn: (e: Effect) => Promise<EffectOutcome>): (e: Effect) => Promise<EffectOutcome> {
@@ -91,6 +99,8 @@ export class SlackEffects {
     if (existing) return { kind: "done" };
     const channel = this.channelOf(a, level);
     if (!channel) return { kind: "dead", error: `route ${a.routeName} has no channel for level ${level}` };
+    const wait = this.paced(channel, e);
+    if (wait) return wait;
 
     // A retry may follow a post whose answer we never stored: look for the card first.
     let ts = e.attempts > 1 ? await this.findPosted(channel, a.id, level) : null;
@@ -193,6 +203,8 @@ export class SlackEffects {
       const eligible = a.level === to && a.eligible ? a.eligible : [];
       text = renderEscalationNote(level, to, eligible, new Date(Number(e.payload.deadline)));
     }
+    const wait = this.paced(card.channel, e);
+    if (wait) return wait;
     await this.client.chat.postMessage({ channel: card.channel, thread_ts: card.ts, text });
     return { kind: "done" };
   };

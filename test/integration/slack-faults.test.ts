@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, type Harness, request, startHarness } from "../support/harness.js";
+
+const posts = (h: Harness, channel: string) =>
+  h.sim.calls.filter((c) => c.method === "chat.postMessage" && c.args.channel === channel && !c.args.thread_ts);
+
+describe("passing Slack faults: the card still arrives, and never twice", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("honours a 429's Retry-After and posts the card afterwards", async () => {
+    h.sim.failNext("chat.postMessage", { status: 429, retryAfter: 1 });
+    const t = Date.now();
+    const req = request();
+    await h.submit(req);
+    const card = await h.card(req.request_id);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(900);
+    expect(h.sim.messages(card.channel).filter((m) => m.ts === card.ts)).toHaveLength(1);
+  });
+
+  it("retries a 5xx and a network-level failure", async () => {
+    h.sim.failNext("chat.postMessage", { status: 500 });
+    h.sim.failNext("chat.postMessage", { status: 503 });
+    const req = request();
+    await h.submit(req);
+    await h.card(req.request_id);
+  });
+
+  it("finds the posted card when Slack's answer was lost, instead of posting a second", async () => {
+    const before = posts(h, "C0EUAPPROVALS").length;
+    // Slack stores the message, then the answer is lost (a 500 after the fact).
+    h.sim.failNext("chat.postMessage", { status: 500, effect: true });
+    const req = request();
+    await h.submit(req);
+    const card = await h.card(req.request_id);
+    const stored = h.sim
+      .messages("C0EUAPPROVALS")
+      .filter((m) => (m.metadata as { event_payload?: { action_id?: string } })?.event_payload?.action_id === card.actionId);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]!.ts).toBe(card.ts);
+    expect(posts(h, "C0EUAPPROVALS").length - before).toBe(1);
+  });
+
+});
+
+describe("permanent Slack faults are events, and the request still ends at its deadline", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ timeout: "2s", onTimeout: "deny" });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it.each(["channel_not_found", "not_in_channel", "invalid_auth", "invalid_blocks"])(
+    "records %s as an event, logs it, and the request still expires at its deadline",
+    async (error) => {
+      h.sim.failNext("chat.postMessage", { error }, 1);
+      const req = request({ region: "us", action: { type: "ops.restart", summary: `fault ${error}` } });
+      const job = await h.submit(req);
+      const actionId = await h.actionIdOf(req.request_id);
+      const ev = await eventually(
+        async () => (await h.app.store.listEvents(actionId)).find((e) => e.type === "slack_failed"),
+        "a slack_failed event",
+      );
+      expect(ev.data).toMatchObject({ effect: "post_card", error });
+      const r = (await job.waitUntilFinished(h.events, 10_000)) as { verdict: string };
+      expect(r.verdict).toBe("expired");
+    },
+  );
+});
+
+describe("pacing: a burst to one channel is spread over time, none lost", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { SLACK_CHANNEL_RATE: "5", SLACK_CHANNEL_BURST: "2" } });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("posts 10 cards at no more than 5 a second after a burst of 2", async () => {
+    const reqs = Array.from({ length: 10 }, (_, i) => request({ action: { type: "payments.refund", summary: `paced ${i}` } }));
+    await Promise.all(reqs.map((r) => h.submit(r)));
+    await Promise.all(reqs.map((r) => h.card(r.request_id)));
+    const at = posts(h, "C0EUAPPROVALS")
+      .map((c) => c.at)
+      .sort((a, b) => a - b);
+    expect(at).toHaveLength(10);
+    // 2 at once, then one every 200 ms: the last is at least 1.4 s after the first.
+    expect(at[9]! - at[0]!).toBeGreaterThanOrEqual(1_400);
+    for (let i = 2; i < at.length; i++) expect(at[i]! - at[i - 2]!).toBeGreaterThanOrEqual(180);
+  });
+});
