@@ -48,6 +48,9 @@ const EnvSchema = z.object({
   WEBHOOK_RETRY_DELAYS: durationList,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   INSTANCE_ID: z.string().optional(),
+  QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
+  OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(30_000),
+  CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
 export interface Config {
@@ -71,6 +74,13 @@ export interface Config {
   readonly webhookRetryDelaysMs: readonly number[];
   readonly logLevel: string;
   readonly instanceId: string;
+  /**
+   * How long a crashed process's work stays claimed before another takes it over: a
+   * BullMQ job lock (renewed while alive) and an outbox lease.
+   */
+  readonly recovery: { readonly queueLockMs: number; readonly outboxLeaseMs: number };
+  /** Test-only: see src/app/crash.ts. */
+  readonly crashPoint: "after_intake" | "after_card_post" | "after_record" | "after_webhook_send" | null;
   /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
   readonly secrets: Readonly<Record<string, string | undefined>>;
 }
@@ -113,6 +123,8 @@ export function loadConfig(
     ),
     webhookRetryDelaysMs: Object.freeze(e.WEBHOOK_RETRY_DELAYS),
     logLevel: e.LOG_LEVEL,
+    recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
+    crashPoint: e.CRASH_POINT ?? null,
     instanceId: e.INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     secrets: Object.freeze({ ...env }),
   });

@@ -19,6 +19,7 @@ import { SlackEffects } from "./adapters/slack/effects.js";
 import { ChannelPacer } from "./adapters/slack/pacer.js";
 import { throttledWarn } from "./adapters/throttle.js";
 import { Approvals } from "./app/approvals.js";
+import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
 import { type Config, requireSlack } from "./config.js";
 import { loadPolicyFile } from "./domain/policy.js";
@@ -71,8 +72,10 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
 
   const verdicts = new VerdictBus(redis, config.queue.prefix, log.child({ part: "verdicts" }));
   await verdicts.start();
+  armCrashPoint(config.crashPoint);
   const effects = new EffectRunner(store, log.child({ part: "outbox" }), Date.now, {
     pollMs: o.pollMs ?? 500,
+    leaseMs: config.recovery.outboxLeaseMs,
   });
   const slack = createSlackDoor({
     botToken: slackCreds.botToken,
@@ -110,6 +113,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     queue: config.queue.intake,
     prefix: config.queue.prefix,
     connection: redis,
+    lockMs: config.recovery.queueLockMs,
   });
   const timers = new Timers(approvals, store, log.child({ part: "timers" }), {
     queue: o.timersQueue ?? "countersign-timers",

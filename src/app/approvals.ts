@@ -20,6 +20,7 @@ import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js
 import { selectRoute } from "../domain/routing.js";
 import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
 import { RejectionError } from "../domain/types.js";
+import { crashPoint } from "./crash.js";
 import type {
   ActionRow,
   ActionWithVotes,
@@ -233,6 +234,7 @@ export class Approvals {
         : {}),
       now: t,
     });
+    crashPoint("after_intake");
     this.d.kick();
     if (result.kind === "created" && result.record) this.d.onDecided?.(result.action.id);
     return { repeat: result.kind === "repeat", action: result.action, record: result.record };
@@ -294,6 +296,7 @@ export class Approvals {
   }
 
   private after(result: MutateResult): MutateResult {
+    if (result.kind === "applied" && result.record) crashPoint("after_record");
     this.d.kick();
     if (result.kind === "applied" && result.record) this.d.onDecided?.(result.action.id);
     return result;

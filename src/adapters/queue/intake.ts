@@ -32,6 +32,8 @@ export interface IntakeOptions {
   readonly concurrency?: number;
   /** How long a parked job sleeps before it looks again by itself, should a release be missed. */
   readonly safetyNetMs?: number;
+  /** BullMQ lock: how soon a job held by a dead process is taken over (renewed at half). */
+  readonly lockMs?: number;
 }
 
 export class Intake {
@@ -53,6 +55,8 @@ export class Intake {
       connection: this.o.connection,
       prefix: this.o.prefix,
       concurrency: this.o.concurrency ?? 64,
+      lockDuration: this.o.lockMs ?? 30_000,
+      stalledInterval: this.o.lockMs ?? 30_000,
       // A parked job is promoted, not retried: failures here are refusals, which never retry.
       autorun: true,
     });

@@ -6,6 +6,7 @@
  */
 import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
+import { crashPoint } from "../../app/crash.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { ActionWithVotes, Card, Effect, Store } from "../../app/ports.js";
 import type { Policy } from "../../domain/types.js";
@@ -116,6 +117,7 @@ export class SlackEffects {
         metadata: { event_type: CARD_EVENT_TYPE, event_payload: { action_id: a.id, level } },
       });
       ts = r.ts!;
+      crashPoint("after_card_post");
       // Slack answers with the channel id, which is what later clicks carry.
       postedIn = r.channel ?? channel;
     }
