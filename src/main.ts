@@ -186,11 +186,16 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     log,
     stop() {
       stopping ??= (async () => {
-        await http.close();
-        await intake.stop();
-        await timers.stop();
-        await effects.stop();
-        await slack.stop();
+        const step = async (name: string, f: () => Promise<unknown>) => {
+          const t = Date.now();
+          await f();
+          log.debug({ ms: Date.now() - t }, `stop: ${name}`);
+        };
+        await step("http", () => http.close());
+        await step("intake", () => intake.stop());
+        await step("timers", () => timers.stop());
+        await step("effects", () => effects.stop());
+        await step("slack", () => slack.stop());
         await verdicts.stop();
         redis.disconnect();
         probe.disconnect();

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
 import { mintProof } from "../../src/adapters/crypto/proof.js";
 import { loadConfig } from "../../src/config.js";
@@ -146,7 +146,7 @@ export interface Harness {
 }
 
 export async function startHarness(
-  k: PolicyKnobs & { policy?: string; env?: Record<string, string> } = {},
+  k: PolicyKnobs & { policy?: string; env?: Record<string, string>; log?: Logger } = {},
 ): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-test-"));
   const policyFile = path.join(dir, "policy.yml");
@@ -183,11 +183,14 @@ export async function startHarness(
   const app = await startCountersign(config, {
     pollMs: 50,
     sweepMs: 100,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    log: k.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
   });
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = new Redis(k.env?.REDIS_URL ?? REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue("approval-requests", { connection: redis, prefix });
-  const events = new QueueEvents("approval-requests", { connection: redis.duplicate(), prefix });
+  const eventsConnection = redis.duplicate();
+  const events = new QueueEvents("approval-requests", { connection: eventsConnection, prefix });
+  // The test's own clients: a Redis outage test must not drown in their reconnect errors.
+  for (const emitter of [redis, eventsConnection, queue, events]) emitter.on("error", () => {});
   await events.waitUntilReady();
   const slackUrl = `${app.url}/slack/events`;
   let lastTrigger: { user: string } | null = null;
