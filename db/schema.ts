@@ -182,3 +182,24 @@ export const outbox = sqliteTable(
     index("outbox_due").on(t.state, t.dueAt).where(sql`state = 'pending'`),
   ],
 );
+
+/** Every webhook delivery attempt: time, status, duration, error. Append-only. */
+export const webhookAttempts = sqliteTable(
+  "webhook_attempts",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    /** The `webhook-id` header: the decision id, the same on every attempt. */
+    webhookId: text("webhook_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    at: integer("at").notNull(),
+    url: text("url").notNull(),
+    status: integer("status"),
+    durationMs: integer("duration_ms").notNull(),
+    error: text("error"),
+    address: text("address"),
+  },
+  (t) => [index("webhook_attempts_action").on(t.actionId, t.id)],
+);

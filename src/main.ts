@@ -18,6 +18,7 @@ import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
 import { ChannelPacer } from "./adapters/slack/pacer.js";
 import { throttledWarn } from "./adapters/throttle.js";
+import { WebhookSender } from "./adapters/webhooks/outbox.js";
 import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
@@ -138,7 +139,17 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     .on("thread_note", slackFx.guard("thread_note", slackFx.threadNote))
     .on("dm", slackFx.guard("dm", slackFx.dm))
     .on("release", (e) => intake.release(e))
-    .on("timer", (e) => timers.schedule(e));
+    .on("timer", (e) => timers.schedule(e))
+    .on(
+      "webhook",
+      new WebhookSender({
+        store,
+        policy,
+        secrets: config.secrets,
+        scheduleMs: config.webhookRetryDelaysMs,
+        log: log.child({ part: "webhooks" }),
+      }).handle,
+    );
 
   const redisPing = async () => {
     if (probe.status === "wait") await probe.connect().catch(() => {});

@@ -605,6 +605,7 @@ export function decisionEffects(a: Pick<ActionRow, "id">, request: ActionRequest
     { kind: "release", dedupeKey: `release:${a.id}` },
     { kind: "update_card", dedupeKey: `update:${a.id}` },
   ];
+  if (request.callback_url) effects.push({ kind: "webhook", dedupeKey: `webhook:${a.id}` });
   if (request.on_behalf_of?.slack_user) {
     effects.push({
       kind: "dm",

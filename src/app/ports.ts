@@ -84,6 +84,18 @@ export interface Effect {
   readonly createdAt: number;
 }
 
+export interface WebhookAttempt {
+  readonly actionId: string;
+  readonly webhookId: string;
+  readonly attempt: number;
+  readonly at: number;
+  readonly url: string;
+  readonly status: number | null;
+  readonly durationMs: number;
+  readonly error: string | null;
+  readonly address: string | null;
+}
+
 export interface Card {
   readonly actionId: string;
   readonly level: number;
@@ -193,6 +205,9 @@ export interface Store {
   timersDue(until: number, limit: number): Promise<{ id: string; level: number; at: number }[]>;
   /** Decided actions with jobs not yet released. */
   unreleasedDecided(limit: number): Promise<string[]>;
+
+  recordWebhookAttempt(a: WebhookAttempt): Promise<void>;
+  webhookAttempts(actionId: string): Promise<WebhookAttempt[]>;
 
   registerSigningKey(kid: string, publicJwk: object, now: number): Promise<void>;
   signingKeys(): Promise<{ kid: string; publicJwk: object }[]>;

@@ -145,6 +145,48 @@ program
     console.log(await mintProof({ agentId, audience: p.issuer, key, request, ttlSeconds: ttl }));
   });
 
+const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
+webhooks
+  .command("list <actionId>")
+  .description("every delivery attempt for an action: time, status, duration, error")
+  .action(async (actionId: string) => {
+    const store = new SqliteStore(loadConfig().databasePath);
+    try {
+      const attempts = await store.webhookAttempts(actionId);
+      if (!attempts.length) console.log(`no webhook attempts for ${actionId}`);
+      for (const a of attempts) {
+        const what =
+          a.status === null ? `error: ${a.error}` : `HTTP ${a.status}${a.error ? ` (${a.error})` : ""}`;
+        console.log(
+          `#${a.attempt}  ${new Date(a.at).toISOString()}  ${what}  ${a.durationMs} ms  ${a.url}  id ${a.webhookId}`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+webhooks
+  .command("redeliver <actionId>")
+  .description("send the verdict's webhook again (same webhook-id); a running server picks it up")
+  .action(async (actionId: string) => {
+    const store = new SqliteStore(loadConfig().databasePath);
+    try {
+      const a = await store.getAction(actionId);
+      if (!a) throw new UsageError(`no action ${actionId}`);
+      if (a.status !== "decided") throw new UsageError(`action ${actionId} has no verdict yet`);
+      if (!a.request.callback_url) throw new UsageError(`action ${actionId} has no callback_url`);
+      const now = Date.now();
+      await store.addEffects(
+        actionId,
+        [{ kind: "webhook", dedupeKey: `webhook:${actionId}:redeliver:${now}` }],
+        now,
+      );
+      console.log(`queued a redelivery of ${actionId}'s webhook to ${a.request.callback_url}`);
+    } finally {
+      await store.close();
+    }
+  });
+
 class UsageError extends Error {}
 
 function onSignal(stop: () => Promise<void>): void {

@@ -44,9 +44,11 @@ export interface Chaos {
   stop(): Promise<void>;
 }
 
-export async function startChaos(k: PolicyKnobs & { env?: Record<string, string> } = {}): Promise<Chaos> {
+export async function startChaos(
+  k: PolicyKnobs & { env?: Record<string, string>; policy?: (yaml: string) => string } = {},
+): Promise<Chaos> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-chaos-"));
-  fs.writeFileSync(path.join(dir, "policy.yml"), testPolicy(k));
+  fs.writeFileSync(path.join(dir, "policy.yml"), (k.policy ?? ((y) => y))(testPolicy(k)));
   generateKeyFile(path.join(dir, "signing-key.pem"));
   const sim = await SlackApiSim.start({
     botToken: BOT_TOKEN,

@@ -190,7 +190,10 @@ export async function startHarness(
   const eventsConnection = redis.duplicate();
   const events = new QueueEvents("approval-requests", { connection: eventsConnection, prefix });
   // The test's own clients: a Redis outage test must not drown in their reconnect errors.
-  for (const emitter of [redis, eventsConnection, queue, events]) emitter.on("error", () => {});
+  redis.on("error", () => {});
+  eventsConnection.on("error", () => {});
+  queue.on("error", () => {});
+  events.on("error", () => {});
   await events.waitUntilReady();
   const slackUrl = `${app.url}/slack/events`;
   let lastTrigger: { user: string } | null = null;

@@ -31,6 +31,7 @@ import type {
   StoredEvent,
   StoredRecord,
   UnchainedClaims,
+  WebhookAttempt,
 } from "../../app/ports.js";
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
@@ -557,6 +558,29 @@ export class SqliteStore implements Store {
       )
       .all(limit)
       .map((r) => (r as { id: string }).id);
+  }
+
+  async recordWebhookAttempt(a: WebhookAttempt): Promise<void> {
+    this.db.insert(schema.webhookAttempts).values(a).run();
+  }
+
+  async webhookAttempts(actionId: string): Promise<WebhookAttempt[]> {
+    return this.db
+      .select({
+        actionId: schema.webhookAttempts.actionId,
+        webhookId: schema.webhookAttempts.webhookId,
+        attempt: schema.webhookAttempts.attempt,
+        at: schema.webhookAttempts.at,
+        url: schema.webhookAttempts.url,
+        status: schema.webhookAttempts.status,
+        durationMs: schema.webhookAttempts.durationMs,
+        error: schema.webhookAttempts.error,
+        address: schema.webhookAttempts.address,
+      })
+      .from(schema.webhookAttempts)
+      .where(eq(schema.webhookAttempts.actionId, actionId))
+      .orderBy(asc(schema.webhookAttempts.id))
+      .all();
   }
 
   async registerSigningKey(kid: string, publicJwk: object, now: number): Promise<void> {

@@ -1,0 +1,136 @@
+/**
+ * Checking a decision record before acting on it (SPEC "Decision record", "Outcome of the
+ * job"). The verdict field next to a record is a convenience: Redis is shared and an HTTP
+ * answer can be tampered with on the way, so only a record signed by a key the agent
+ * trusts, about this agent and this exact request, counts.
+ */
+import { compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from "jose";
+import { requestDigest } from "../domain/canonical.js";
+import { type ActionRequest, type RecordClaims, VERDICTS, type Verdict } from "../domain/types.js";
+import { InvalidRecord } from "./errors.js";
+
+/** A JSON Web Key Set: Countersign publishes it at `/.well-known/jwks.json`; pin it. */
+export type JWKS = JSONWebKeySet;
+
+export interface VerifyDecisionOptions {
+  /** The keys you trust, typically pinned from Countersign's `/.well-known/jwks.json`. */
+  jwks: JWKS;
+  /** The request exactly as sent: its digest must equal the record's `action_sha256`. */
+  request: ActionRequest;
+  /** Your agent id: the record's `sub`. */
+  agentId: string;
+  /** The policy's issuer: the record's `iss` (and the `aud` of your proofs). */
+  issuer: string;
+  /** Judging time for `valid_until`. Default: the current time. */
+  now?: Date;
+}
+
+function signatureFailure(e: unknown, kid: unknown, alg: unknown): InvalidRecord {
+  const code = e instanceof errors.JOSEError ? e.code : undefined;
+  switch (code) {
+    case "ERR_JWKS_NO_MATCHING_KEY":
+      return new InvalidRecord(
+        "signature",
+        `no EdDSA signing key with kid ${JSON.stringify(kid)} is in the JWKS you trust`,
+      );
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return new InvalidRecord(
+        "signature",
+        `alg ${JSON.stringify(alg)} is refused; records are signed with EdDSA`,
+      );
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return new InvalidRecord("signature", `the signature does not verify with key ${JSON.stringify(kid)}`);
+    case "ERR_JWS_INVALID":
+      return new InvalidRecord("format", `not a valid compact JWS: ${(e as Error).message}`);
+    default:
+      return new InvalidRecord("signature", `the signature could not be checked: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Verifies a decision record and returns its claims: the signature against `jwks`
+ * (EdDSA only), `typ` decision+jwt, `ver`, `iss`, `sub`, `action_sha256` against the
+ * request, and for an approval that `valid_until` is still ahead. Any verdict verifies;
+ * acting on it is the caller's choice. Throws InvalidRecord naming the failed check.
+ */
+export async function verifyDecision(record: string, o: VerifyDecisionOptions): Promise<RecordClaims> {
+  if (typeof record !== "string" || record.split(".").length !== 3) {
+    throw new InvalidRecord("format", "expected a compact JWS: three base64url parts separated by dots");
+  }
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(record);
+  } catch {
+    throw new InvalidRecord("format", "the protected header is not base64url JSON");
+  }
+  let keys: ReturnType<typeof createLocalJWKSet>;
+  try {
+    keys = createLocalJWKSet(o.jwks);
+  } catch {
+    throw new InvalidRecord("signature", 'the JWKS given is not a JSON Web Key Set ({"keys": [...]})');
+  }
+  let payload: Uint8Array;
+  try {
+    ({ payload } = await compactVerify(record, keys, { algorithms: ["EdDSA"] }));
+  } catch (e) {
+    throw signatureFailure(e, header.kid, header.alg);
+  }
+  // Checked after the signature: an unsigned header says nothing worth reporting first.
+  if (header.typ !== "decision+jwt") {
+    throw new InvalidRecord(
+      "typ",
+      `typ is ${JSON.stringify(header.typ)}, not "decision+jwt": this JWS is not a decision record`,
+    );
+  }
+  let claims: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(payload));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("not an object");
+    claims = parsed as Record<string, unknown>;
+  } catch {
+    throw new InvalidRecord("format", "the payload is not a JSON object");
+  }
+
+  if (claims["ver"] !== 1) {
+    throw new InvalidRecord("ver", `ver is ${JSON.stringify(claims["ver"])}; this SDK understands version 1`);
+  }
+  if (claims["iss"] !== o.issuer) {
+    throw new InvalidRecord("iss", `iss is ${JSON.stringify(claims["iss"])}, expected "${o.issuer}"`);
+  }
+  if (claims["sub"] !== o.agentId) {
+    throw new InvalidRecord(
+      "sub",
+      `sub is ${JSON.stringify(claims["sub"])}: the record is about another agent, not "${o.agentId}"`,
+    );
+  }
+  const digest = requestDigest(o.request);
+  if (claims["action_sha256"] !== digest) {
+    throw new InvalidRecord(
+      "action_sha256",
+      `action_sha256 ${JSON.stringify(claims["action_sha256"])} is not the digest of this request (${digest}): the record covers a different action`,
+    );
+  }
+  const verdict = claims["verdict"];
+  if (typeof verdict !== "string" || !VERDICTS.includes(verdict as Verdict)) {
+    throw new InvalidRecord(
+      "verdict",
+      `verdict ${JSON.stringify(verdict)} is not one of ${VERDICTS.join(", ")}`,
+    );
+  }
+  if (verdict === "approved") {
+    const until = claims["valid_until"];
+    const untilMs = typeof until === "string" ? Date.parse(until) : Number.NaN;
+    if (Number.isNaN(untilMs)) {
+      throw new InvalidRecord("valid_until", "an approval must carry valid_until as an ISO 8601 time");
+    }
+    const now = o.now ?? new Date();
+    if (untilMs <= now.getTime()) {
+      throw new InvalidRecord(
+        "valid_until",
+        `the approval was valid until ${until as string} and no longer covers the action (now ${now.toISOString()}); ask again`,
+      );
+    }
+  }
+  return claims as unknown as RecordClaims;
+}
