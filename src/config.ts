@@ -28,7 +28,10 @@ const EnvSchema = z.object({
   DATABASE_URL: z
     .string()
     .default("file:./data/countersign.db")
-    .refine((v) => v.startsWith("file:") || v === ":memory:", "only file:PATH (SQLite) is supported so far"),
+    .refine(
+      (v) => v.startsWith("file:") || v === ":memory:" || /^postgres(ql)?:\/\//.test(v),
+      "expected file:PATH (SQLite) or postgres://... (PostgreSQL)",
+    ),
   SLACK_BOT_TOKEN: z.string().min(1).optional(),
   SLACK_SIGNING_SECRET: z.string().min(1).optional(),
   SLACK_APP_TOKEN: z.string().startsWith("xapp-", "an app-level token starts with xapp-").optional(),
@@ -55,7 +58,9 @@ const EnvSchema = z.object({
 
 export interface Config {
   readonly redisUrl: string;
-  /** An absolute file path, or ":memory:". */
+  /** sqlite: one file (the embedded default); postgres: a server shared by several instances. */
+  readonly databaseKind: "sqlite" | "postgres";
+  /** SQLite: an absolute file path, or ":memory:". PostgreSQL: the connection URL. */
   readonly databasePath: string;
   readonly slack: {
     readonly botToken: string | undefined;
@@ -99,10 +104,15 @@ export function loadConfig(
     throw new ConfigError(`invalid environment:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
-  const dbPath =
-    e.DATABASE_URL === ":memory:" ? ":memory:" : path.resolve(cwd, e.DATABASE_URL.slice("file:".length));
+  const postgres = /^postgres(ql)?:\/\//.test(e.DATABASE_URL);
+  const dbPath = postgres
+    ? e.DATABASE_URL
+    : e.DATABASE_URL === ":memory:"
+      ? ":memory:"
+      : path.resolve(cwd, e.DATABASE_URL.slice("file:".length));
   return Object.freeze({
     redisUrl: e.REDIS_URL,
+    databaseKind: postgres ? "postgres" : "sqlite",
     databasePath: dbPath,
     slack: Object.freeze({
       botToken: e.SLACK_BOT_TOKEN,
