@@ -16,6 +16,7 @@ import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js
 import { selectRoute } from "../domain/routing.js";
 import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
+import { registerAuditCommands } from "./audit.js";
 
 const program = new Command()
   .name("countersign")
@@ -144,6 +145,8 @@ program
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw new UsageError("--ttl must be 1-300 seconds");
     console.log(await mintProof({ agentId, audience: p.issuer, key, request, ttlSeconds: ttl }));
   });
+
+registerAuditCommands(program, { loadConfig });
 
 const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
 webhooks

@@ -1,0 +1,170 @@
+/**
+ * The audit tools' read side of the SQLite store: records in seq order with the request
+ * they cover, the log's head, the published keys, and one action's decision path.
+ *
+ * Everything here only reads. Records are read in pages by seq rather than through one
+ * long `.iterate()`: an open iterator keeps the connection busy, and in `serve` the
+ * auditor API shares its connection with the store's writers, which would then fail with
+ * "connection is busy" for as long as an export streams. A page is read whole and the
+ * connection is free again before the page is written out, so memory stays at one page
+ * however long the log is.
+ */
+import Database from "better-sqlite3";
+import type { LogHead } from "../../audit/checkpoint.js";
+import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
+
+export type AuditDatabase = Database.Database;
+
+export class AuditStoreError extends Error {
+  override readonly name = "AuditStoreError" as const;
+}
+
+/** One record as stored, with the request it covers (null if the action row is missing). */
+export interface StoredAuditRecord {
+  readonly seq: number;
+  readonly jws: string;
+  readonly requestJson: string | null;
+}
+
+export interface ActionSummary {
+  readonly id: string;
+  readonly agentId: string;
+  readonly requestId: string;
+  readonly actionType: string;
+  readonly status: string;
+  readonly requestedAt: number;
+}
+
+export interface AuditEvent {
+  readonly id: number;
+  readonly type: string;
+  readonly actor: string;
+  readonly at: number;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+export interface ActionRecordRef {
+  readonly seq: number;
+  readonly verdict: string;
+  readonly decidedAt: number;
+  readonly decisionId: string;
+  readonly digest: string;
+}
+
+/**
+ * Opens the database read-only for the audit commands: an auditor's typo must not
+ * create an empty database, and reading must never write.
+ */
+export function openAuditDatabase(file: string): AuditDatabase {
+  let db: AuditDatabase;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (e) {
+    throw new AuditStoreError(`cannot open the database at ${file} (DATABASE_URL): ${(e as Error).message}`);
+  }
+  db.pragma("busy_timeout = 5000");
+  const hasRecords = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'")
+    .get();
+  if (!hasRecords) {
+    db.close();
+    throw new AuditStoreError(
+      `${file} has no records table: is DATABASE_URL the right file? (\`countersign migrate\` creates the tables)`,
+    );
+  }
+  return db;
+}
+
+/** The highest seq now in the log (0 when empty): an export stops there, so it is one consistent view. */
+export function lastSeq(db: AuditDatabase): number {
+  const row = db.prepare("SELECT max(seq) AS seq FROM records").get() as { seq: number | null };
+  return row.seq ?? 0;
+}
+
+/** The log's head: the last seq and the SHA-256 of its JWS text (null for an empty log). */
+export function logHead(db: AuditDatabase): LogHead {
+  const row = db.prepare("SELECT seq, jws FROM records ORDER BY seq DESC LIMIT 1").get() as
+    | { seq: number; jws: string }
+    | undefined;
+  // The digest is recomputed from the JWS rather than read from its column: a checkpoint
+  // must commit to the record text itself.
+  return row ? { seq: row.seq, head: jwsDigest(row.jws) } : { seq: 0, head: null };
+}
+
+/** Rows read per page; a page of 500 records is about 1 MB with large requests. */
+const PAGE_SIZE = 500;
+
+/**
+ * Records 1..upTo in seq order, read page by page (see the note at the top). Yields the
+ * stored rows as they are; deciding what an export shows is the exporter's job.
+ */
+export function* recordsInOrder(
+  db: AuditDatabase,
+  upTo: number,
+  pageSize = PAGE_SIZE,
+): Generator<StoredAuditRecord> {
+  const page = db.prepare(
+    `SELECT r.seq AS seq, r.jws AS jws, a.request_json AS requestJson
+     FROM records r LEFT JOIN actions a ON a.id = r.action_id
+     WHERE r.seq > ? AND r.seq <= ? ORDER BY r.seq LIMIT ?`,
+  );
+  let after = 0;
+  for (;;) {
+    const rows = page.all(after, upTo, pageSize) as StoredAuditRecord[];
+    if (rows.length === 0) return;
+    yield* rows;
+    after = rows[rows.length - 1]!.seq;
+  }
+}
+
+/** Every key that ever signed, as published in the JWKS. */
+export function publishedKeys(db: AuditDatabase): PublicJwk[] {
+  const rows = db.prepare("SELECT kid, public_jwk FROM signing_keys ORDER BY created_at").all() as {
+    kid: string;
+    public_jwk: string;
+  }[];
+  return rows.map((r) => JSON.parse(r.public_jwk) as PublicJwk);
+}
+
+export function findAction(db: AuditDatabase, actionId: string): ActionSummary | null {
+  const row = db
+    .prepare(
+      `SELECT id, agent_id AS agentId, request_id AS requestId, action_type AS actionType,
+              status, requested_at AS requestedAt
+       FROM actions WHERE id = ?`,
+    )
+    .get(actionId) as ActionSummary | undefined;
+  return row ?? null;
+}
+
+/** The decision path of one action, in the order it was written. */
+export function actionEvents(db: AuditDatabase, actionId: string): AuditEvent[] {
+  const rows = db
+    .prepare("SELECT id, type, actor, at, data_json AS dataJson FROM events WHERE action_id = ? ORDER BY id")
+    .all(actionId) as { id: number; type: string; actor: string; at: number; dataJson: string }[];
+  return rows.map((r) => ({ id: r.id, type: r.type, actor: r.actor, at: r.at, data: parseData(r.dataJson) }));
+}
+
+export function actionRecord(db: AuditDatabase, actionId: string): ActionRecordRef | null {
+  const row = db
+    .prepare(
+      `SELECT seq, verdict, decided_at AS decidedAt, decision_id AS decisionId, jws
+       FROM records WHERE action_id = ?`,
+    )
+    .get(actionId) as (Omit<ActionRecordRef, "digest"> & { jws: string }) | undefined;
+  if (!row) return null;
+  const { jws, ...rest } = row;
+  return { ...rest, digest: jwsDigest(jws) };
+}
+
+function parseData(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === "object" && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : { value: v };
+  } catch {
+    // An unreadable row is still evidence: show it as it is rather than hide the event.
+    return { unreadable_data: text };
+  }
+}

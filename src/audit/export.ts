@@ -1,0 +1,296 @@
+/**
+ * The audit export (SPEC "CLI": export lines, CSV), as a stream of text chunks made from
+ * the stored records in seq order. It never holds more than one chunk: an export of a
+ * million records runs in the memory of one.
+ *
+ * Filters decide on the record's signed claims, never on the database's own columns:
+ * those are unsigned, and an edited column must not be able to hide a record from an
+ * auditor's filtered export. A record the filter leaves out still appears in JSONL as
+ * `{seq, record_sha256, omitted: true}`, so `audit verify` sees every seq from 1 and can
+ * check each link that is there. `since` and `until` bound `decided_at` the same way:
+ * `since` inclusive, `until` exclusive, and records outside are omitted lines, not cut.
+ */
+import { decodeJws, jwsDigest } from "../adapters/crypto/signing.js";
+import { VERDICTS, type Verdict } from "../domain/types.js";
+import { csvRow } from "./csv.js";
+
+export type ExportFormat = "jsonl" | "csv";
+
+export interface ExportFilter {
+  /** Inclusive lower bound on `decided_at`. */
+  readonly since?: Date;
+  /** Exclusive upper bound on `decided_at`. */
+  readonly until?: Date;
+  /** The record's `sub`. */
+  readonly agent?: string;
+  readonly region?: string;
+  readonly verdict?: Verdict;
+}
+
+export interface ExportQuery {
+  readonly filter: ExportFilter;
+  readonly format: ExportFormat;
+}
+
+/** A record as the database holds it, with the request JSON it covers. */
+export interface ExportSource {
+  readonly seq: number;
+  readonly jws: string;
+  readonly requestJson: string | null;
+}
+
+export interface ExportStats {
+  /** Records written in full. */
+  records: number;
+  /** Records left out by the filter (JSONL omitted lines; CSV skips them). */
+  omitted: number;
+}
+
+export class ExportError extends Error {
+  override readonly name = "ExportError" as const;
+}
+
+/** The CSV columns, in order (SPEC "CLI"). */
+export const CSV_COLUMNS = [
+  "seq",
+  "decided_at",
+  "agent_id",
+  "action_type",
+  "summary",
+  "risk_class",
+  "region",
+  "verdict",
+  "reason_code",
+  "reason_text",
+  "approvers",
+  "action_id",
+  "decision_id",
+  "record",
+] as const;
+
+/** The decoded fields of a JSONL line, in the order they are written; `record` and `request` follow. */
+export const LINE_FIELDS = [
+  "seq",
+  "decided_at",
+  "agent_id",
+  "action_type",
+  "summary",
+  "risk_class",
+  "region",
+  "verdict",
+  "reason_code",
+  "reason_text",
+  "approvers",
+  "action_id",
+  "decision_id",
+] as const;
+
+export type LineFields = {
+  readonly [K in (typeof LINE_FIELDS)[number]]: K extends "seq"
+    ? number
+    : K extends "approvers"
+      ? readonly string[]
+      : string;
+};
+
+/**
+ * What a line shows beside the record, derived from the signed claims only; verify
+ * derives them again the same way and compares. `approvers` lists the users who voted
+ * approve, in the order of their votes (deny votes are in the record and, with their
+ * reason, in `reason_text`).
+ */
+export function lineFields(claims: Record<string, unknown>): LineFields {
+  const votes = Array.isArray(claims["votes"]) ? (claims["votes"] as unknown[]) : [];
+  const approvers: string[] = [];
+  for (const v of votes) {
+    if (typeof v === "object" && v !== null && (v as { vote?: unknown }).vote === "approve") {
+      approvers.push(String((v as { user?: unknown }).user));
+    }
+  }
+  const s = (k: string): string => {
+    const v = claims[k];
+    return typeof v === "string" ? v : String(v);
+  };
+  return {
+    seq: claims["seq"] as number,
+    decided_at: s("decided_at"),
+    agent_id: s("sub"),
+    action_type: s("action_type"),
+    summary: s("summary"),
+    risk_class: s("risk_class"),
+    region: s("region"),
+    verdict: s("verdict"),
+    reason_code: s("reason_code"),
+    reason_text: s("reason_text"),
+    approvers,
+    action_id: s("action_id"),
+    decision_id: s("jti"),
+  };
+}
+
+export function matchesFilter(claims: Record<string, unknown>, f: ExportFilter): boolean {
+  if (f.agent !== undefined && claims["sub"] !== f.agent) return false;
+  if (f.region !== undefined && claims["region"] !== f.region) return false;
+  if (f.verdict !== undefined && claims["verdict"] !== f.verdict) return false;
+  if (f.since !== undefined || f.until !== undefined) {
+    const at = Date.parse(String(claims["decided_at"]));
+    if (Number.isNaN(at)) return false;
+    if (f.since !== undefined && at < f.since.getTime()) return false;
+    if (f.until !== undefined && at >= f.until.getTime()) return false;
+  }
+  return true;
+}
+
+/** Lines are gathered into chunks of about this size: fewer writes, still constant memory. */
+const CHUNK_CHARS = 64 * 1024;
+
+export interface ExportOptions {
+  readonly format: ExportFormat;
+  readonly filter: ExportFilter;
+  /** Filled in as the export runs. */
+  readonly stats?: ExportStats;
+  /** Called with the last seq written, about every 1000 records. */
+  readonly onProgress?: (seq: number) => void;
+}
+
+/**
+ * The export as text chunks, lazily: each chunk is made only when the consumer asks for
+ * it, so a slow reader (an HTTP client, a pipe) holds back the database reads.
+ */
+export function* exportChunks(records: Iterable<ExportSource>, opts: ExportOptions): Generator<string> {
+  const stats = opts.stats ?? { records: 0, omitted: 0 };
+  const csv = opts.format === "csv";
+  let chunk = csv ? csvRow(CSV_COLUMNS) : "";
+  for (const r of records) {
+    const claims = decodeRecord(r);
+    if (matchesFilter(claims, opts.filter)) {
+      stats.records++;
+      chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
+    } else {
+      stats.omitted++;
+      if (!csv)
+        chunk += `${JSON.stringify({ seq: r.seq, record_sha256: jwsDigest(r.jws), omitted: true })}\n`;
+    }
+    if (opts.onProgress && r.seq % 1000 === 0) opts.onProgress(r.seq);
+    if (chunk.length >= CHUNK_CHARS) {
+      yield chunk;
+      chunk = "";
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+function decodeRecord(r: ExportSource): Record<string, unknown> {
+  try {
+    return decodeJws(r.jws).payload;
+  } catch (e) {
+    throw new ExportError(
+      `record seq ${r.seq} in the database is not a readable JWS: ${(e as Error).message}`,
+    );
+  }
+}
+
+function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
+  if (r.requestJson === null) {
+    throw new ExportError(`record seq ${r.seq} has no stored request (its action row is missing)`);
+  }
+  let request: unknown;
+  try {
+    request = JSON.parse(r.requestJson);
+  } catch {
+    throw new ExportError(`record seq ${r.seq}: the stored request is not JSON`);
+  }
+  // seq comes from the database row, everything else from the signed claims: verify
+  // then catches a row whose place in the log differs from what was signed.
+  return `${JSON.stringify({ ...lineFields(claims), seq: r.seq, record: r.jws, request })}\n`;
+}
+
+function csvLine(r: ExportSource, claims: Record<string, unknown>): string {
+  const f = lineFields(claims);
+  return csvRow([
+    r.seq,
+    f.decided_at,
+    f.agent_id,
+    f.action_type,
+    f.summary,
+    f.risk_class,
+    f.region,
+    f.verdict,
+    f.reason_code,
+    f.reason_text,
+    f.approvers.join(" "),
+    f.action_id,
+    f.decision_id,
+    r.jws,
+  ]);
+}
+
+// ---------------------------------------------------------------------------
+// Parsing the filters, shared by the CLI options and the HTTP query string.
+
+export interface QueryProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type ParsedQuery = { ok: true; query: ExportQuery } | { ok: false; errors: QueryProblem[] };
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * Reads `since`, `until`, `agent`, `region`, `verdict` and `format` from strings (CLI
+ * options or a query string). Times are ISO 8601: a date (`2025-01-31`, midnight UTC) or
+ * a date-time with `Z` or an offset; a time without a zone is refused, since the
+ * auditor's and the server's local times may differ.
+ */
+export function parseExportQuery(raw: Readonly<Record<string, unknown>>): ParsedQuery {
+  const errors: QueryProblem[] = [];
+  const one = (name: string): string | undefined => {
+    const v = raw[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") {
+      errors.push({ path: name, message: "give it once, as a single value" });
+      return undefined;
+    }
+    if (v === "" || v.length > 200) {
+      errors.push({ path: name, message: v === "" ? "is empty" : "is longer than 200 characters" });
+      return undefined;
+    }
+    return v;
+  };
+  const time = (name: string): Date | undefined => {
+    const v = one(name);
+    if (v === undefined) return undefined;
+    const ms = ISO_TIME.test(v) ? Date.parse(v) : Number.NaN;
+    if (Number.isNaN(ms)) {
+      errors.push({
+        path: name,
+        message: `${JSON.stringify(v)} is not an ISO 8601 date (2025-01-31) or date-time with a zone (2025-01-31T09:00:00Z)`,
+      });
+      return undefined;
+    }
+    return new Date(ms);
+  };
+  const since = time("since");
+  const until = time("until");
+  if (since && until && since.getTime() >= until.getTime()) {
+    errors.push({ path: "until", message: "must be later than since (since is inclusive, until exclusive)" });
+  }
+  const agent = one("agent");
+  const region = one("region");
+  const verdict = one("verdict");
+  if (verdict !== undefined && !VERDICTS.includes(verdict as Verdict)) {
+    errors.push({ path: "verdict", message: `must be one of ${VERDICTS.join(", ")}` });
+  }
+  const format = one("format") ?? "jsonl";
+  if (format !== "jsonl" && format !== "csv")
+    errors.push({ path: "format", message: "must be jsonl or csv" });
+  if (errors.length > 0) return { ok: false, errors };
+  const filter: { -readonly [K in keyof ExportFilter]: ExportFilter[K] } = {};
+  if (since) filter.since = since;
+  if (until) filter.until = until;
+  if (agent !== undefined) filter.agent = agent;
+  if (region !== undefined) filter.region = region;
+  if (verdict !== undefined) filter.verdict = verdict as Verdict;
+  return { ok: true, query: { filter, format: format as ExportFormat } };
+}

@@ -1,0 +1,434 @@
+/**
+ * Offline verification of an export (`countersign audit verify`). Trusts nothing but the
+ * JWKS (and a checkpoint, when given): for every line, in order,
+ *
+ * 1. the record's signature, by its `kid` (`alg` EdDSA, `typ` decision+jwt);
+ * 2. the line's decoded fields against the signed claims, and `request` against
+ *    `action_sha256` (RFC 8785, SHA-256);
+ * 3. its place: seq runs 1, 2, 3... with omitted lines standing in for filtered records;
+ * 4. the link: `prev` is the SHA-256 of the previous line's record (or that omitted
+ *    line's `record_sha256`), null for seq 1;
+ * 5. with a checkpoint, record `seq`'s digest equals its `head`, and the export reaches it.
+ *
+ * The first failure ends the run and names its seq and reason. A seq that jumps ahead is
+ * told apart from a swap by reading on: if a missing seq turns up later, the lines were
+ * reordered; if not, records were dropped.
+ *
+ * Synchronous per line: the only awaits are for chunks of input, so the cost is the
+ * signature check and one hash per record.
+ */
+import { jwsDigest, type PublicJwk, verifyJws } from "../adapters/crypto/signing.js";
+import { requestDigest } from "../domain/canonical.js";
+import type { Checkpoint } from "./checkpoint.js";
+import { LINE_FIELDS, lineFields } from "./export.js";
+
+export type FailureReason =
+  /** A line that is not an export line at all. */
+  | "malformed"
+  /** Signed with a key the JWKS does not hold (re-signed by someone else, or the wrong JWKS). */
+  | "unknown_key"
+  /** The JWS does not verify: its payload or header was changed after signing. */
+  | "bad_signature"
+  /** A field of the line, or its request, differs from what the record signed. */
+  | "edited_claim"
+  /** seq jumps ahead and the missing records never appear. */
+  | "record_dropped"
+  /** A seq appears out of its place. */
+  | "reordered"
+  /** `prev` does not match the previous record: the log was spliced or an omitted line forged. */
+  | "broken_chain"
+  /** The checkpoint does not verify, or the log does not match it. */
+  | "checkpoint_mismatch";
+
+export interface VerifySuccess {
+  readonly ok: true;
+  /** Records checked in full. */
+  readonly records: number;
+  /** Omitted lines (records a filter left out): their links are checked, their content is not in the file. */
+  readonly omitted: number;
+  readonly lastSeq: number;
+  /** base64url SHA-256 of the last record (the value a checkpoint's `head` would hold). */
+  readonly head: string | null;
+  /**
+   * False when the last line is an omitted one: its record_sha256 is then only the
+   * export's word, until a checkpoint at that seq confirms it.
+   */
+  readonly headConfirmed: boolean;
+  /** Records per signing key. */
+  readonly kids: Readonly<Record<string, number>>;
+  readonly checkpoint: Checkpoint | null;
+}
+
+export interface VerifyFailure {
+  readonly ok: false;
+  /** The first bad seq; null only when no seq can be named (e.g. the first line is not JSON). */
+  readonly seq: number | null;
+  /** 1-based line of the file where it was found. */
+  readonly line: number | null;
+  readonly reason: FailureReason;
+  readonly message: string;
+}
+
+export type VerifyReport = VerifySuccess | VerifyFailure;
+
+export interface VerifyOptions {
+  readonly jwks: readonly PublicJwk[];
+  /** An already verified checkpoint (see verifyCheckpoint): the export must reach and match it. */
+  readonly checkpoint?: Checkpoint | null;
+}
+
+const FULL_LINE_KEYS = new Set<string>([...LINE_FIELDS, "record", "request"]);
+const DIGEST = /^[A-Za-z0-9_-]{43}$/;
+
+class Failure extends Error {
+  constructor(
+    readonly seq: number | null,
+    readonly reason: FailureReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Gap {
+  /** First and last missing seq. */
+  readonly from: number;
+  readonly to: number;
+  /** Where the jump was seen. */
+  readonly line: number;
+  readonly found: number;
+}
+
+/** Verifies an export fed line by line; see the module comment for what is checked. */
+export class ExportVerifier {
+  private lineNo = 0;
+  private expected = 1;
+  private prevDigest: string | null = null;
+  private prevOmitted = false;
+  private records = 0;
+  private omitted = 0;
+  private readonly kids: Record<string, number> = {};
+  private readonly knownKids: Set<string>;
+  private gap: Gap | null = null;
+  private failure: VerifyFailure | null = null;
+
+  constructor(private readonly opts: VerifyOptions) {
+    this.knownKids = new Set(opts.jwks.map((k) => k.kid));
+  }
+
+  /** Feeds one line (without its newline). Returns false once the outcome is a failure: stop feeding. */
+  push(text: string): boolean {
+    if (this.failure) return false;
+    this.lineNo++;
+    const line = text.endsWith("\r") ? text.slice(0, -1) : text;
+    if (line.trim() === "") return true;
+    try {
+      if (this.gap) this.lookForMissing(line);
+      else this.check(line);
+    } catch (e) {
+      if (!(e instanceof Failure)) throw e;
+      this.failure = { ok: false, seq: e.seq, line: this.lineNo, reason: e.reason, message: e.message };
+    }
+    return this.failure === null;
+  }
+
+  /** The outcome, once every line has been fed. */
+  finish(): VerifyReport {
+    if (this.failure) return this.failure;
+    if (this.gap) {
+      const { from, to, line, found } = this.gap;
+      const which = from === to ? `seq ${from} is` : `seq ${from} to ${to} are`;
+      return {
+        ok: false,
+        seq: from,
+        line,
+        reason: "record_dropped",
+        message: `${which} missing: line ${line} jumps to seq ${found} after seq ${from - 1}, with no omitted line in between (a filtered export marks each left-out record with one)`,
+      };
+    }
+    const lastSeq = this.expected - 1;
+    const cp = this.opts.checkpoint ?? null;
+    if (cp && cp.seq > lastSeq) {
+      return {
+        ok: false,
+        seq: lastSeq + 1,
+        line: null,
+        reason: "record_dropped",
+        message: `the export ends at seq ${lastSeq}, but the checkpoint covers the log up to seq ${cp.seq}: records ${lastSeq + 1} to ${cp.seq} are missing from the end`,
+      };
+    }
+    return {
+      ok: true,
+      records: this.records,
+      omitted: this.omitted,
+      lastSeq,
+      head: this.prevDigest,
+      headConfirmed: !this.prevOmitted || cp?.seq === lastSeq,
+      kids: { ...this.kids },
+      checkpoint: cp,
+    };
+  }
+
+  private check(text: string): void {
+    const expected = this.expected;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch {
+      throw new Failure(
+        expected,
+        "malformed",
+        `line ${this.lineNo} is not JSON (verify reads the JSONL export)`,
+      );
+    }
+    if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+      throw new Failure(expected, "malformed", `line ${this.lineNo} is not a JSON object`);
+    }
+    const line = obj as Record<string, unknown>;
+    const seq = line["seq"];
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
+      throw new Failure(expected, "malformed", `line ${this.lineNo} has no seq (a whole number from 1)`);
+    }
+    const digest = line["omitted"] === true ? this.omittedLine(line, seq) : this.fullLine(line, seq);
+    if (digest === null) return;
+    const cp = this.opts.checkpoint;
+    if (cp && cp.seq === seq && cp.head !== digest) {
+      throw new Failure(
+        seq,
+        "checkpoint_mismatch",
+        `record seq ${seq} hashes to ${digest}, but the checkpoint (signed ${new Date(cp.iat * 1000).toISOString()}) says ${cp.head}: the log up to seq ${seq} was rewritten after the checkpoint`,
+      );
+    }
+    this.prevDigest = digest;
+    this.expected = seq + 1;
+  }
+
+  private omittedLine(line: Record<string, unknown>, seq: number): string | null {
+    for (const k of Object.keys(line)) {
+      if (k !== "seq" && k !== "record_sha256" && k !== "omitted") {
+        throw new Failure(
+          seq,
+          "malformed",
+          `the omitted line for seq ${seq} has a field ${k}, which omitted lines do not carry`,
+        );
+      }
+    }
+    const digest = line["record_sha256"];
+    if (typeof digest !== "string" || !DIGEST.test(digest)) {
+      throw new Failure(
+        seq,
+        "malformed",
+        `the omitted line for seq ${seq} has no record_sha256 (base64url SHA-256)`,
+      );
+    }
+    if (!this.inPlace(seq)) return null;
+    // An omitted record's own prev is not in the file; the next full record's prev
+    // checks this line's record_sha256 instead.
+    this.prevOmitted = true;
+    this.omitted++;
+    return digest;
+  }
+
+  private fullLine(line: Record<string, unknown>, seq: number): string | null {
+    for (const k of FULL_LINE_KEYS) {
+      if (!(k in line)) throw new Failure(seq, "malformed", `the line for seq ${seq} has no ${k}`);
+    }
+    for (const k of Object.keys(line)) {
+      // Anything beside the record is trusted only because verify compares it with the
+      // record; a field it cannot compare could say anything.
+      if (!FULL_LINE_KEYS.has(k)) {
+        throw new Failure(
+          seq,
+          "edited_claim",
+          `the line for seq ${seq} has a field ${k} that no record signs`,
+        );
+      }
+    }
+    const jws = line["record"];
+    if (typeof jws !== "string")
+      throw new Failure(seq, "malformed", `the line for seq ${seq}: record is not a JWS`);
+
+    // 1. Signature.
+    const kid = headerKid(jws);
+    if (kid === undefined) {
+      throw new Failure(seq, "malformed", `the record for seq ${seq} is not a compact JWS with a kid`);
+    }
+    if (!this.knownKids.has(kid)) {
+      throw new Failure(
+        seq,
+        "unknown_key",
+        `record seq ${seq} is signed with key ${kid}, which is not in the JWKS (it holds ${[...this.knownKids].join(", ") || "no keys"})`,
+      );
+    }
+    let claims: Record<string, unknown>;
+    try {
+      claims = verifyJws(jws, this.opts.jwks, "decision+jwt").payload;
+    } catch (e) {
+      throw new Failure(seq, "bad_signature", `record seq ${seq}: ${(e as Error).message} (key ${kid})`);
+    }
+    if (claims["ver"] !== 1) {
+      throw new Failure(
+        seq,
+        "malformed",
+        `record seq ${seq} has ver ${String(claims["ver"])}; this verifier knows ver 1`,
+      );
+    }
+
+    // 2. Claims.
+    if (claims["seq"] !== seq) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `the line says seq ${seq}, but its record was signed as seq ${String(claims["seq"])}`,
+      );
+    }
+    const signed = lineFields(claims);
+    for (const k of LINE_FIELDS) {
+      if (k === "seq") continue;
+      const a = line[k];
+      const b = signed[k];
+      const same = Array.isArray(b)
+        ? Array.isArray(a) && a.length === b.length && a.every((x, i) => x === b[i])
+        : a === b;
+      if (!same) {
+        throw new Failure(
+          seq,
+          "edited_claim",
+          `the line for seq ${seq} says ${k} ${JSON.stringify(a)}, but the record signed ${JSON.stringify(b)}`,
+        );
+      }
+    }
+    let actual: string;
+    try {
+      actual = requestDigest(line["request"]);
+    } catch (e) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `the request for seq ${seq} is not JSON-canonicalizable: ${(e as Error).message}`,
+      );
+    }
+    if (actual !== claims["action_sha256"]) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `the request for seq ${seq} hashes to ${actual}, but the record signed action_sha256 ${String(claims["action_sha256"])}: the request was edited`,
+      );
+    }
+
+    // 3. Place, 4. link.
+    if (!this.inPlace(seq)) return null;
+    const expectedPrev = seq === 1 ? null : this.prevDigest;
+    if (claims["prev"] !== expectedPrev) {
+      if (this.prevOmitted) {
+        throw new Failure(
+          seq - 1,
+          "broken_chain",
+          `the omitted line for seq ${seq - 1} has record_sha256 ${expectedPrev}, but record seq ${seq} signed prev ${String(claims["prev"])}: that omitted line does not stand for the real record`,
+        );
+      }
+      throw new Failure(
+        seq,
+        "broken_chain",
+        `record seq ${seq} signed prev ${String(claims["prev"])}, but the record before it hashes to ${String(expectedPrev)}: they are not from one unbroken log`,
+      );
+    }
+    this.prevOmitted = false;
+    this.records++;
+    this.kids[kid] = (this.kids[kid] ?? 0) + 1;
+    return jwsDigest(jws);
+  }
+
+  /** False when seq jumps ahead: not yet a failure, the rest of the file tells a swap from a drop. */
+  private inPlace(seq: number): boolean {
+    const expected = this.expected;
+    if (seq === expected) return true;
+    if (seq < expected) {
+      throw new Failure(
+        seq,
+        "reordered",
+        `line ${this.lineNo} holds seq ${seq} after seq ${expected - 1}: lines are out of order or repeated`,
+      );
+    }
+    this.gap = { from: expected, to: seq - 1, line: this.lineNo, found: seq };
+    return false;
+  }
+
+  private lookForMissing(text: string): void {
+    const gap = this.gap!;
+    let seq: unknown;
+    try {
+      seq = (JSON.parse(text) as { seq?: unknown }).seq;
+    } catch {
+      return;
+    }
+    if (typeof seq === "number" && seq >= gap.from && seq <= gap.to) {
+      throw new Failure(
+        gap.from,
+        "reordered",
+        `seq ${gap.from} is out of place: line ${gap.line} holds seq ${gap.found} where seq ${gap.from} belongs, and seq ${seq} comes later, at line ${this.lineNo}`,
+      );
+    }
+  }
+}
+
+function headerKid(jws: string): string | undefined {
+  const dot = jws.indexOf(".");
+  if (dot <= 0) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(jws.slice(0, dot), "base64url").toString("utf8")) as {
+      kid?: unknown;
+    };
+    return typeof header.kid === "string" ? header.kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Verifies an export read as text chunks (a file or HTTP stream with utf8 decoding, so
+ * no character is split across chunks). Stops reading at the first failure.
+ */
+export async function verifyExport(
+  chunks: AsyncIterable<string> | Iterable<string>,
+  opts: VerifyOptions,
+): Promise<VerifyReport> {
+  const v = new ExportVerifier(opts);
+  let rest = "";
+  for await (const chunk of chunks) {
+    const text = rest + chunk;
+    let start = 0;
+    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+      if (!v.push(text.slice(start, nl))) return v.finish();
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+  }
+  if (rest !== "") v.push(rest);
+  return v.finish();
+}
+
+// ---------------------------------------------------------------------------
+// JWKS
+
+export class JwksError extends Error {
+  override readonly name = "JwksError" as const;
+}
+
+/**
+ * The Ed25519 keys of a JWKS document (`{keys: [...]}`). Keys of other types are skipped;
+ * a document with no usable key is refused, since every record would then fail.
+ */
+export function parseJwks(doc: unknown, source: string): PublicJwk[] {
+  const keys = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) throw new JwksError(`${source} is not a JWKS: expected {"keys": [...]}`);
+  const out: PublicJwk[] = [];
+  for (const k of keys as Record<string, unknown>[]) {
+    if (k?.["kty"] !== "OKP" || k["crv"] !== "Ed25519") continue;
+    if (typeof k["x"] !== "string" || typeof k["kid"] !== "string") continue;
+    if (k["alg"] !== undefined && k["alg"] !== "EdDSA") continue;
+    out.push({ kty: "OKP", crv: "Ed25519", x: k["x"], kid: k["kid"], alg: "EdDSA", use: "sig" });
+  }
+  if (out.length === 0) throw new JwksError(`${source} holds no Ed25519 key with a kid`);
+  return out;
+}

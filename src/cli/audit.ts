@@ -1,0 +1,337 @@
+/**
+ * `countersign audit export|checkpoint|verify|events`: the auditor's commands.
+ * Exit codes: 0 ok, 1 a verification failed, 2 a usage error (bad option, unreadable
+ * input file or JWKS). Results go to stdout; notes and the progress bar to stderr, so
+ * `audit export > file` and `audit checkpoint > file` hold only the data.
+ */
+import { once } from "node:events";
+import fs from "node:fs";
+import type { Writable } from "node:stream";
+import { finished } from "node:stream/promises";
+import type { Command } from "commander";
+import { readSigningKey } from "../adapters/crypto/keyfile.js";
+import type { PublicJwk } from "../adapters/crypto/signing.js";
+import {
+  type AuditDatabase,
+  actionEvents,
+  actionRecord,
+  findAction,
+  lastSeq,
+  logHead,
+  openAuditDatabase,
+  publishedKeys,
+  recordsInOrder,
+} from "../adapters/db/sqlite-audit.js";
+import { type Checkpoint, CheckpointError, signCheckpoint, verifyCheckpoint } from "../audit/checkpoint.js";
+import { formatTimeline } from "../audit/events.js";
+import { type ExportQuery, type ExportStats, exportChunks, parseExportQuery } from "../audit/export.js";
+import { JwksError, parseJwks, type VerifyReport, verifyExport } from "../audit/verify.js";
+import type { Config } from "../config.js";
+import { loadPolicyFile } from "../domain/policy.js";
+
+export interface AuditCliDeps {
+  readonly loadConfig: () => Config;
+}
+
+/** Where the commands write; the process's own streams unless a test passes others. */
+interface Io {
+  readonly stdout: Writable;
+  readonly stderr: Writable & { isTTY?: boolean };
+}
+
+const PROCESS_IO: Io = { stdout: process.stdout, stderr: process.stderr };
+
+/** Exit 2 with a message, through commander (which honours the program's exitOverride). */
+function usage(cmd: Command, message: string): never {
+  return cmd.error(`countersign: ${message}`, { exitCode: 2, code: "countersign.usage" });
+}
+
+export function registerAuditCommands(program: Command, deps: AuditCliDeps): void {
+  const audit = program
+    .command("audit")
+    .description("audit evidence: export the log, verify it offline, checkpoints, one action's path");
+
+  audit
+    .command("export")
+    .description("write the decision records in seq order (JSONL with the requests, or CSV)")
+    .option(
+      "--since <time>",
+      "records decided at or after this ISO 8601 time (2025-01-31 or 2025-01-31T09:00:00Z)",
+    )
+    .option("--until <time>", "records decided before this ISO 8601 time")
+    .option("--agent <id>", "only this agent's records")
+    .option("--region <region>", "only this region's records")
+    .option("--verdict <verdict>", "only approved, denied, expired or cancelled records")
+    .option("--format <format>", "jsonl (verifiable) or csv (for spreadsheets)", "jsonl")
+    .option("--out <file>", "write here instead of stdout (written aside and renamed when complete)")
+    .action(async (opts: Record<string, string | undefined>, cmd: Command) => {
+      const { out, ...raw } = opts;
+      const parsed = parseExportQuery(raw);
+      if (!parsed.ok) usage(cmd, parsed.errors.map((e) => `--${e.path} ${e.message}`).join("; "));
+      const config = deps.loadConfig();
+      const db = openAuditDatabase(config.databasePath);
+      try {
+        const stats = await exportToFileOrStdout(db, parsed.query, out, PROCESS_IO);
+        PROCESS_IO.stderr.write(
+          `exported ${stats.records} records (${stats.omitted} omitted)${out ? ` to ${out}` : ""}\n`,
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  audit
+    .command("checkpoint")
+    .description(
+      "print a signed checkpoint of the log's head (keep it: it proves later that nothing up to it changed)",
+    )
+    .action(() => {
+      const config = deps.loadConfig();
+      const issuer = loadPolicyFile(config.policyFile).issuer;
+      const key = readSigningKey(config.signingKeyFile);
+      const db = openAuditDatabase(config.databasePath);
+      try {
+        const head = logHead(db);
+        if (!publishedKeys(db).some((k) => k.kid === key.kid)) {
+          PROCESS_IO.stderr.write(
+            `note: key ${key.kid} is not in this installation's JWKS yet; a verifier needs it (it is published when serve starts)\n`,
+          );
+        }
+        if (head.seq === 0)
+          PROCESS_IO.stderr.write("note: the log is empty; this checkpoint says so (seq 0, head null)\n");
+        PROCESS_IO.stdout.write(`${signCheckpoint(key, issuer, head, new Date())}\n`);
+      } finally {
+        db.close();
+      }
+    });
+
+  audit
+    .command("verify <file>")
+    .description(
+      "check an export's signatures, claims and chain (FILE - reads stdin); exit 1 naming the first bad seq",
+    )
+    .option(
+      "--jwks <fileOrUrl>",
+      "the JWKS to trust (a file, or an https URL fetched once); default: this installation's keys",
+    )
+    .option(
+      "--checkpoint <file>",
+      "a checkpoint (as `audit checkpoint` printed it) the export must reach and match",
+    )
+    .action(async (file: string, opts: { jwks?: string; checkpoint?: string }, cmd: Command) => {
+      const jwks = await keysFor(opts.jwks, deps, cmd, PROCESS_IO);
+      let checkpoint: Checkpoint | null = null;
+      if (opts.checkpoint) {
+        const text = readInput(opts.checkpoint, "checkpoint", cmd);
+        try {
+          checkpoint = verifyCheckpoint(text, jwks);
+        } catch (e) {
+          if (!(e instanceof CheckpointError)) throw e;
+          PROCESS_IO.stdout.write(`verification FAILED: checkpoint_mismatch: ${e.message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+      }
+      if (file !== "-" && !fs.existsSync(file)) usage(cmd, `no export at ${file}`);
+      const input =
+        file === "-"
+          ? process.stdin.setEncoding("utf8")
+          : fs.createReadStream(file, { encoding: "utf8", highWaterMark: 1 << 20 });
+      const report = await verifyExport(input as AsyncIterable<string>, { jwks, checkpoint });
+      PROCESS_IO.stdout.write(`${describeReport(report)}\n`);
+      if (!report.ok) process.exitCode = 1;
+    });
+
+  audit
+    .command("events <actionId>")
+    .description("one action's decision path: every event with time, actor and data, then its record")
+    .action((actionId: string, _opts: unknown, cmd: Command) => {
+      const config = deps.loadConfig();
+      const db = openAuditDatabase(config.databasePath);
+      try {
+        const action = findAction(db, actionId);
+        if (!action) usage(cmd, `no action ${actionId} in ${config.databasePath}`);
+        PROCESS_IO.stdout.write(
+          formatTimeline(action, actionEvents(db, actionId), actionRecord(db, actionId)),
+        );
+      } finally {
+        db.close();
+      }
+    });
+}
+
+/** The one-line outcome of a verification, as printed. */
+export function describeReport(r: VerifyReport): string {
+  if (!r.ok) {
+    const where = [r.seq !== null ? `seq ${r.seq}` : null, r.line !== null ? `line ${r.line}` : null]
+      .filter(Boolean)
+      .join(", ");
+    return `verification FAILED${where ? ` at ${where}` : ""}: ${r.reason}: ${r.message}`;
+  }
+  const keys = Object.entries(r.kids)
+    .map(([kid, n]) => `${kid} (${n})`)
+    .join(", ");
+  const unconfirmed = r.headConfirmed ? "" : " (an omitted record's digest: only a checkpoint confirms it)";
+  const span = r.lastSeq > 0 ? `, seq 1-${r.lastSeq}, head ${r.head}${unconfirmed}` : ": the export is empty";
+  const signed = keys ? `; signed by ${keys}` : "";
+  const cp = r.checkpoint
+    ? `; matches the checkpoint of seq ${r.checkpoint.seq} signed ${new Date(r.checkpoint.iat * 1000).toISOString()}`
+    : "";
+  return `verified ${r.records} records (${r.omitted} omitted)${span}${signed}${cp}`;
+}
+
+async function keysFor(
+  source: string | undefined,
+  deps: AuditCliDeps,
+  cmd: Command,
+  io: Io,
+): Promise<PublicJwk[]> {
+  if (source) {
+    try {
+      return parseJwks(await readJwks(source, cmd), source);
+    } catch (e) {
+      if (e instanceof JwksError) usage(cmd, e.message);
+      throw e;
+    }
+  }
+  const config = deps.loadConfig();
+  const db = openAuditDatabase(config.databasePath);
+  let keys: PublicJwk[];
+  try {
+    keys = publishedKeys(db);
+  } finally {
+    db.close();
+  }
+  if (keys.length === 0 && fs.existsSync(config.signingKeyFile)) {
+    keys = [readSigningKey(config.signingKeyFile).publicJwk];
+  }
+  if (keys.length === 0) usage(cmd, `no keys in ${config.databasePath}; pass the JWKS with --jwks`);
+  io.stderr.write(
+    `note: checking against this installation's ${keys.length} key(s) from ${config.databasePath}; for a check that does not trust this installation, pass --jwks with a JWKS you archived\n`,
+  );
+  return keys;
+}
+
+async function readJwks(source: string, cmd: Command): Promise<unknown> {
+  if (/^https?:\/\//i.test(source)) {
+    let res: Response;
+    try {
+      res = await fetch(source, {
+        signal: AbortSignal.timeout(10_000),
+        headers: { accept: "application/json" },
+      });
+    } catch (e) {
+      usage(cmd, `cannot fetch the JWKS from ${source}: ${(e as Error).message}`);
+    }
+    if (!res.ok) usage(cmd, `fetching the JWKS from ${source} answered HTTP ${res.status}`);
+    try {
+      return await res.json();
+    } catch {
+      usage(cmd, `the JWKS at ${source} is not JSON`);
+    }
+  }
+  try {
+    return JSON.parse(readInput(source, "JWKS", cmd));
+  } catch (e) {
+    if (e instanceof SyntaxError) usage(cmd, `the JWKS file ${source} is not JSON`);
+    throw e;
+  }
+}
+
+function readInput(file: string, what: string, cmd: Command): string {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (e) {
+    usage(
+      cmd,
+      `cannot read the ${what} file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Writes the export to `out` (atomically: FILE.partial, renamed when complete, so an
+ * interrupted export never looks like a whole one) or to stdout.
+ */
+export async function exportToFileOrStdout(
+  db: AuditDatabase,
+  query: ExportQuery,
+  out: string | undefined,
+  io: Io,
+): Promise<ExportStats> {
+  const upTo = lastSeq(db);
+  const stats: ExportStats = { records: 0, omitted: 0 };
+  const bar = progressBar(io.stderr, upTo);
+  const chunks = exportChunks(recordsInOrder(db, upTo), {
+    ...query,
+    stats,
+    ...(bar ? { onProgress: bar.update } : {}),
+  });
+  try {
+    if (!out) {
+      await writeChunks(io.stdout, chunks);
+      return stats;
+    }
+    const partial = `${out}.partial`;
+    // Exports carry the requests' details: readable by their owner only, like the database.
+    const file = fs.createWriteStream(partial, { flags: "w", mode: 0o600 });
+    try {
+      await writeChunks(file, chunks);
+      file.end();
+      await finished(file);
+      fs.renameSync(partial, out);
+    } catch (e) {
+      file.destroy();
+      fs.rmSync(partial, { force: true });
+      throw e;
+    }
+    return stats;
+  } finally {
+    bar?.done();
+  }
+}
+
+/** Writes chunk by chunk, waiting for `drain` whenever the stream's buffer is full. */
+async function writeChunks(out: Writable, chunks: Iterable<string>): Promise<void> {
+  let failed: Error | null = null;
+  const onError = (e: Error) => {
+    failed = e;
+  };
+  out.on("error", onError);
+  try {
+    for (const chunk of chunks) {
+      if (failed) throw failed;
+      if (!out.write(chunk)) await once(out, "drain");
+    }
+    if (failed) throw failed;
+  } finally {
+    out.off("error", onError);
+  }
+}
+
+/** Below this many records an export is over before a bar would be worth drawing. */
+const PROGRESS_MIN_RECORDS = 20_000;
+
+function progressBar(
+  stderr: Io["stderr"],
+  total: number,
+): { update: (seq: number) => void; done: () => void } | null {
+  if (!stderr.isTTY || total < PROGRESS_MIN_RECORDS) return null;
+  let last = 0;
+  return {
+    update: (seq) => {
+      const t = Date.now();
+      if (t - last < 200) return;
+      last = t;
+      const width = 30;
+      const filled = Math.round((seq / total) * width);
+      const pct = Math.floor((seq / total) * 100);
+      stderr.write(
+        `\rexporting [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}% ${seq}/${total} records`,
+      );
+    },
+    done: () => {
+      stderr.write("\r\x1b[2K");
+    },
+  };
+}
