@@ -9,6 +9,7 @@ import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
 import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
+import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
 import { buildHttp } from "./adapters/http/server.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
@@ -138,6 +139,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     .on("update_card", slackFx.guard("update_card", slackFx.updateCard))
     .on("thread_note", slackFx.guard("thread_note", slackFx.threadNote))
     .on("dm", slackFx.guard("dm", slackFx.dm))
+    .on("remind", slackFx.guard("remind", slackFx.remind))
     .on("release", (e) => intake.release(e))
     .on("timer", (e) => timers.schedule(e))
     .on(
@@ -158,6 +160,13 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const http = buildHttp({
     store,
     routes: [
+      (app) =>
+        registerAuditRoutes(app, {
+          db: store.sqlite,
+          auditorTokens: config.auditorTokens,
+          signingKey,
+          issuer: policy.issuer,
+        }),
       (app) =>
         registerAgentRoutes(app, {
           store,

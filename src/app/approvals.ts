@@ -104,30 +104,33 @@ export class Approvals {
     try {
       return await this.admit(s, now);
     } catch (e) {
-      if (e instanceof RejectionError) {
-        const raw = (s.request ?? {}) as Record<string, unknown>;
-        const agentId = typeof raw.agent_id === "string" ? raw.agent_id.slice(0, 128) : null;
-        await this.d.store.appendEvents(
-          null,
-          agentId,
-          [
-            {
-              type: "rejected",
-              actor: agentId ? `agent:${agentId}` : "unknown",
-              data: {
-                code: e.code,
-                message: e.message,
-                errors: e.errors.slice(0, 20),
-                via: s.via,
-                request_id: typeof raw.request_id === "string" ? raw.request_id.slice(0, 128) : null,
-              },
-            },
-          ],
-          now.getTime(),
-        );
-      }
+      if (e instanceof RejectionError) await this.recordRejection(e, s.request, s.via);
       throw e;
     }
+  }
+
+  /** Every refusal keeps an audit event, whichever door refused it and however early. */
+  async recordRejection(e: RejectionError, request: unknown, via: Submission["via"]): Promise<void> {
+    const raw = (request && typeof request === "object" ? request : {}) as Record<string, unknown>;
+    const agentId = typeof raw.agent_id === "string" ? raw.agent_id.slice(0, 128) : null;
+    await this.d.store.appendEvents(
+      null,
+      agentId,
+      [
+        {
+          type: "rejected",
+          actor: agentId ? `agent:${agentId}` : "unknown",
+          data: {
+            code: e.code,
+            message: e.message,
+            errors: e.errors.slice(0, 20),
+            via,
+            request_id: typeof raw.request_id === "string" ? raw.request_id.slice(0, 128) : null,
+          },
+        },
+      ],
+      this.d.now().getTime(),
+    );
   }
 
   private async admit(s: Submission, now: Date): Promise<SubmitResult> {
@@ -223,7 +226,9 @@ export class Approvals {
       maxPending: agent.max_pending,
       events,
       effects: (a) =>
-        immediate ? decisionEffects(a, request) : [...levelEffects(a.id, 0, deadlineAt, capAt)],
+        immediate
+          ? this.decisionEffects({ ...a, request }, immediate)
+          : [...levelEffects(a.id, 0, deadlineAt, capAt)],
       ...(immediate
         ? {
             decision: {
@@ -415,11 +420,15 @@ export class Approvals {
             payload: { level: a.level, note: "vote", user: step.vote.user },
           },
         ];
-        if (!step.decision) return { vote: { ...step.vote, level: a.level }, events, effects };
+        if (!step.decision) {
+          // Redraw the card so its tally shows the vote, not only the thread.
+          effects.push({ kind: "update_card", dedupeKey: `tally:${a.id}:${step.vote.user}` });
+          return { vote: { ...step.vote, level: a.level }, events, effects };
+        }
         return {
           vote: { ...step.vote, level: a.level },
           events: [...events, decidedEvent(step.decision)],
-          effects: [...effects, ...decisionEffects(a, a.request)],
+          effects: [...effects, ...this.decisionEffects(a, step.decision)],
           decision: { outcome: step.decision, claims: this.claims(a, votes, step.decision, now) },
         };
       }
@@ -440,6 +449,17 @@ export class Approvals {
           ],
           effects: [
             { kind: "post_card", dedupeKey: `card:${a.id}:${step.level}`, payload: { level: step.level } },
+            // One reminder per level, at half the time to its deadline.
+            ...(a.deadlineAt && a.deadlineAt > t
+              ? [
+                  {
+                    kind: "remind" as const,
+                    dedupeKey: `remind:${a.id}:${step.level}`,
+                    payload: { level: step.level },
+                    dueAt: t + Math.floor((a.deadlineAt - t) / 2),
+                  },
+                ]
+              : []),
           ],
         };
       case "escalate":
@@ -476,7 +496,7 @@ export class Approvals {
         const eligible = a.eligible ?? ctx.eligible ?? [];
         return {
           events: [decidedEvent(step.decision, actor)],
-          effects: decisionEffects(a, a.request),
+          effects: this.decisionEffects(a, step.decision),
           decision: {
             outcome: step.decision,
             claims: this.claims({ ...a, eligible }, a.votes, step.decision, now),
@@ -485,6 +505,21 @@ export class Approvals {
       }
     }
     return { refused: { code: "unknown_step", reason: `unknown step at ${t}` }, events: [] };
+  }
+
+  /**
+   * What follows every verdict: the cards updated, the agent's jobs released, its
+   * webhook, the requester told; and when nobody decided (a timeout, or nobody eligible),
+   * the agent's technical owners too, since a silent timeout is a broken process.
+   */
+  private decisionEffects(a: Pick<ActionRow, "id" | "agentId" | "request">, d: DecisionOutcome): NewEffect[] {
+    const effects = decisionEffects(a, a.request);
+    if (d.reasonCode === "timeout" || d.reasonCode === "no_eligible_approvers") {
+      for (const u of this.d.policy.agents[a.agentId]?.owners.technical ?? []) {
+        effects.push({ kind: "dm", dedupeKey: `dm:${a.id}:owner:${u}`, payload: { to: u, why: "owner" } });
+      }
+    }
+    return effects;
   }
 
   /** The record's claims (SPEC "Decision record"), all but seq and prev. */

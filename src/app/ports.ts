@@ -3,7 +3,7 @@
  * Slack) implement them; the use-cases never import an adapter.
  */
 import type { DecisionOutcome } from "../domain/decision.js";
-import type { ActionRequest, RecordClaims, Vote } from "../domain/types.js";
+import type { ActionRequest, RecordClaims, Verdict, Vote } from "../domain/types.js";
 
 export interface ActionRow {
   readonly id: string;
@@ -64,7 +64,8 @@ export type EffectKind =
   | "dm"
   | "release"
   | "timer"
-  | "webhook";
+  | "webhook"
+  | "remind";
 
 export interface NewEffect {
   readonly kind: EffectKind;
@@ -199,12 +200,22 @@ export interface Store {
   /** Put off without counting an attempt (the claim counted one; this takes it back). */
   deferEffect(id: number, dueAt: number): Promise<void>;
   killEffect(id: number, error: string, now: number): Promise<void>;
-  pendingEffectCount(): Promise<number>;
+  /** Effects not yet carried out; with `dueBy`, only those due by then (a reminder due later is not "stuck"). */
+  pendingEffectCount(dueBy?: number): Promise<number>;
 
   /** Pending actions whose next timer is at or before `until` (all with a timer when until is +Infinity). */
   timersDue(until: number, limit: number): Promise<{ id: string; level: number; at: number }[]>;
   /** Decided actions with jobs not yet released. */
   unreleasedDecided(limit: number): Promise<string[]>;
+
+  /** Pending actions whose current level lists `user` as eligible and who has not voted, soonest deadline first. */
+  pendingForApprover(user: string, limit: number): Promise<ActionRow[]>;
+  /** Decided actions `user` voted on, newest first. */
+  recentlyVotedBy(user: string, limit: number): Promise<ActionRow[]>;
+  /** The newest actions of these agents, any status. */
+  recentForAgents(agentIds: readonly string[], limit: number): Promise<ActionRow[]>;
+  /** How an agent's requests since `since` ended (and how many still wait). */
+  agentStats(agentId: string, since: number): Promise<Record<"total" | "pending" | Verdict, number>>;
 
   recordWebhookAttempt(a: WebhookAttempt): Promise<void>;
   webhookAttempts(actionId: string): Promise<WebhookAttempt[]>;

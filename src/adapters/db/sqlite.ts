@@ -35,7 +35,7 @@ import type {
 } from "../../app/ports.js";
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
-import { RejectionError } from "../../domain/types.js";
+import { RejectionError, type Verdict } from "../../domain/types.js";
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../../db/migrations", import.meta.url));
 
@@ -525,12 +525,13 @@ export class SqliteStore implements Store {
       .run();
   }
 
-  async pendingEffectCount(): Promise<number> {
+  async pendingEffectCount(dueBy?: number): Promise<number> {
+    const due = dueBy === undefined ? undefined : lte(schema.outbox.dueAt, dueBy);
     return (
       this.db
         .select({ n: sql<number>`count(*)` })
         .from(schema.outbox)
-        .where(eq(schema.outbox.state, "pending"))
+        .where(and(eq(schema.outbox.state, "pending"), due))
         .get()?.n ?? 0
     );
   }
@@ -558,6 +559,56 @@ export class SqliteStore implements Store {
       )
       .all(limit)
       .map((r) => (r as { id: string }).id);
+  }
+
+  async pendingForApprover(user: string, limit: number): Promise<ActionRow[]> {
+    const rows = this.raw
+      .prepare(
+        `SELECT a.* FROM actions a
+         WHERE a.status = 'pending' AND a.eligible_json IS NOT NULL
+           AND EXISTS (SELECT 1 FROM json_each(a.eligible_json) e WHERE e.value = ?)
+           AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.action_id = a.id AND v.user = ?)
+         ORDER BY a.deadline_at, a.id LIMIT ?`,
+      )
+      .all(user, user, limit) as RawActionRow[];
+    return rows.map(fromRaw);
+  }
+
+  async recentlyVotedBy(user: string, limit: number): Promise<ActionRow[]> {
+    const rows = this.raw
+      .prepare(
+        `SELECT a.* FROM actions a JOIN votes v ON v.action_id = a.id
+         WHERE v.user = ? AND a.status = 'decided' ORDER BY a.decided_at DESC LIMIT ?`,
+      )
+      .all(user, limit) as RawActionRow[];
+    return rows.map(fromRaw);
+  }
+
+  async recentForAgents(agentIds: readonly string[], limit: number): Promise<ActionRow[]> {
+    if (!agentIds.length) return [];
+    return this.db
+      .select()
+      .from(schema.actions)
+      .where(inArray(schema.actions.agentId, [...agentIds]))
+      .orderBy(sql`${schema.actions.requestedAt} desc`)
+      .limit(limit)
+      .all()
+      .map(toRow);
+  }
+
+  async agentStats(agentId: string, since: number): Promise<Record<"total" | "pending" | Verdict, number>> {
+    const rows = this.raw
+      .prepare(
+        `SELECT coalesce(verdict, 'pending') AS k, count(*) AS n FROM actions
+         WHERE agent_id = ? AND requested_at >= ? GROUP BY 1`,
+      )
+      .all(agentId, since) as { k: string; n: number }[];
+    const out = { total: 0, pending: 0, approved: 0, denied: 0, expired: 0, cancelled: 0 };
+    for (const r of rows) {
+      if (r.k in out) out[r.k as keyof typeof out] = r.n;
+      out.total += r.n;
+    }
+    return out;
   }
 
   async recordWebhookAttempt(a: WebhookAttempt): Promise<void> {
@@ -612,6 +663,57 @@ export class SqliteStore implements Store {
   get sqlite(): Database.Database {
     return this.raw;
   }
+}
+
+/** A row as better-sqlite3 returns it from hand-written SQL (snake_case columns). */
+interface RawActionRow {
+  id: string;
+  agent_id: string;
+  request_id: string;
+  request_json: string;
+  request_sha256: string;
+  action_type: string;
+  risk_class: string;
+  region: string;
+  status: string;
+  route_name: string | null;
+  level: number;
+  quorum: number;
+  eligible_json: string | null;
+  deadline_at: number | null;
+  cap_at: number | null;
+  policy_sha256: string;
+  requested_at: number;
+  verdict: string | null;
+  reason_code: string | null;
+  decided_at: number | null;
+  record_seq: number | null;
+}
+
+function fromRaw(r: RawActionRow): ActionRow {
+  return toRow({
+    id: r.id,
+    agentId: r.agent_id,
+    requestId: r.request_id,
+    requestJson: r.request_json,
+    requestSha256: r.request_sha256,
+    actionType: r.action_type,
+    riskClass: r.risk_class,
+    region: r.region,
+    status: r.status,
+    routeName: r.route_name,
+    level: r.level,
+    quorum: r.quorum,
+    eligibleJson: r.eligible_json,
+    deadlineAt: r.deadline_at,
+    capAt: r.cap_at,
+    policySha256: r.policy_sha256,
+    requestedAt: r.requested_at,
+    verdict: r.verdict,
+    reasonCode: r.reason_code,
+    decidedAt: r.decided_at,
+    recordSeq: r.record_seq,
+  });
 }
 
 function actionValues(a: NewAction): typeof schema.actions.$inferInsert {

@@ -30,6 +30,17 @@ const EMPTY_DIGEST = sha256B64url("");
 export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void {
   // Bodies arrive as text so the I-JSON rules (duplicate names, lone surrogates, big
   // integers) are checked by our own parser, identically for every agent.
+  // Only JSON is accepted: a body in any other type is refused with 415 before anything
+  // reads it (fastify would otherwise hand text/plain through as a string).
+  app.removeContentTypeParser("text/plain");
+  app.addContentTypeParser("*", (req, _payload, done) => {
+    const type = String(req.headers["content-type"] ?? "none");
+    done(
+      Object.assign(new Error(`content-type ${type} is not supported: send application/json`), {
+        statusCode: 415,
+      }),
+    );
+  });
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
     if (body === "") return done(null, undefined);
     try {

@@ -65,8 +65,16 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     // reads the body: its signature check needs the exact bytes.
     serverFactory: (handler) =>
       http.createServer((req, res) => {
-        if (deps.slackListener && req.url?.split("?")[0] === "/slack/events")
+        if (deps.slackListener && req.url?.split("?")[0] === "/slack/events") {
+          // Bolt refuses requests signed over 5 minutes ago; one dated over 5 minutes ahead
+          // is refused too, so a signature made in advance cannot be saved for later.
+          const ts = Number(req.headers["x-slack-request-timestamp"]);
+          if (Number.isFinite(ts) && ts * 1000 - Date.now() > 5 * 60_000) {
+            res.writeHead(401).end();
+            return;
+          }
           return deps.slackListener(req, res);
+        }
         handler(req, res);
       }),
   });

@@ -68,17 +68,24 @@ export class Intake {
     let actionId = (await this.store.findJob(key))?.actionId;
     if (!actionId) {
       const data = job.data as unknown;
-      if (typeof data !== "object" || data === null || Array.isArray(data)) {
-        throw new UnrecoverableError(
-          new RejectionError("invalid_request", "job data must be an object {request, proof}").failedReason,
-        );
-      }
-      const { request, proof } = data as { request?: unknown; proof?: unknown };
+      const { request, proof } =
+        typeof data === "object" && data !== null && !Array.isArray(data)
+          ? (data as { request?: unknown; proof?: unknown })
+          : {};
       try {
+        if (typeof data !== "object" || data === null || Array.isArray(data)) {
+          const e = new RejectionError("invalid_request", "job data must be an object {request, proof}");
+          await this.approvals.recordRejection(e, undefined, "queue");
+          throw e;
+        }
         if (typeof proof !== "string") {
-          throw new RejectionError("bad_proof", "job data has no proof: expected {request, proof: <JWT>}", [
-            { path: "proof", message: "required" },
-          ]);
+          const e = new RejectionError(
+            "bad_proof",
+            "job data has no proof: expected {request, proof: <JWT>}",
+            [{ path: "proof", message: "required" }],
+          );
+          await this.approvals.recordRejection(e, request, "queue");
+          throw e;
         }
         const r = await this.approvals.submit({
           request,
