@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, type Harness, request, startHarness } from "../support/harness.js";
 
 const posts = (h: Harness, channel: string) =>
-  h.sim.calls.filter((c) => c.method === "chat.postMessage" && c.args.channel === channel && !c.args.thread_ts);
+  h.sim.calls.filter(
+    (c) => c.method === "chat.postMessage" && c.args.channel === channel && !c.args.thread_ts,
+  );
 
 describe("passing Slack faults: the card still arrives, and never twice", () => {
   let h: Harness;
@@ -40,12 +42,15 @@ describe("passing Slack faults: the card still arrives, and never twice", () => 
     const card = await h.card(req.request_id);
     const stored = h.sim
       .messages("C0EUAPPROVALS")
-      .filter((m) => (m.metadata as { event_payload?: { action_id?: string } })?.event_payload?.action_id === card.actionId);
+      .filter(
+        (m) =>
+          (m.metadata as { event_payload?: { action_id?: string } })?.event_payload?.action_id ===
+          card.actionId,
+      );
     expect(stored).toHaveLength(1);
     expect(stored[0]!.ts).toBe(card.ts);
     expect(posts(h, "C0EUAPPROVALS").length - before).toBe(1);
   });
-
 });
 
 describe("permanent Slack faults are events, and the request still ends at its deadline", () => {
@@ -85,15 +90,22 @@ describe("pacing: a burst to one channel is spread over time, none lost", () => 
   });
 
   it("posts 10 cards at no more than 5 a second after a burst of 2", async () => {
-    const reqs = Array.from({ length: 10 }, (_, i) => request({ action: { type: "payments.refund", summary: `paced ${i}` } }));
+    const reqs = Array.from({ length: 10 }, (_, i) =>
+      request({ action: { type: "payments.refund", summary: `paced ${i}` } }),
+    );
     await Promise.all(reqs.map((r) => h.submit(r)));
     await Promise.all(reqs.map((r) => h.card(r.request_id)));
     const at = posts(h, "C0EUAPPROVALS")
       .map((c) => c.at)
       .sort((a, b) => a - b);
     expect(at).toHaveLength(10);
-    // 2 at once, then one every 200 ms: the last is at least 1.4 s after the first.
+    // 2 at once, then one slot every 200 ms: the tenth slot is 1.6 s after the first.
+    // Slots are granted when an effect is claimed and the post follows a few ms later,
+    // so allow that jitter; an unpaced burst would post all ten within a few ms.
     expect(at[9]! - at[0]!).toBeGreaterThanOrEqual(1_400);
-    for (let i = 2; i < at.length; i++) expect(at[i]! - at[i - 2]!).toBeGreaterThanOrEqual(180);
+    for (let i = 0; i < at.length; i++) {
+      const inOneSecond = at.filter((t) => t >= at[i]! && t < at[i]! + 1_000).length;
+      expect(inOneSecond).toBeLessThanOrEqual(7); // 5 a second plus the burst of 2
+    }
   });
 });

@@ -71,6 +71,8 @@ export const ACTION_IDS = {
   approveWithComment: "cs_approve_comment",
   deny: "cs_deny",
   viewFull: "cs_view",
+  /** Prefix of the previous/next page buttons (`_prev`, `_next`) in the "View full request" modal; value buttonValue(actionId, page). */
+  viewPage: "cs_view_page",
 } as const;
 
 export const CALLBACK_IDS = {
@@ -156,7 +158,7 @@ function section(text: string): Block {
 }
 
 /** Agent text for one line of mrkdwn, cut to `max` with the default note. */
-function inline(s: string, max: number): string {
+export function inline(s: string, max: number): string {
   return cap(agentText(oneLine(s)), max);
 }
 
@@ -166,7 +168,7 @@ const SLACK_USER_ID = /^[UW][A-Z0-9]{1,30}$/;
  * A mention for ids that come from our policy or from Slack. Anything not shaped like a
  * user id is shown as text, so even a mistyped policy entry cannot produce markup.
  */
-function mention(id: string): string {
+export function mention(id: string): string {
   return SLACK_USER_ID.test(id) ? `<@${id}>` : inline(id, 100);
 }
 
@@ -696,9 +698,9 @@ export function renderApproveCommentModal(o: VoteModalInput): Record<string, unk
   };
 }
 
-// The modal's fixed blocks (header, facts, page line, divider) leave this many for the
+// The modal's fixed blocks (header, facts, page line, page buttons, divider) leave this many for the
 // request itself on each page.
-const MODAL_FIXED_BLOCKS = 4;
+const MODAL_FIXED_BLOCKS = 5;
 const MODAL_CONTENT_BLOCKS = LIMITS.modalBlocks - MODAL_FIXED_BLOCKS;
 
 const TOP_LEVEL_ORDER = [
@@ -746,6 +748,15 @@ function modalSections(request: ActionRequest): string[] {
   return packLines("", modalLines(request), Number.POSITIVE_INFINITY, LIMITS.sectionText, () => "");
 }
 
+function pageButton(text: string, actionId: string, page: number): Block {
+  return {
+    type: "button",
+    text: plain(text),
+    action_id: `${ACTION_IDS.viewPage}_${text.startsWith("Next") ? "next" : "prev"}`,
+    value: buttonValue(actionId, page),
+  };
+}
+
 /** How many pages the "View full request" modal needs for this request. */
 export function requestModalPages(request: ActionRequest): number {
   return Math.max(1, Math.ceil(modalSections(request).length / MODAL_CONTENT_BLOCKS));
@@ -760,6 +771,10 @@ export function renderRequestModal(o: {
   riskClass: string;
   agentOwners: Readonly<Record<string, readonly string[]>>;
   page?: number;
+  /** Given: previous/next buttons when the request spans pages. */
+  actionId?: string;
+  /** How the agent's requests of the last 24 hours ended. */
+  agentLast24h?: Readonly<Record<"total" | "pending" | Verdict, number>>;
 }): Record<string, unknown> {
   const sections = modalSections(o.request);
   const pages = Math.max(1, Math.ceil(sections.length / MODAL_CONTENT_BLOCKS));
@@ -768,12 +783,24 @@ export function renderRequestModal(o: {
   const owners = Object.entries(o.agentOwners)
     .map(([role, ids]) => `${inline(role, 60)} ${ids.map(mention).join(" ")}`)
     .join(", ");
+  const s = o.agentLast24h;
+  const last24h = s
+    ? `\n*This agent, last 24 h:* ${s.total} request(s): ${s.approved} approved, ${s.denied} denied, ${s.expired} expired, ${s.cancelled} cancelled, ${s.pending} pending`
+    : "";
   const facts =
     `*Risk class as the policy made it:* ${riskLabel(o.riskClass, o.request.risk_class)}\n` +
-    `*Agent owners:* ${owners === "" ? "none listed" : owners}`;
+    `*Agent owners:* ${owners === "" ? "none listed" : owners}${last24h}`;
   const blocks: Block[] = [header(o.request.action.summary), section(facts)];
   if (pages > 1) {
+    const nav =
+      o.actionId === undefined
+        ? []
+        : [
+            ...(page > 1 ? [pageButton("← Previous page", o.actionId, page - 1)] : []),
+            ...(page < pages ? [pageButton("Next page →", o.actionId, page + 1)] : []),
+          ];
     blocks.push({ type: "context", elements: [md(`Page ${page} of ${pages}`)] });
+    if (nav.length) blocks.push({ type: "actions", block_id: "cs_view_pages", elements: nav });
   }
   blocks.push({ type: "divider" });
   const start = (page - 1) * MODAL_CONTENT_BLOCKS;

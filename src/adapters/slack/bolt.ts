@@ -26,6 +26,7 @@ import {
   renderNotApproverNote,
   renderRequestModal,
 } from "./blocks.js";
+import { renderApprovalsList, renderHome } from "./home.js";
 
 export interface SlackDoorOptions {
   readonly botToken: string;
@@ -214,21 +215,86 @@ function registerHandlers(
     });
   }
 
+  /** The "View full request" modal: the whole request, paged, and the agent's last 24 hours. */
+  async function fullRequestView(actionId: string, page: number) {
+    const a = await store.getAction(actionId);
+    if (!a) return null;
+    const stats = await store.agentStats(a.agentId, Date.now() - 24 * 3600_000);
+    return renderRequestModal({
+      actionId: a.id,
+      request: a.request,
+      riskClass: a.riskClass,
+      agentOwners: approvals.policy.agents[a.agentId]?.owners ?? {},
+      agentLast24h: stats,
+      page,
+    });
+  }
+
   app.action<BlockAction<ButtonAction>>(ACTION_IDS.viewFull, async ({ ack, body, action }) => {
     await ack();
     const card = await clickedCard(body, action);
     if (!card) return refuseClick(body, "this button does not belong to a current approval card");
-    const a = await store.getAction(card.actionId);
-    if (!a) return;
-    await client.views.open({
-      trigger_id: body.trigger_id,
-      view: renderRequestModal({
-        request: a.request,
-        riskClass: a.riskClass,
-        agentOwners: approvals.policy.agents[a.agentId]?.owners ?? {},
+    const view = await fullRequestView(card.actionId, 1);
+    if (view) await client.views.open({ trigger_id: body.trigger_id, view: view as never });
+  });
+
+  app.action<BlockAction<ButtonAction>>(
+    new RegExp(`^${ACTION_IDS.viewPage}_(prev|next)$`),
+    async ({ ack, body, action }) => {
+      await ack();
+      const target = parseButtonValue(action.value ?? "");
+      const viewId = body.view?.id;
+      if (!target || !viewId) return;
+      // Paging shows nothing the first page did not already offer; the value (action id and
+      // page) comes from our own modal's button.
+      const view = await fullRequestView(target.actionId, target.level);
+      if (view) await client.views.update({ view_id: viewId, view: view as never });
+    },
+  );
+
+  app.command("/approvals", async ({ ack, command }) => {
+    const waiting = await store.pendingForApprover(command.user_id, 50);
+    const listed = await Promise.all(
+      waiting.map(async (a) => ({ action: a, permalink: await permalinkOf(a.id, a.level) })),
+    );
+    const { text, blocks } = renderApprovalsList(listed);
+    await ack({ response_type: "ephemeral", text, blocks: blocks as never });
+  });
+
+  app.event("app_home_opened", async ({ event }) => {
+    if (event.tab !== "home") return;
+    const user = event.user;
+    const ownedAgents = Object.values(approvals.policy.agents)
+      .filter((ag) => Object.values(ag.owners).some((ids) => ids.includes(user)))
+      .map((ag) => ag.id);
+    const [waiting, decided, owned] = await Promise.all([
+      store.pendingForApprover(user, 30),
+      store.recentlyVotedBy(user, 25),
+      store.recentForAgents(ownedAgents, 30),
+    ]);
+    const withLinks = await Promise.all(
+      waiting.map(async (a) => ({ action: a, permalink: await permalinkOf(a.id, a.level) })),
+    );
+    await client.views.publish({
+      user_id: user,
+      view: renderHome({
+        waiting: withLinks,
+        decided: decided.map((a) => ({ action: a })),
+        owned: owned.map((a) => ({ action: a })),
       }) as never,
     });
   });
+
+  async function permalinkOf(actionId: string, level: number): Promise<string | null> {
+    const card = (await store.getCards(actionId)).find((c) => c.level === level);
+    if (!card) return null;
+    try {
+      const r = await client.chat.getPermalink({ channel: card.channel, message_ts: card.ts });
+      return r.permalink ?? null;
+    } catch {
+      return null;
+    }
+  }
 
   for (const [callbackId, field, vote] of [
     [CALLBACK_IDS.deny, "reason", "deny"],

@@ -18,6 +18,7 @@ import {
   renderVerdictDm,
   renderVoteNote,
 } from "./blocks.js";
+import { renderReminder } from "./home.js";
 import type { ChannelPacer } from "./pacer.js";
 
 /** Errors that no retry will mend: the request still reaches its deadline, and operators see an event. */
@@ -161,10 +162,47 @@ export class SlackEffects {
     return null;
   }
 
+  /** A verdict redraws every card of the action; a vote redraws the current card's tally. */
   updateCard = async (e: Effect): Promise<EffectOutcome> => {
     const a = await this.store.getAction(e.actionId!);
-    if (a?.status !== "decided") return { kind: "done" };
-    for (const card of await this.store.getCards(a.id)) await this.updateOne(a, card);
+    if (!a) return { kind: "done" };
+    const cards = await this.store.getCards(a.id);
+    if (a.status === "decided") {
+      for (const card of cards) await this.updateOne(a, card);
+      return { kind: "done" };
+    }
+    const card = cards.find((c) => c.level === a.level);
+    if (!card) return { kind: "done" };
+    const { text, blocks } = renderCard(this.cardInput(a));
+    await this.client.chat.update({ channel: card.channel, ts: card.ts, text, blocks: blocks as never });
+    return { kind: "done" };
+  };
+
+  /** Half the time to a level's deadline: a nudge, once, to those who have not voted. */
+  remind = async (e: Effect): Promise<EffectOutcome> => {
+    const level = Number(e.payload.level);
+    const a = await this.store.getAction(e.actionId!);
+    if (!a || a.status !== "pending" || a.level !== level || !a.eligible || !a.deadlineAt)
+      return { kind: "done" };
+    const voted = new Set(a.votes.map((v) => v.user));
+    const waitingOn = a.eligible.filter((u) => !voted.has(u));
+    if (!waitingOn.length) return { kind: "done" };
+    const card = (await this.store.getCards(a.id)).find((c) => c.level === level);
+    if (!card) return { kind: "done" };
+    const wait = this.paced(card.channel, e);
+    if (wait) return wait;
+    const approvals = a.votes.filter((v) => v.vote === "approve").length;
+    await this.client.chat.postMessage({
+      channel: card.channel,
+      thread_ts: card.ts,
+      text: renderReminder({ waitingOn, deadline: new Date(a.deadlineAt), approvals, quorum: a.quorum }),
+    });
+    await this.store.appendEvents(
+      a.id,
+      a.agentId,
+      [{ type: "reminded", actor: "system", data: { level, users: waitingOn } }],
+      Date.now(),
+    );
     return { kind: "done" };
   };
 
