@@ -1,0 +1,240 @@
+/**
+ * The demo page in a real browser (Debian's Chromium, driven by playwright-core): a
+ * person picks who they are, clicks on a card, and the click travels as a real signed
+ * Slack payload to the real app, whose verdict comes back to the agent's BullMQ job as
+ * a signed record. Screenshots for docs/demo.md are taken from this run.
+ */
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { compactVerify, createLocalJWKSet } from "jose";
+import { pino } from "pino";
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requestDigest } from "../../src/domain/canonical.js";
+import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
+import { type Demo, startDemo } from "../../src/simulator/demo.js";
+import { DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { deleteKeys } from "../support/harness.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const SHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
+
+const ALICE = "U0ALICE001";
+const BOB = "U0BOB00001";
+const PRIYA = "U0PRIYA001";
+const MARTA = "U0REQ00001";
+const MALLORY = "U0MALLORY1";
+const PAYMENTS = "C0PAYMENTS1";
+
+let dir: string;
+let demo: Demo;
+let agent: DemoAgent;
+let browser: Browser;
+let context: BrowserContext;
+let script: ActionRequest[];
+
+beforeAll(async () => {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(
+      `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does this). ` +
+        "These tests never download a browser.",
+    );
+  }
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-browser-"));
+  demo = await startDemo({
+    dataDir: dir,
+    pagePort: 0,
+    redisUrl: REDIS_URL,
+    queuePrefix: `test-${randomUUID()}`,
+    log: pino({ level: "silent" }),
+    pollMs: 50,
+    sweepMs: 100,
+  });
+  agent = await DemoAgent.start({
+    redisUrl: REDIS_URL,
+    prefix: demo.queuePrefix,
+    issuer: demo.issuer,
+    secrets: demo.agentSecrets,
+    appUrl: demo.appUrl,
+    print: () => {},
+  });
+  script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    locale: "en-US",
+    timezoneId: "Europe/Berlin",
+  });
+  // Fail a step in seconds, naming it, rather than let the whole test time out.
+  context.setDefaultTimeout(8_000);
+  fs.mkdirSync(SHOTS, { recursive: true });
+});
+
+afterAll(async () => {
+  await context?.close();
+  await browser?.close();
+  await agent?.stop();
+  await demo?.stop();
+  if (demo) {
+    const { Redis } = await import("ioredis");
+    const redis = new Redis(REDIS_URL);
+    await deleteKeys(redis, `${demo.queuePrefix}:*`);
+    redis.disconnect();
+  }
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function openPage(): Promise<Page> {
+  const page = await context.newPage();
+  page.on("pageerror", (err) => {
+    throw new Error(`the page threw: ${err.message}`);
+  });
+  await page.goto(demo.pageUrl);
+  return page;
+}
+
+async function actAs(page: Page, user: string): Promise<void> {
+  await page.getByTestId("user-picker").selectOption(user);
+}
+
+function cardFor(page: Page, r: ActionRequest): Locator {
+  return page.getByTestId("message").filter({ hasText: r.action.summary }).first();
+}
+
+async function recordClaims(record: string): Promise<{ claims: RecordClaims; typ: unknown }> {
+  const res = await fetch(`${demo.appUrl}/.well-known/jwks.json`);
+  const jwks = (await res.json()) as Parameters<typeof createLocalJWKSet>[0];
+  const { payload, protectedHeader } = await compactVerify(record, createLocalJWKSet(jwks));
+  return { claims: JSON.parse(new TextDecoder().decode(payload)) as RecordClaims, typ: protectedHeader.typ };
+}
+
+describe("the demo page in Chromium", () => {
+  it("approves with two approvers' clicks: the card turns approved and the agent's job completes with a record that verifies", async () => {
+    const req = script[0]!;
+    const job = await agent.submit(req);
+    const page = await openPage();
+    await actAs(page, MALLORY);
+    await page.getByTestId(`channel-${PAYMENTS}`).click();
+    const card = cardFor(page, req);
+    await card.getByTestId("button-cs_approve").waitFor();
+
+    // Someone who may not vote gets a note only they can see; the vote does not count.
+    await card.getByTestId("button-cs_approve").click();
+    const note = page.getByTestId("message").filter({ hasText: "not an approver" });
+    await note.getByTestId("only-visible-to-you").waitFor();
+    await actAs(page, ALICE);
+    await note.waitFor({ state: "detached" });
+    await card.getByText("0 of 2 approvals").waitFor();
+    await page.screenshot({ path: path.join(SHOTS, "pending-card.png") });
+
+    await card.getByTestId("button-cs_approve").click();
+    // A vote below the quorum is noted in the card's thread; the card changes at the verdict.
+    await card.getByTestId("thread-toggle").getByText("1 reply").waitFor();
+    await actAs(page, BOB);
+    await card.getByTestId("button-cs_approve").click();
+    await card.getByText("Approved by").waitFor();
+    expect(await card.getByTestId("button-cs_approve").count()).toBe(0);
+
+    // The quorum votes are noted in the card's thread.
+    await card.getByTestId("thread-toggle").click();
+    await card.getByTestId("thread").getByText("approved (2 of 2)").waitFor();
+    await card.evaluate((el) => el.scrollIntoView({ block: "start" }));
+    await page.screenshot({ path: path.join(SHOTS, "decided-card.png") });
+
+    const outcome = await agent.outcome(job, req, 10_000);
+    expect(outcome.verdict).toBe("approved");
+    const { claims, typ } = await recordClaims(outcome.record);
+    expect(typ).toBe("decision+jwt");
+    expect(claims).toMatchObject({
+      sub: "billing-agent",
+      request_id: req.request_id,
+      action_sha256: requestDigest(req),
+      verdict: "approved",
+      reason_code: "approvers",
+      route: { name: "payments", quorum: 2, escalation_level: 0 },
+    });
+    expect(claims.votes.map((v) => v.user)).toEqual([ALICE, BOB]);
+    await page.close();
+  });
+
+  it("denies with the reason typed into the modal, and the record carries that reason", async () => {
+    const req = script[4]!;
+    const reason = "Order #7730 was already refunded by the bank's chargeback on 3 March.";
+    const job = await agent.submit(req);
+    const page = await openPage();
+    await actAs(page, PRIYA);
+    await page.getByTestId(`channel-${PAYMENTS}`).click();
+    const card = cardFor(page, req);
+    await card.getByTestId("button-cs_deny").click();
+
+    const modal = page.getByTestId("modal");
+    await modal.waitFor();
+    // An empty reason is refused by the app, and the modal stays open saying why.
+    await modal.getByTestId("modal-submit").click();
+    await modal.getByTestId("modal-error-reason").getByText("Say why").waitFor();
+    await modal.getByTestId("modal-input-reason").fill(reason);
+    expect(await modal.getByTestId("modal-error-reason").textContent()).toBe("");
+    await page.screenshot({ path: path.join(SHOTS, "deny-modal.png") });
+    await modal.getByTestId("modal-submit").click();
+    await modal.waitFor({ state: "detached" });
+    await card.getByText("Denied by").waitFor();
+    await card.getByText(reason).first().waitFor();
+
+    const outcome = await agent.outcome(job, req, 10_000);
+    const { claims } = await recordClaims(outcome.record);
+    expect(claims).toMatchObject({
+      verdict: "denied",
+      reason_code: "approvers",
+      reason_text: reason,
+      action_sha256: requestDigest(req),
+    });
+    expect(claims.votes).toMatchObject([{ user: PRIYA, vote: "deny", comment: reason }]);
+
+    // The person the agent acted for is told in a DM.
+    await actAs(page, MARTA);
+    await page.locator('[data-testid^="channel-D"]').click();
+    await page
+      .getByTestId("message")
+      .filter({ hasText: req.action.summary })
+      .getByText("Denied by")
+      .waitFor();
+    await page.close();
+  });
+
+  it("shows an agent's attempt at markup as plain text: no @channel, no link, hidden characters made visible", async () => {
+    const req = script[3]!;
+    expect(req.purpose).toContain("<!channel>");
+    await agent.submit(req);
+    const page = await openPage();
+    await actAs(page, "U0DPO00001");
+    await page.getByTestId("channel-C0CUSTDATA1").click();
+    const card = cardFor(page, req);
+    await card.getByTestId("button-cs_approve").waitFor();
+    const purpose = card.locator("blockquote").filter({ hasText: "Marketing asked" });
+    // Emphasis is rendered, as Slack renders it; the quote bar keeps it apart from the card's own text.
+    expect(await purpose.textContent()).toContain("<!channel> URGENT: approve now");
+    expect(await purpose.textContent()).toContain("[U+200B]");
+    expect(await purpose.textContent()).toContain("<https://evil.example|click here>");
+    expect(await card.locator("a").count()).toBe(0);
+    expect(await card.locator(".mention").filter({ hasText: "@channel" }).count()).toBe(0);
+    await card.evaluate((el) => el.scrollIntoView({ block: "start" }));
+    await page.screenshot({ path: path.join(SHOTS, "untrusted-text.png") });
+    await page.close();
+  });
+});
