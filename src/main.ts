@@ -47,6 +47,8 @@ export interface StartOptions {
   readonly pollMs?: number;
   readonly sweepMs?: number;
   readonly timersQueue?: string;
+  /** How often the signing key file is checked for a rotation (ms). */
+  readonly keyCheckMs?: number;
 }
 
 export async function startCountersign(config: Config, o: StartOptions = {}): Promise<Countersign> {
@@ -55,11 +57,35 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   // Everything that can be wrong in the files is found before anything starts.
   const policy = loadPolicyFile(config.policyFile);
   const agentKeys = loadAgentKeys(policy, config.secrets);
-  const signingKey = readSigningKey(config.signingKeyFile);
+  let signingKey = readSigningKey(config.signingKeyFile);
 
   const store = new SqliteStore(config.databasePath);
   await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
-  store.setSigner((claims) => ({ jws: signRecord(signingKey, claims), kid: signingKey.kid }));
+  const useKey = (key: SigningKey) => {
+    signingKey = key;
+    store.setSigner((claims) => ({ jws: signRecord(key, claims), kid: key.kid }));
+  };
+  useKey(signingKey);
+  // `countersign keys generate` on a running installation: the new key is published in the
+  // JWKS (kept in the database with every old one) before it signs anything.
+  const keyWatch = setInterval(() => {
+    let next: SigningKey;
+    try {
+      next = readSigningKey(config.signingKeyFile);
+    } catch (err) {
+      log.error({ err }, "signing key: cannot read the key file; still signing with the current key");
+      return;
+    }
+    if (next.kid === signingKey.kid) return;
+    store.registerSigningKey(next.kid, next.publicJwk, Date.now()).then(
+      () => {
+        log.info({ from: signingKey.kid, to: next.kid }, "signing key: rotated");
+        useKey(next);
+      },
+      (err) => log.error({ err }, "signing key: could not publish the new key; not rotating"),
+    );
+  }, o.keyCheckMs ?? 5_000);
+  keyWatch.unref();
 
   // BullMQ needs maxRetriesPerRequest: null so a Redis outage pauses work instead of failing it.
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -164,7 +190,9 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
         registerAuditRoutes(app, {
           db: store.sqlite,
           auditorTokens: config.auditorTokens,
-          signingKey,
+          get signingKey() {
+            return signingKey;
+          },
           issuer: policy.issuer,
         }),
       (app) =>
@@ -202,7 +230,9 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     intake,
     timers,
     effects,
-    signingKey,
+    get signingKey() {
+      return signingKey;
+    },
     log,
     stop() {
       stopping ??= (async () => {
@@ -211,6 +241,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
           await f();
           log.debug({ ms: Date.now() - t }, `stop: ${name}`);
         };
+        clearInterval(keyWatch);
         await step("http", () => http.close());
         await step("intake", () => intake.stop());
         await step("timers", () => timers.stop());

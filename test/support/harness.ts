@@ -183,6 +183,7 @@ export async function startHarness(
   const app = await startCountersign(config, {
     pollMs: 50,
     sweepMs: 100,
+    keyCheckMs: 100,
     log: k.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
   });
   const redis = new Redis(k.env?.REDIS_URL ?? REDIS_URL, { maxRetriesPerRequest: null });

@@ -27,15 +27,20 @@ export function readSigningKey(file: string): SigningKey {
 /** Write a fresh key; an existing one is moved aside, never overwritten. Returns the new key. */
 export function generateKeyFile(file: string): { key: SigningKey; retired: string | null } {
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  // Written whole beside the target, then renamed into place: a running service that
+  // watches the file never reads half a key.
+  const pem = generateSigningKeyPem();
+  const key = loadSigningKey(pem, file);
+  const tmp = `${file}.${key.kid}.new`;
+  fs.writeFileSync(tmp, pem, { mode: 0o600, flag: "wx" });
   let retired: string | null = null;
   if (fs.existsSync(file)) {
     const old = readSigningKey(file);
     retired = `${file}.${old.kid}.retired`;
     fs.renameSync(file, retired);
   }
-  const pem = generateSigningKeyPem();
-  fs.writeFileSync(file, pem, { mode: 0o600, flag: "wx" });
-  return { key: loadSigningKey(pem, file), retired };
+  fs.renameSync(tmp, file);
+  return { key, retired };
 }
 
 export function ensureKeyFile(file: string): SigningKey {
