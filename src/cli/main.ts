@@ -64,8 +64,10 @@ keys
     await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
     await store.close();
     console.log(`generated ${config.signingKeyFile} (kid ${key.kid})`);
-    if (retired)
-      console.log(`the previous key was moved to ${retired}; restart the service to sign with the new one`);
+    if (retired) {
+      console.log(`the previous key was moved to ${retired}; keep it archived (docs/audit.md)`);
+      console.log("a running service picks the new key up within seconds; the old one stays in the JWKS");
+    }
   });
 keys
   .command("jwks")
