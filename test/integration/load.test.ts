@@ -1,0 +1,99 @@
+/**
+ * Load: a burst of requests, each reaching a card or a record, none lost or doubled; and
+ * concurrent clicks giving exactly one record each. CI runs a size that keeps it fast;
+ * LOAD_FULL=1 runs the issue's full size (5,000 requests).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { eventually, type Harness, request, startHarness } from "../support/harness.js";
+
+const FULL = process.env.LOAD_FULL === "1";
+const BURST = FULL ? 5_000 : 300;
+
+let h: Harness;
+beforeAll(async () => {
+  // Room for the burst: the test agent may otherwise hold only 20 pending.
+  const policy = (await import("../support/harness.js"))
+    .testPolicy()
+    .replace("max_pending: 20", `max_pending: ${BURST + 200}`);
+  h = await startHarness({ policy });
+});
+afterAll(async () => {
+  await h?.stop();
+});
+
+describe("load", () => {
+  it(`a burst of ${BURST} requests: each reaches a card or a record, none lost or doubled`, async () => {
+    const reqs = Array.from({ length: BURST }, (_, i) =>
+      i % 3 === 0
+        ? request({ risk_class: "low", action: { type: "crm.read", summary: `burst read ${i}` } })
+        : request({ region: "us", action: { type: "ops.restart", summary: `burst restart ${i}` } }),
+    );
+    const proofs = await Promise.all(reqs.map((r) => h.proof(r)));
+    await h.queue.addBulk(reqs.map((r, i) => ({ name: "approval", data: { request: r, proof: proofs[i] } })));
+    const db = h.app.store.sqlite;
+    await eventually(
+      async () => {
+        const a = db.prepare("SELECT count(*) AS n FROM actions WHERE request_id LIKE 'req-%'").get() as {
+          n: number;
+        };
+        const pendingCards = db
+          .prepare(
+            "SELECT count(*) AS n FROM actions a WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.action_id = a.id)",
+          )
+          .get() as { n: number };
+        return a.n >= BURST && pendingCards.n === 0;
+      },
+      "every request to reach a card or a record",
+      FULL ? 600_000 : 60_000,
+    );
+    const ids = new Set(reqs.map((r) => r.request_id));
+    const rows = db.prepare("SELECT id, request_id, status FROM actions").all() as {
+      id: string;
+      request_id: string;
+      status: string;
+    }[];
+    const mine = rows.filter((r) => ids.has(r.request_id));
+    expect(mine).toHaveLength(BURST);
+    const cards = db
+      .prepare("SELECT action_id, count(*) AS n FROM cards GROUP BY action_id HAVING n > 1")
+      .all();
+    expect(cards).toEqual([]);
+    const posted = h.sim.messages("C0USOPS").filter((m) => !m.thread_ts);
+    const byAction = new Map<string, number>();
+    for (const m of posted) {
+      const id = (m.metadata as { event_payload?: { action_id?: string } })?.event_payload?.action_id ?? "";
+      byAction.set(id, (byAction.get(id) ?? 0) + 1);
+    }
+    expect([...byAction.values()].every((n) => n === 1)).toBe(true);
+    expect(mine.filter((r) => r.status === "decided")).toHaveLength(Math.ceil(BURST / 3));
+  }, 900_000);
+
+  it("200 concurrent clicks across 100 requests: exactly one record each", async () => {
+    const reqs = Array.from({ length: 100 }, (_, i) =>
+      request({ region: "us", action: { type: "ops.restart", summary: `click ${i}` } }),
+    );
+    const jobs = await Promise.all(reqs.map((r) => h.submit(r)));
+    const cards = await Promise.all(reqs.map((r) => h.card(r.request_id)));
+    await Promise.all(
+      cards.flatMap((c) => [
+        h.click("U0ALICE", c, ACTION_IDS.approve),
+        h.click("U0BOB", c, ACTION_IDS.approve),
+      ]),
+    );
+    const results = (await Promise.all(jobs.map((j) => j.waitUntilFinished(h.events, 30_000)))) as {
+      action_id: string;
+      verdict: string;
+    }[];
+    expect(results.every((r) => r.verdict === "approved")).toBe(true);
+    const db = h.app.store.sqlite;
+    for (const c of cards) {
+      const n = db.prepare("SELECT count(*) AS n FROM records WHERE action_id = ?").get(c.actionId) as {
+        n: number;
+      };
+      expect(n.n).toBe(1);
+    }
+    const seqs = db.prepare("SELECT seq FROM records ORDER BY seq").all() as { seq: number }[];
+    expect(seqs.map((s) => s.seq)).toEqual(seqs.map((_, i) => i + 1));
+  }, 120_000);
+});
