@@ -1,0 +1,113 @@
+/** The operator's CLI in real processes: policy check, agent token, migrate, keys. */
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { decodeJwt } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requestDigest } from "../src/domain/canonical.js";
+import { BILLING_SECRET, request, testPolicy } from "./support/harness.js";
+
+let dir: string;
+let env: NodeJS.ProcessEnv;
+const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+  promisify(execFile)(process.execPath, ["bin/countersign.mjs", ...args], { env: { ...env, ...extra } }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({
+      code: e.code,
+      stdout: e.stdout,
+      stderr: e.stderr,
+    }),
+  );
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-cli-"));
+  fs.writeFileSync(path.join(dir, "policy.yml"), testPolicy());
+  env = {
+    ...process.env,
+    POLICY_FILE: path.join(dir, "policy.yml"),
+    DATABASE_URL: `file:${path.join(dir, "cs.db")}`,
+    SIGNING_KEY_FILE: path.join(dir, "key.pem"),
+    BILLING_AGENT_SECRET: BILLING_SECRET,
+    LOG_LEVEL: "silent",
+  };
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe("countersign policy check", () => {
+  it("says ok for a good file and explains which route a request takes, and why", async () => {
+    const ok = await run(["policy", "check"]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/ok \(2 agent\(s\), 3 route\(s\)/);
+    const req = request({ risk_class: "medium" });
+    const r = await run(["policy", "check", "--explain", JSON.stringify(req)]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("raised to high");
+    expect(r.stdout).toMatch(/✘ low-auto: /);
+    expect(r.stdout).toMatch(/✔ eu-high-payments/);
+    expect(r.stdout).toContain(
+      "route eu-high-payments: quorum 2 in C0EUAPPROVALS, 1 escalation level(s), on_timeout escalate",
+    );
+  });
+
+  it("stops on a bad file with the file, line and reason of every problem (exit 1)", async () => {
+    const bad = path.join(dir, "bad.yml");
+    fs.writeFileSync(
+      bad,
+      testPolicy()
+        .replace("quorum: 2", "quorum: 0")
+        .replace("  - name: us-ops", "  - name: us-ops\n    whn: {}"),
+    );
+    const r = await run(["policy", "check", bad]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${bad}:32:13: routes.1.quorum: expected a whole number of at least 1`);
+    expect(r.stderr).toContain(`${bad}:38:5: routes.2.whn: unknown key "whn"`);
+  });
+
+  it("refuses to start the service with a bad policy, naming the line", async () => {
+    const bad = path.join(dir, "bad2.yml");
+    fs.writeFileSync(bad, testPolicy().replace("quorum: 2", "quorum: many"));
+    const r = await run(["serve"], {
+      POLICY_FILE: bad,
+      SLACK_BOT_TOKEN: "xoxb-x",
+      SLACK_SIGNING_SECRET: "s",
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/bad2\.yml:\d+:\d+: .*quorum/);
+  });
+});
+
+describe("countersign agent token, migrate, keys", () => {
+  it("mints a proof bound to a request file, for curl", async () => {
+    const req = request();
+    const file = path.join(dir, "req.json");
+    fs.writeFileSync(file, JSON.stringify(req));
+    const r = await run(["agent", "token", "billing-agent", "--request", file]);
+    expect(r.code).toBe(0);
+    const claims = decodeJwt(r.stdout.trim());
+    expect(claims).toMatchObject({
+      iss: "billing-agent",
+      aud: "https://countersign.test",
+      req: requestDigest(req),
+    });
+    expect(claims.exp! - claims.iat!).toBe(120);
+  });
+
+  it("refuses an unknown agent with a usage error (exit 2)", async () => {
+    const r = await run(["agent", "token", "ghost"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("ghost");
+  });
+
+  it("migrates, generates a key, and prints the JWKS with every key", async () => {
+    expect((await run(["migrate"])).stdout).toContain("migrated");
+    const first = await run(["keys", "generate"]);
+    expect(first.stdout).toMatch(/kid \S+/);
+    const second = await run(["keys", "generate"]);
+    expect(second.stdout).toMatch(/retired/);
+    const jwks = JSON.parse((await run(["keys", "jwks"])).stdout) as { keys: { kid: string; kty: string }[] };
+    expect(jwks.keys).toHaveLength(2);
+    expect(jwks.keys.every((k) => k.kty === "OKP")).toBe(true);
+  });
+});
