@@ -67,7 +67,10 @@ describe("permanent Slack faults are events, and the request still ends at its d
     async (error) => {
       // The previous case's expiry DMs the agent's owner: let that finish first, or it
       // would take the fault meant for this card.
-      await eventually(async () => (await h.app.store.pendingEffectCount(Date.now())) === 0, "the outbox to settle");
+      await eventually(
+        async () => (await h.app.store.pendingEffectCount(Date.now())) === 0,
+        "the outbox to settle",
+      );
       h.sim.failNext("chat.postMessage", { error }, 1);
       const req = request({ region: "us", action: { type: "ops.restart", summary: `fault ${error}` } });
       const job = await h.submit(req);

@@ -128,6 +128,7 @@ export interface Harness {
     method: string,
     path: string,
     o?: { body?: unknown; token?: string | null; agentId?: string },
+    // biome-ignore lint/suspicious/noExplicitAny: tests read API answers field by field
   ): Promise<{ status: number; type: string; json: any }>;
   submit(req: unknown, o?: { proof?: string }): Promise<Job>;
   /** Wait until the card for an action (at a level) is posted; returns channel and ts. */

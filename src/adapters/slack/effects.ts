@@ -182,8 +182,7 @@ export class SlackEffects {
   remind = async (e: Effect): Promise<EffectOutcome> => {
     const level = Number(e.payload.level);
     const a = await this.store.getAction(e.actionId!);
-    if (!a || a.status !== "pending" || a.level !== level || !a.eligible || !a.deadlineAt)
-      return { kind: "done" };
+    if (a?.status !== "pending" || a.level !== level || !a.eligible || !a.deadlineAt) return { kind: "done" };
     const voted = new Set(a.votes.map((v) => v.user));
     const waitingOn = a.eligible.filter((u) => !voted.has(u));
     if (!waitingOn.length) return { kind: "done" };
