@@ -21,7 +21,12 @@ import { deleteKeys } from "../support/harness.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const SHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
+// Every run takes the screenshots; UPDATE_SCREENSHOTS=1 writes them into docs/ (the
+// README's pictures), other runs into a temp folder so a test run leaves the tree clean.
+const SHOTS =
+  process.env.UPDATE_SCREENSHOTS === "1"
+    ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url))
+    : path.join(os.tmpdir(), "countersign-screenshots");
 
 const ALICE = "U0ALICE001";
 const BOB = "U0BOB00001";
