@@ -50,24 +50,6 @@ export class ExportError extends Error {
   override readonly name = "ExportError" as const;
 }
 
-/** The CSV columns, in order (SPEC "CLI"). */
-export const CSV_COLUMNS = [
-  "seq",
-  "decided_at",
-  "agent_id",
-  "action_type",
-  "summary",
-  "risk_class",
-  "region",
-  "verdict",
-  "reason_code",
-  "reason_text",
-  "approvers",
-  "action_id",
-  "decision_id",
-  "record",
-] as const;
-
 /** The decoded fields of a JSONL line, in the order they are written; `record` and `request` follow. */
 export const LINE_FIELDS = [
   "seq",
@@ -84,6 +66,9 @@ export const LINE_FIELDS = [
   "action_id",
   "decision_id",
 ] as const;
+
+/** The CSV columns, in order (SPEC "CLI"): the line's fields, then the record itself. */
+export const CSV_COLUMNS = [...LINE_FIELDS, "record"] as const;
 
 export type LineFields = {
   readonly [K in (typeof LINE_FIELDS)[number]]: K extends "seq"

@@ -14,7 +14,8 @@ import {
   RejectionError,
 } from "./types.js";
 
-const TOP_FIELDS = [
+/** The request's top-level fields, in the order the SPEC lists them (cards and modals show them so). */
+export const TOP_FIELDS = [
   "request_id",
   "agent_id",
   "action",

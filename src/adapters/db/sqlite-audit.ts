@@ -9,8 +9,10 @@
  * connection is free again before the page is written out, so memory stays at one page
  * however long the log is.
  */
+
 import Database from "better-sqlite3";
 import type { LogHead } from "../../audit/checkpoint.js";
+import type { TimelineAction } from "../../audit/events.js";
 import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
 
 export type AuditDatabase = Database.Database;
@@ -26,14 +28,8 @@ export interface StoredAuditRecord {
   readonly requestJson: string | null;
 }
 
-export interface ActionSummary {
-  readonly id: string;
-  readonly agentId: string;
-  readonly requestId: string;
-  readonly actionType: string;
-  readonly status: string;
-  readonly requestedAt: number;
-}
+/** What the timeline needs of an action: the audit formatter's own type. */
+export type ActionSummary = TimelineAction;
 
 export interface AuditEvent {
   readonly id: number;

@@ -424,12 +424,7 @@ export class SqliteStore implements Store {
 
   async getCards(actionId: string): Promise<Card[]> {
     return this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(eq(schema.cards.actionId, actionId))
       .orderBy(asc(schema.cards.level))
@@ -438,12 +433,7 @@ export class SqliteStore implements Store {
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
     const c = this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
       .get();
@@ -664,6 +654,13 @@ export class SqliteStore implements Store {
     return this.raw;
   }
 }
+
+const CARD_COLUMNS = {
+  actionId: schema.cards.actionId,
+  level: schema.cards.level,
+  channel: schema.cards.channel,
+  ts: schema.cards.ts,
+};
 
 /** A row as better-sqlite3 returns it from hand-written SQL (snake_case columns). */
 interface RawActionRow {

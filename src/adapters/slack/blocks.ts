@@ -12,6 +12,8 @@
  *   The only `<...>` tokens in any mrkdwn we produce are `<@U...>` mentions of ids that
  *   come from our policy or from Slack, and `<!date^...>` tokens for our own timestamps.
  */
+
+import { TOP_FIELDS } from "../../domain/request.js";
 import {
   agentText,
   groupDigits,
@@ -703,18 +705,7 @@ export function renderApproveCommentModal(o: VoteModalInput): Record<string, unk
 const MODAL_FIXED_BLOCKS = 5;
 const MODAL_CONTENT_BLOCKS = LIMITS.modalBlocks - MODAL_FIXED_BLOCKS;
 
-const TOP_LEVEL_ORDER = [
-  "request_id",
-  "agent_id",
-  "action",
-  "risk_class",
-  "region",
-  "purpose",
-  "on_behalf_of",
-  "callback_url",
-  "timeout_s",
-  "context",
-];
+const TOP_LEVEL_ORDER: readonly string[] = TOP_FIELDS;
 
 /**
  * The whole request as `• path: value` lines. Multi-line strings follow their path as
