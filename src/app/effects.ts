@@ -135,20 +135,29 @@ export class EffectRunner {
       }
     }
     try {
-      if (outcome.kind === "done") await this.store.completeEffect(e.id, this.now());
-      else if (outcome.kind === "defer") await this.store.deferEffect(e.id, outcome.at);
+      let held: boolean;
+      if (outcome.kind === "done") held = await this.store.completeEffect(e.id, e.lease, this.now());
+      else if (outcome.kind === "defer") held = await this.store.deferEffect(e.id, e.lease, outcome.at);
       else if (outcome.kind === "retry") {
         this.log.warn(
           { effect: e.kind, action: e.actionId, attempts: e.attempts, error: outcome.error },
           "outbox: effect will be retried",
         );
-        await this.store.retryEffect(e.id, outcome.at, outcome.error);
+        held = await this.store.retryEffect(e.id, e.lease, outcome.at, outcome.error);
       } else {
         this.log.error(
           { effect: e.kind, action: e.actionId, error: outcome.error },
           "outbox: effect failed for good",
         );
-        await this.store.killEffect(e.id, outcome.error, this.now());
+        held = await this.store.killEffect(e.id, e.lease, outcome.error, this.now());
+      }
+      if (!held) {
+        // This run outlived its lease and another process took the effect over: the
+        // outcome is the new holder's to record.
+        this.log.warn(
+          { effect: e.kind, action: e.actionId },
+          "outbox: lease lost; outcome left to its new holder",
+        );
       }
     } catch (err) {
       // The lease will run out and the effect will run again: at-least-once, never lost.

@@ -83,6 +83,11 @@ export interface Effect {
   readonly payload: Record<string, unknown>;
   readonly attempts: number;
   readonly createdAt: number;
+  /**
+   * The lease this claim holds (its expiry, ms). Finishing an effect names it: a process
+   * whose lease ran out, and whose effect another process took over, changes nothing.
+   */
+  readonly lease: number;
 }
 
 export interface WebhookAttempt {
@@ -195,11 +200,12 @@ export interface Store {
   addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void>;
   /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
-  completeEffect(id: number, now: number): Promise<void>;
-  retryEffect(id: number, dueAt: number, error: string): Promise<void>;
+  /** These four return false, changing nothing, when `lease` is no longer the effect's lease. */
+  completeEffect(id: number, lease: number, now: number): Promise<boolean>;
+  retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean>;
   /** Put off without counting an attempt (the claim counted one; this takes it back). */
-  deferEffect(id: number, dueAt: number): Promise<void>;
-  killEffect(id: number, error: string, now: number): Promise<void>;
+  deferEffect(id: number, lease: number, dueAt: number): Promise<boolean>;
+  killEffect(id: number, lease: number, error: string, now: number): Promise<boolean>;
   /** Effects not yet carried out; with `dueBy`, only those due by then (a reminder due later is not "stuck"). */
   pendingEffectCount(dueBy?: number): Promise<number>;
 

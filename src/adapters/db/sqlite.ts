@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lte, type SQL, sql } from "drizzle-orm";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import * as schema from "../../../db/schema.js";
@@ -58,6 +58,11 @@ export function openSqlite(file: string): { db: Db; raw: Database.Database } {
 export function migrateSqlite(db: Db): void {
   migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
 }
+
+/** What finishing an effect may change; attempts may be an SQL expression. */
+type OutboxSet = {
+  [K in keyof typeof schema.outbox.$inferInsert]?: (typeof schema.outbox.$inferInsert)[K] | SQL;
+};
 
 export class SqliteStore implements Store {
   private signer: RecordSigner | null = null;
@@ -353,7 +358,9 @@ export class SqliteStore implements Store {
   }
 
   async getAction(id: string): Promise<ActionWithVotes | null> {
-    return this.loadAction(this.db, id);
+    // One read transaction: the action and its votes from the same snapshot, even while
+    // another process on the same file commits between the two statements.
+    return this.db.transaction((tx) => this.loadAction(tx, id), { behavior: "deferred" });
   }
 
   async getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null> {
@@ -459,7 +466,7 @@ export class SqliteStore implements Store {
         `UPDATE outbox SET lease_until = ?, attempts = attempts + 1
          WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND due_at <= ?
                       AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?)
-         RETURNING id, action_id, kind, dedupe_key, payload_json, attempts, created_at`,
+         RETURNING id, action_id, kind, dedupe_key, payload_json, attempts, created_at, lease_until`,
       )
       .all(now + leaseMs, now, now, limit) as {
       id: number;
@@ -469,6 +476,7 @@ export class SqliteStore implements Store {
       payload_json: string;
       attempts: number;
       created_at: number;
+      lease_until: number;
     }[];
     return rows
       .sort((a, b) => a.id - b.id)
@@ -480,39 +488,42 @@ export class SqliteStore implements Store {
         payload: JSON.parse(r.payload_json) as Record<string, unknown>,
         attempts: r.attempts,
         createdAt: r.created_at,
+        lease: r.lease_until,
       }));
   }
 
-  async completeEffect(id: number, now: number): Promise<void> {
-    this.db
-      .update(schema.outbox)
-      .set({ state: "done", doneAt: now, leaseUntil: null })
-      .where(eq(schema.outbox.id, id))
-      .run();
+  async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
+    return this.finishEffect(id, lease, { state: "done", doneAt: now, leaseUntil: null });
   }
 
-  async retryEffect(id: number, dueAt: number, error: string): Promise<void> {
-    this.db
-      .update(schema.outbox)
-      .set({ dueAt, leaseUntil: null, lastError: error.slice(0, 2000) })
-      .where(eq(schema.outbox.id, id))
-      .run();
+  async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
+    return this.finishEffect(id, lease, { dueAt, leaseUntil: null, lastError: error.slice(0, 2000) });
   }
 
-  async deferEffect(id: number, dueAt: number): Promise<void> {
-    this.db
-      .update(schema.outbox)
-      .set({ dueAt, leaseUntil: null, attempts: sql`max(0, ${schema.outbox.attempts} - 1)` })
-      .where(eq(schema.outbox.id, id))
-      .run();
+  async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
+    return this.finishEffect(id, lease, {
+      dueAt,
+      leaseUntil: null,
+      attempts: sql`max(0, ${schema.outbox.attempts} - 1)`,
+    });
   }
 
-  async killEffect(id: number, error: string, now: number): Promise<void> {
-    this.db
+  async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
+    return this.finishEffect(id, lease, {
+      state: "dead",
+      doneAt: now,
+      leaseUntil: null,
+      lastError: error.slice(0, 2000),
+    });
+  }
+
+  private finishEffect(id: number, lease: number, set: OutboxSet): boolean {
+    const r = this.db
       .update(schema.outbox)
-      .set({ state: "dead", doneAt: now, leaseUntil: null, lastError: error.slice(0, 2000) })
-      .where(eq(schema.outbox.id, id))
+      .set(set)
+      .where(and(eq(schema.outbox.id, id), eq(schema.outbox.leaseUntil, lease)))
       .run();
+    return r.changes === 1;
   }
 
   async pendingEffectCount(dueBy?: number): Promise<number> {
@@ -558,7 +569,7 @@ export class SqliteStore implements Store {
          WHERE a.status = 'pending' AND a.eligible_json IS NOT NULL
            AND EXISTS (SELECT 1 FROM json_each(a.eligible_json) e WHERE e.value = ?)
            AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.action_id = a.id AND v.user = ?)
-         ORDER BY a.deadline_at, a.id LIMIT ?`,
+         ORDER BY a.deadline_at IS NULL, a.deadline_at, a.id LIMIT ?`,
       )
       .all(user, user, limit) as RawActionRow[];
     return rows.map(fromRaw);

@@ -1,0 +1,198 @@
+/**
+ * Countersign's tables on PostgreSQL (drizzle pg-core): the same tables, columns and
+ * meanings as the SQLite schema in ../schema.ts, which documents each of them. Keep the
+ * two in step; the store contract test runs one suite against both.
+ *
+ * Times are unix milliseconds in `bigint` (a JS number: exact up to 2^53); JSON stays
+ * `text`, so a request is kept byte for byte as validated (jsonb would reorder its keys).
+ * Tables carry no schema name: the store's search_path places them, so several
+ * deployments (or test runs) can share one database in separate schemas.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const ms = (name: string) => bigint(name, { mode: "number" });
+
+export const actions = pgTable(
+  "actions",
+  {
+    id: text("id").primaryKey(),
+    agentId: text("agent_id").notNull(),
+    requestId: text("request_id").notNull(),
+    requestJson: text("request_json").notNull(),
+    requestSha256: text("request_sha256").notNull(),
+    actionType: text("action_type").notNull(),
+    riskClass: text("risk_class").notNull(),
+    region: text("region").notNull(),
+    /** pending | decided */
+    status: text("status").notNull(),
+    routeName: text("route_name"),
+    level: integer("level").notNull().default(0),
+    quorum: integer("quorum").notNull().default(0),
+    eligibleJson: text("eligible_json"),
+    deadlineAt: ms("deadline_at"),
+    capAt: ms("cap_at"),
+    policySha256: text("policy_sha256").notNull(),
+    requestedAt: ms("requested_at").notNull(),
+    verdict: text("verdict"),
+    reasonCode: text("reason_code"),
+    decidedAt: ms("decided_at"),
+    recordSeq: bigint("record_seq", { mode: "number" }),
+  },
+  (t) => [
+    uniqueIndex("actions_agent_request").on(t.agentId, t.requestId),
+    index("actions_status_deadline").on(t.status, t.deadlineAt),
+    index("actions_agent_status").on(t.agentId, t.status),
+  ],
+);
+
+export const votes = pgTable(
+  "votes",
+  {
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    user: text("user").notNull(),
+    team: text("team").notNull(),
+    email: text("email"),
+    realName: text("real_name"),
+    vote: text("vote").notNull(),
+    comment: text("comment"),
+    level: integer("level").notNull(),
+    at: ms("at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.actionId, t.user] })],
+);
+
+export const events = pgTable(
+  "events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    actionId: text("action_id"),
+    agentId: text("agent_id"),
+    type: text("type").notNull(),
+    actor: text("actor").notNull(),
+    at: ms("at").notNull(),
+    dataJson: text("data_json").notNull().default("{}"),
+  },
+  (t) => [index("events_action").on(t.actionId, t.id)],
+);
+
+/** The one hash-chained log. The store serialises seq allocation on an advisory lock. */
+export const records = pgTable(
+  "records",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey(),
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    decisionId: text("decision_id").notNull(),
+    jws: text("jws").notNull(),
+    digest: text("digest").notNull(),
+    kid: text("kid").notNull(),
+    agentId: text("agent_id").notNull(),
+    region: text("region").notNull(),
+    verdict: text("verdict").notNull(),
+    decidedAt: ms("decided_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("records_action").on(t.actionId),
+    uniqueIndex("records_decision").on(t.decisionId),
+    index("records_decided_at").on(t.decidedAt),
+  ],
+);
+
+export const signingKeys = pgTable("signing_keys", {
+  kid: text("kid").primaryKey(),
+  publicJwk: text("public_jwk").notNull(),
+  createdAt: ms("created_at").notNull(),
+});
+
+export const proofJtis = pgTable(
+  "proof_jtis",
+  {
+    agentId: text("agent_id").notNull(),
+    jti: text("jti").notNull(),
+    /** Unix seconds, as in the proof. */
+    exp: bigint("exp", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.agentId, t.jti] }), index("proof_jtis_exp").on(t.exp)],
+);
+
+export const intakeJobs = pgTable(
+  "intake_jobs",
+  {
+    jobKey: text("job_key").primaryKey(),
+    jobId: text("job_id").notNull(),
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    releasedAt: ms("released_at"),
+  },
+  (t) => [index("intake_jobs_action").on(t.actionId)],
+);
+
+export const cards = pgTable(
+  "cards",
+  {
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    level: integer("level").notNull(),
+    channel: text("channel").notNull(),
+    ts: text("ts").notNull(),
+    postedAt: ms("posted_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.actionId, t.level] }), index("cards_message").on(t.channel, t.ts)],
+);
+
+export const outbox = pgTable(
+  "outbox",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    actionId: text("action_id"),
+    kind: text("kind").notNull(),
+    dedupeKey: text("dedupe_key").notNull(),
+    payloadJson: text("payload_json").notNull().default("{}"),
+    /** pending | done | dead */
+    state: text("state").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    dueAt: ms("due_at").notNull(),
+    leaseUntil: ms("lease_until"),
+    lastError: text("last_error"),
+    createdAt: ms("created_at").notNull(),
+    doneAt: ms("done_at"),
+  },
+  (t) => [
+    uniqueIndex("outbox_dedupe").on(t.dedupeKey),
+    index("outbox_due").on(t.state, t.dueAt).where(sql`state = 'pending'`),
+  ],
+);
+
+export const webhookAttempts = pgTable(
+  "webhook_attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    webhookId: text("webhook_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    at: ms("at").notNull(),
+    url: text("url").notNull(),
+    status: integer("status"),
+    durationMs: integer("duration_ms").notNull(),
+    error: text("error"),
+    address: text("address"),
+  },
+  (t) => [index("webhook_attempts_action").on(t.actionId, t.id)],
+);

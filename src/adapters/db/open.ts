@@ -1,0 +1,33 @@
+/**
+ * Opens the store the configuration names: SQLite for one host (the embedded default),
+ * PostgreSQL for several instances sharing the work. Both run the same use-cases.
+ */
+import type { RecordSigner, Store } from "../../app/ports.js";
+import type { Config } from "../../config.js";
+import { PostgresStore } from "./postgres.js";
+import { SqliteStore } from "./sqlite.js";
+
+export interface OpenStoreOptions {
+  /** Apply the migrations at open (default true); `countersign migrate` is the same with true. */
+  readonly migrate?: boolean;
+  /** PostgreSQL only: a schema of its own, created if missing (tests use one per run). */
+  readonly schema?: string;
+  /** PostgreSQL only: connections this process keeps (default 10). */
+  readonly poolSize?: number;
+}
+
+export type OpenedStore = Store & { setSigner(signer: RecordSigner): void };
+
+export async function openStore(
+  config: Pick<Config, "databaseKind" | "databasePath">,
+  o: OpenStoreOptions = {},
+): Promise<OpenedStore> {
+  if (config.databaseKind === "postgres") {
+    return PostgresStore.open(config.databasePath, {
+      ...(o.migrate === undefined ? {} : { migrate: o.migrate }),
+      ...(o.schema === undefined ? {} : { schema: o.schema }),
+      ...(o.poolSize === undefined ? {} : { poolSize: o.poolSize }),
+    });
+  }
+  return new SqliteStore(config.databasePath, o.migrate === undefined ? {} : { migrate: o.migrate });
+}
