@@ -51,6 +51,11 @@ const EnvSchema = z.object({
   WEBHOOK_RETRY_DELAYS: durationList,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   INSTANCE_ID: z.string().optional(),
+  DATABASE_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, "a PostgreSQL schema name: lower-case letters, digits, _")
+    .optional(),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(30_000),
   OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(30_000),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
@@ -60,8 +65,11 @@ export interface Config {
   readonly redisUrl: string;
   /** sqlite: one file (the embedded default); postgres: a server shared by several instances. */
   readonly databaseKind: "sqlite" | "postgres";
-  /** SQLite: an absolute file path, or ":memory:". PostgreSQL: the connection URL. */
+  /** SQLite: an absolute file path, or ":memory:". PostgreSQL: the connection URL (never print it: it may hold a password). */
   readonly databasePath: string;
+  /** PostgreSQL: a schema of its own (default: the server's search_path), and connections per process. */
+  readonly databaseSchema: string | undefined;
+  readonly databasePoolSize: number;
   readonly slack: {
     readonly botToken: string | undefined;
     readonly signingSecret: string | undefined;
@@ -114,6 +122,8 @@ export function loadConfig(
     redisUrl: e.REDIS_URL,
     databaseKind: postgres ? "postgres" : "sqlite",
     databasePath: dbPath,
+    databaseSchema: e.DATABASE_SCHEMA,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
     slack: Object.freeze({
       botToken: e.SLACK_BOT_TOKEN,
       signingSecret: e.SLACK_SIGNING_SECRET,

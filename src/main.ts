@@ -2,15 +2,17 @@
  * Wires Countersign together: configuration in, a running service out. The CLI's `serve`
  * and `demo`, and the integration tests, all start the product through this one function.
  */
+import type Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
 import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
 import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
+import { type OpenedStore, openStore } from "./adapters/db/open.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
-import { buildHttp } from "./adapters/http/server.js";
+import { buildHttp, problem } from "./adapters/http/server.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
 import { VerdictBus } from "./adapters/queue/verdicts.js";
@@ -31,7 +33,9 @@ export interface Countersign {
   readonly url: string;
   readonly port: number;
   readonly policy: Policy;
-  readonly store: SqliteStore;
+  readonly store: OpenedStore;
+  /** The SQLite handle, for tests and the SQLite-only audit reader; null on PostgreSQL. */
+  readonly sqlite: Database.Database | null;
   readonly approvals: Approvals;
   readonly intake: Intake;
   readonly timers: Timers;
@@ -59,7 +63,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const agentKeys = loadAgentKeys(policy, config.secrets);
   let signingKey = readSigningKey(config.signingKeyFile);
 
-  const store = new SqliteStore(config.databasePath);
+  const store = await openStore(config);
   await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
   const useKey = (key: SigningKey) => {
     signingKey = key;
@@ -186,15 +190,22 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const http = buildHttp({
     store,
     routes: [
+      // The auditor API streams from SQLite directly (constant memory). Its PostgreSQL
+      // reader is not written yet: there the routes answer 503 saying so.
       (app) =>
-        registerAuditRoutes(app, {
-          db: store.sqlite,
-          auditorTokens: config.auditorTokens,
-          get signingKey() {
-            return signingKey;
-          },
-          issuer: policy.issuer,
-        }),
+        store instanceof SqliteStore
+          ? registerAuditRoutes(app, {
+              db: store.sqlite,
+              auditorTokens: config.auditorTokens,
+              get signingKey() {
+                return signingKey;
+              },
+              issuer: policy.issuer,
+            })
+          : app.all("/v1/audit/*", async (_req, reply) => {
+              const p = problem("unavailable", "the auditor API is not available on PostgreSQL yet");
+              return reply.status(p.status).type("application/problem+json").send(p.body);
+            }),
       (app) =>
         registerAgentRoutes(app, {
           store,
@@ -226,6 +237,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     port,
     policy,
     store,
+    sqlite: store instanceof SqliteStore ? store.sqlite : null,
     approvals,
     intake,
     timers,

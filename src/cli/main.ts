@@ -8,7 +8,7 @@ import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
 import { loadAgentKeys, mintProof } from "../adapters/crypto/proof.js";
-import { SqliteStore } from "../adapters/db/sqlite.js";
+import { openStore } from "../adapters/db/open.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, loadPolicyFile, PolicyError } from "../domain/policy.js";
@@ -48,9 +48,12 @@ program
   .description("apply the database migrations (serve does this at start too)")
   .action(async () => {
     const config = loadConfig();
-    const store = new SqliteStore(config.databasePath);
+    const store = await openStore(config);
     await store.close();
-    console.log(`migrated ${config.databasePath}`);
+    // A PostgreSQL URL may carry a password: name the database without it.
+    console.log(
+      `migrated ${config.databaseKind === "postgres" ? redactUrl(config.databasePath) : config.databasePath}`,
+    );
   });
 
 const keys = program.command("keys").description("the Ed25519 key that signs decision records");
@@ -60,7 +63,7 @@ keys
   .action(async () => {
     const config = loadConfig();
     const { key, retired } = generateKeyFile(config.signingKeyFile);
-    const store = new SqliteStore(config.databasePath);
+    const store = await openStore(config);
     await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
     await store.close();
     console.log(`generated ${config.signingKeyFile} (kid ${key.kid})`);
@@ -74,7 +77,7 @@ keys
   .description("print the JWKS (every key that ever signed), for offline verification")
   .action(async () => {
     const config = loadConfig();
-    const store = new SqliteStore(config.databasePath);
+    const store = await openStore(config);
     const list = await store.signingKeys();
     await store.close();
     if (!list.length && fs.existsSync(config.signingKeyFile))
@@ -155,7 +158,7 @@ webhooks
   .command("list <actionId>")
   .description("every delivery attempt for an action: time, status, duration, error")
   .action(async (actionId: string) => {
-    const store = new SqliteStore(loadConfig().databasePath);
+    const store = await openStore(loadConfig());
     try {
       const attempts = await store.webhookAttempts(actionId);
       if (!attempts.length) console.log(`no webhook attempts for ${actionId}`);
@@ -174,7 +177,7 @@ webhooks
   .command("redeliver <actionId>")
   .description("send the verdict's webhook again (same webhook-id); a running server picks it up")
   .action(async (actionId: string) => {
-    const store = new SqliteStore(loadConfig().databasePath);
+    const store = await openStore(loadConfig());
     try {
       const a = await store.getAction(actionId);
       if (!a) throw new UsageError(`no action ${actionId}`);
@@ -193,6 +196,12 @@ webhooks
   });
 
 class UsageError extends Error {}
+
+function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "***";
+  return u.toString();
+}
 
 function onSignal(stop: () => Promise<void>): void {
   let once = false;

@@ -143,7 +143,7 @@ interface Snapshot {
 }
 
 function count(h: Harness, table: string): number {
-  return (h.app.store.sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  return (h.app.sqlite!.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
 }
 
 function snapshot(h: Harness): Snapshot {
@@ -177,8 +177,8 @@ function lastEvent(
   h: Harness,
   type: string,
 ): { id: number; actor: string; data: Record<string, unknown> } | null {
-  const row = h.app.store.sqlite
-    .prepare("SELECT id, actor, data_json FROM events WHERE type = ? ORDER BY id DESC LIMIT 1")
+  const row = h.app
+    .sqlite!.prepare("SELECT id, actor, data_json FROM events WHERE type = ? ORDER BY id DESC LIMIT 1")
     .get(type) as { id: number; actor: string; data_json: string } | undefined;
   return row ? { id: row.id, actor: row.actor, data: JSON.parse(row.data_json) } : null;
 }

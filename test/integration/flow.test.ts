@@ -148,7 +148,7 @@ describe("the whole path: queue -> route -> card -> clicks -> signed record -> j
   });
 
   it("chains records: seq without gaps, prev = hash of the previous JWS", async () => {
-    const rows = h.app.store.sqlite.prepare("SELECT seq, jws, digest FROM records ORDER BY seq").all() as {
+    const rows = h.app.sqlite!.prepare("SELECT seq, jws, digest FROM records ORDER BY seq").all() as {
       seq: number;
       jws: string;
       digest: string;

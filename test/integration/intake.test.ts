@@ -124,8 +124,8 @@ describe("intake refuses bad requests without retry, with a reason a person can 
     const before = h.sim.calls.filter((c) => c.method === "chat.postMessage").length;
     const req = request({ action: { type: "infra.delete" } });
     await failed({ request: req, proof: await h.proof(req) });
-    const ev = h.app.store.sqlite
-      .prepare("SELECT data_json FROM events WHERE type = 'rejected' AND data_json LIKE ?")
+    const ev = h.app
+      .sqlite!.prepare("SELECT data_json FROM events WHERE type = 'rejected' AND data_json LIKE ?")
       .get(`%${req.request_id}%`) as { data_json: string } | undefined;
     expect(JSON.parse(ev!.data_json)).toMatchObject({ code: "action_not_allowed", via: "queue" });
     expect(h.sim.calls.filter((c) => c.method === "chat.postMessage").length).toBe(before);
@@ -240,8 +240,10 @@ describe("who may click", () => {
 describe("the pending limit", () => {
   it("refuses past max_pending with too_many_pending", async () => {
     const pending = (
-      h.app.store.sqlite
-        .prepare("SELECT count(*) AS n FROM actions WHERE agent_id = 'billing-agent' AND status = 'pending'")
+      h.app
+        .sqlite!.prepare(
+          "SELECT count(*) AS n FROM actions WHERE agent_id = 'billing-agent' AND status = 'pending'",
+        )
         .get() as { n: number }
     ).n;
     const jobs: Job[] = [];

@@ -95,8 +95,8 @@ describe("quorum, double clicks and who may vote", () => {
     ]);
     const r = (await job.waitUntilFinished(h.events, 10_000)) as Done;
     expect(r.verdict).toBe("approved");
-    const records = h.app.store.sqlite
-      .prepare("SELECT count(*) AS n FROM records WHERE action_id = ?")
+    const records = h.app
+      .sqlite!.prepare("SELECT count(*) AS n FROM records WHERE action_id = ?")
       .get(card.actionId) as { n: number };
     expect(records.n).toBe(1);
     expect(claimsOf(r).votes).toHaveLength(1);

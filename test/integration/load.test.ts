@@ -31,7 +31,7 @@ describe("load", () => {
     );
     const proofs = await Promise.all(reqs.map((r) => h.proof(r)));
     await h.queue.addBulk(reqs.map((r, i) => ({ name: "approval", data: { request: r, proof: proofs[i] } })));
-    const db = h.app.store.sqlite;
+    const db = h.app.sqlite!;
     await eventually(
       async () => {
         const a = db.prepare("SELECT count(*) AS n FROM actions WHERE request_id LIKE 'req-%'").get() as {
@@ -86,7 +86,7 @@ describe("load", () => {
       verdict: string;
     }[];
     expect(results.every((r) => r.verdict === "approved")).toBe(true);
-    const db = h.app.store.sqlite;
+    const db = h.app.sqlite!;
     for (const c of cards) {
       const n = db.prepare("SELECT count(*) AS n FROM records WHERE action_id = ?").get(c.actionId) as {
         n: number;

@@ -118,6 +118,8 @@ export interface Harness {
   redis: Redis;
   prefix: string;
   dir: string;
+  /** On PostgreSQL: the harness's own schema. */
+  pgSchema: string | null;
   slackUrl: string;
   proof(
     req: unknown,
@@ -147,7 +149,13 @@ export interface Harness {
 }
 
 export async function startHarness(
-  k: PolicyKnobs & { policy?: string; env?: Record<string, string>; log?: Logger } = {},
+  k: PolicyKnobs & {
+    policy?: string;
+    env?: Record<string, string>;
+    log?: Logger;
+    /** Run on PostgreSQL (a schema of its own, dropped at stop) instead of a SQLite file. */
+    postgres?: boolean;
+  } = {},
 ): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-test-"));
   const policyFile = path.join(dir, "policy.yml");
@@ -161,9 +169,12 @@ export async function startHarness(
     usergroups: { S0FIN: ["U0CAROL"] },
   });
   const prefix = `test-${randomUUID()}`;
+  const pgSchema = `test_${randomUUID().replace(/-/g, "")}`;
   const config = loadConfig({
     REDIS_URL,
-    DATABASE_URL: `file:${path.join(dir, "countersign.db")}`,
+    ...(k.postgres
+      ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: pgSchema, DATABASE_POOL_SIZE: "5" }
+      : { DATABASE_URL: `file:${path.join(dir, "countersign.db")}` }),
     SLACK_BOT_TOKEN: BOT_TOKEN,
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: sim.url,
@@ -208,6 +219,7 @@ export async function startHarness(
     redis,
     prefix,
     dir,
+    pgSchema: k.postgres ? pgSchema : null,
     slackUrl,
     proof: (req, o = {}) => {
       const agentId = o.agentId ?? (req as ActionRequest | undefined)?.agent_id ?? "billing-agent";
@@ -306,10 +318,24 @@ export async function startHarness(
       await deleteKeys(redis, `${prefix}:*`);
       redis.disconnect();
       await sim.close();
+      if (k.postgres) await dropSchema(pgSchema);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
   return h;
+}
+
+export const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+export async function dropSchema(schema: string): Promise<void> {
+  const pg = await import("pg");
+  const client = new pg.default.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
 }
 
 export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {

@@ -19,14 +19,17 @@ export interface OpenStoreOptions {
 export type OpenedStore = Store & { setSigner(signer: RecordSigner): void };
 
 export async function openStore(
-  config: Pick<Config, "databaseKind" | "databasePath">,
+  config: Pick<Config, "databaseKind" | "databasePath"> &
+    Partial<Pick<Config, "databaseSchema" | "databasePoolSize">>,
   o: OpenStoreOptions = {},
 ): Promise<OpenedStore> {
   if (config.databaseKind === "postgres") {
+    const schema = o.schema ?? config.databaseSchema;
+    const poolSize = o.poolSize ?? config.databasePoolSize;
     return PostgresStore.open(config.databasePath, {
       ...(o.migrate === undefined ? {} : { migrate: o.migrate }),
-      ...(o.schema === undefined ? {} : { schema: o.schema }),
-      ...(o.poolSize === undefined ? {} : { poolSize: o.poolSize }),
+      ...(schema === undefined ? {} : { schema }),
+      ...(poolSize === undefined ? {} : { poolSize }),
     });
   }
   return new SqliteStore(config.databasePath, o.migrate === undefined ? {} : { migrate: o.migrate });
