@@ -19,8 +19,10 @@ import {
   BILLING_SECRET,
   BOT_TOKEN,
   deleteKeys,
+  dropSchema,
   ISSUER,
   OPS_SECRET,
+  PG_URL,
   type PolicyKnobs,
   REDIS_URL,
   request,
@@ -41,11 +43,17 @@ export interface Chaos {
     over?: Partial<ActionRequest>,
   ): Promise<{ req: ActionRequest; job: Awaited<ReturnType<Queue["add"]>> }>;
   db(): Database.Database;
+  /** On PostgreSQL: the chaos run's own schema. */
+  pgSchema: string | null;
   stop(): Promise<void>;
 }
 
 export async function startChaos(
-  k: PolicyKnobs & { env?: Record<string, string>; policy?: (yaml: string) => string } = {},
+  k: PolicyKnobs & {
+    env?: Record<string, string>;
+    policy?: (yaml: string) => string;
+    postgres?: boolean;
+  } = {},
 ): Promise<Chaos> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-chaos-"));
   fs.writeFileSync(path.join(dir, "policy.yml"), (k.policy ?? ((y) => y))(testPolicy(k)));
@@ -58,9 +66,12 @@ export async function startChaos(
   });
   const prefix = `test-${randomUUID()}`;
   const dbFile = path.join(dir, "countersign.db");
+  const pgSchema = `test_${randomUUID().replace(/-/g, "")}`;
   const env: Record<string, string> = {
     REDIS_URL,
-    DATABASE_URL: `file:${dbFile}`,
+    ...(k.postgres
+      ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: pgSchema, DATABASE_POOL_SIZE: "4" }
+      : { DATABASE_URL: `file:${dbFile}` }),
     SLACK_BOT_TOKEN: BOT_TOKEN,
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: sim.url,
@@ -89,6 +100,7 @@ export async function startChaos(
     queue,
     events,
     env,
+    pgSchema: k.postgres ? pgSchema : null,
     async child(extra = {}) {
       const c = await startChild({ ...env, ...extra });
       children.push(c);
@@ -121,6 +133,7 @@ export async function startChaos(
       await deleteKeys(redis, `${prefix}:*`);
       redis.disconnect();
       await sim.close();
+      if (k.postgres) await dropSchema(pgSchema);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
