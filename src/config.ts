@@ -106,7 +106,9 @@ export function loadConfig(
   env: Readonly<Record<string, string | undefined>> = process.env,
   cwd = process.cwd(),
 ): Config {
-  const parsed = EnvSchema.safeParse(env);
+  // An empty value means unset, as in a copied .env.example (`SLACK_APP_TOKEN=`).
+  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(given);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
     throw new ConfigError(`invalid environment:\n${lines.join("\n")}`);

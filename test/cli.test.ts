@@ -111,3 +111,19 @@ describe("countersign agent token, migrate, keys", () => {
     expect(jwks.keys.every((k) => k.kty === "OKP")).toBe(true);
   });
 });
+
+describe("a .env file", () => {
+  it("fills in what the environment does not set; empty values count as unset", async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-env-"));
+    fs.writeFileSync(path.join(work, "policy.yml"), testPolicy());
+    fs.writeFileSync(
+      path.join(work, ".env"),
+      "POLICY_FILE=./policy.yml\nSLACK_APP_TOKEN=\nDATABASE_SCHEMA=\n",
+    );
+    const bin = path.resolve("bin/countersign.mjs");
+    const { POLICY_FILE: _unset, ...rest } = env;
+    const r = await promisify(execFile)(process.execPath, [bin, "policy", "check"], { cwd: work, env: rest });
+    expect(r.stdout).toContain(`${path.join(work, "policy.yml")}: ok`);
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+});

@@ -18,6 +18,10 @@ import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
 import { registerAuditCommands } from "./audit.js";
 
+// A .env in the working directory (see .env.example) fills in what the environment does
+// not already set; variables set by the process manager win.
+if (fs.existsSync(".env")) process.loadEnvFile(".env");
+
 const program = new Command()
   .name("countersign")
   .description("A human approval gate for autonomous agents.")
