@@ -218,10 +218,15 @@ export class PostgresStore implements Store {
         return { kind: "repeat", action: toRow(existing), record: await this.recordOf(tx, existing.id) };
       }
       if (input.proof) await this.spendJti(tx, a.agentId, input.proof, input.now);
-      const [count] = await tx
-        .select({ n: sql<number>`count(*)::int` })
+      // Counted up to the limit only: the same answer, at a cost that does not grow with
+      // the agent's backlog.
+      const bounded = tx
+        .select({ one: sql`1` })
         .from(schema.actions)
-        .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.status, "pending")));
+        .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.status, "pending")))
+        .limit(input.maxPending)
+        .as("bounded");
+      const [count] = await tx.select({ n: sql<number>`count(*)::int` }).from(bounded);
       const pending = count?.n ?? 0;
       if (!input.decision && pending >= input.maxPending) {
         throw new RejectionError(
