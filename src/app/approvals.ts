@@ -280,6 +280,14 @@ export class Approvals {
   /** A timer fired for `level`. Safe to call late, early or twice. */
   async deadline(actionId: string, level: number): Promise<MutateResult> {
     const now = this.d.now();
+    // Each deadline fires twice by design (a BullMQ timer and the database sweep), and many
+    // at once when a backlog falls due: a read first lets the loser skip the write lock.
+    // The transaction below judges again, so this look is only an optimisation.
+    const seen = await this.d.store.getAction(actionId);
+    if (!seen) return { kind: "not_found" };
+    const first = onDeadline(state(seen), this.route(seen), level, now, () => now.getTime());
+    if (first.kind === "refused")
+      return { kind: "refused", code: first.code, reason: first.reason, action: seen };
     const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
       const route = this.route(cur);
       const step = onDeadline(state(cur), route, level, now, (to) =>
