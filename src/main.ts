@@ -103,7 +103,9 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   probe.on("error", () => {});
 
   const verdicts = new VerdictBus(redis, config.queue.prefix, log.child({ part: "verdicts" }));
-  await verdicts.start();
+  // Not awaited: with Redis away at start, the subscription comes up when it returns,
+  // and the HTTP server (health, readiness) must not wait for it.
+  void verdicts.start();
   armCrashPoint(config.crashPoint);
   const effects = new EffectRunner(store, log.child({ part: "outbox" }), Date.now, {
     pollMs: o.pollMs ?? 500,
