@@ -12,6 +12,7 @@ import {
   HTTPReceiver,
   LogLevel,
   type ViewSubmitAction,
+  webApi,
 } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
@@ -58,10 +59,25 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
     retryConfig: { retries: 0 },
     rejectRateLimitedCalls: true,
   };
+  // Our own client for everything we send. Bolt is given an `authorize` instead of the
+  // token: in single-token mode it calls auth.test at construction and leaves a failure
+  // unhandled, so a Slack outage at start-up would crash the process. Here the answer
+  // is cached once Slack gives it; until then each event's authorize asks again.
+  const client = new webApi.WebClient(o.botToken, clientOptions);
+  let identity: Promise<{ botId: string; botUserId: string }> | null = null;
+  const authorize = async () => {
+    identity ??= client.auth.test().then((r) => ({ botId: r.bot_id ?? "", botUserId: r.user_id ?? "" }));
+    try {
+      return { botToken: o.botToken, ...(await identity) };
+    } catch (err) {
+      identity = null;
+      throw err;
+    }
+  };
   let receiver: InstanceType<typeof HTTPReceiver> | null = null;
   let app: InstanceType<typeof App>;
   if (o.appToken) {
-    app = new App({ token: o.botToken, appToken: o.appToken, socketMode: true, logger, clientOptions });
+    app = new App({ authorize, appToken: o.appToken, socketMode: true, logger, clientOptions });
   } else {
     receiver = new HTTPReceiver({
       signingSecret: o.signingSecret,
@@ -71,9 +87,8 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
       processBeforeResponse: false,
       unhandledRequestTimeoutMillis: 2_900,
     });
-    app = new App({ token: o.botToken, receiver, logger, clientOptions });
+    app = new App({ authorize, receiver, logger, clientOptions });
   }
-  const client = app.client;
   const directory = o.directory(client);
   return {
     client,
