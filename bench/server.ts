@@ -1,0 +1,73 @@
+/**
+ * The server under measurement, in a process of its own: `startCountersign` exactly as
+ * `serve` runs it, so its RSS, its CPU profile and its event loop hold nothing of the
+ * load generator or the Slack stand-in. Talks to bench/rig.ts over the IPC channel.
+ *
+ * argv[2] is a JSON ServerSpec (see rig.ts).
+ */
+import { pino } from "pino";
+import { loadConfig } from "../src/config.js";
+import { startCountersign } from "../src/main.js";
+
+export interface ServerSpec {
+  readonly env: Record<string, string>;
+  readonly pollMs?: number;
+  readonly sweepMs?: number;
+}
+
+export type ToServer =
+  /** `gc`: collect garbage first (the server runs with --expose-gc), to see what is retained. */
+  { readonly type: "rss"; readonly gc?: boolean } | { readonly type: "stop" };
+
+export type FromServer =
+  | { readonly type: "ready"; readonly url: string; readonly webhookWired: boolean }
+  | { readonly type: "rss"; readonly rss: number; readonly heapUsed: number }
+  | { readonly type: "stopped" }
+  | { readonly type: "error"; readonly message: string };
+
+function send(m: FromServer): void {
+  process.send?.(m);
+}
+
+/**
+ * EffectRunner keeps its handlers private; the benchmark only needs to know whether the
+ * outbox can deliver webhooks at all, to measure them or say why not.
+ */
+function hasHandler(effects: unknown, kind: string): boolean {
+  const handlers = (effects as { handlers?: unknown }).handlers;
+  return handlers instanceof Map && handlers.has(kind);
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? "") as ServerSpec;
+  const config = loadConfig(spec.env);
+  const app = await startCountersign(config, {
+    log: pino({ level: config.logLevel }, pino.destination(2)),
+    ...(spec.pollMs ? { pollMs: spec.pollMs } : {}),
+    ...(spec.sweepMs ? { sweepMs: spec.sweepMs } : {}),
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await app.stop();
+    send({ type: "stopped" });
+    // Exiting (rather than draining) also writes the --cpu-prof profile.
+    process.exit(0);
+  };
+  process.on("message", (m: ToServer) => {
+    if (m.type === "rss") {
+      if (m.gc) (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
+      send({ type: "rss", rss: mem.rss, heapUsed: mem.heapUsed });
+    } else if (m.type === "stop") void stop();
+  });
+  // The runner died or was stopped: never outlive it holding Redis keys and a database.
+  process.on("disconnect", () => void stop());
+  send({ type: "ready", url: app.url, webhookWired: hasHandler(app.effects, "webhook") });
+}
+
+main().catch((e: unknown) => {
+  send({ type: "error", message: (e as Error).stack ?? String(e) });
+  process.exit(1);
+});

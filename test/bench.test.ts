@@ -1,0 +1,118 @@
+/**
+ * The benchmark as a smoke test: `npm run bench -- --quick` must run every measure to the
+ * end and report each beside its baseline. Never a timed test: no number is judged here,
+ * only that each one was taken.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Every row the runner must report, by id. */
+const MEASURES = [
+  "intake.throughput",
+  "intake.card_p50_fixed",
+  "intake.card_p99_fixed",
+  "intake.card_p50_full",
+  "intake.card_p99_full",
+  "release.complete_p50",
+  "release.complete_p99",
+  "release.webhook_p50",
+  "release.webhook_p99",
+  "pending.rss",
+  "pending.lateness_p50",
+  "pending.lateness_p99",
+  "records.per_second",
+  "records.vs_inserts",
+  "records.grouped_inserts",
+  "audit.export",
+  "audit.verify",
+];
+
+/** Rows allowed to have no value, and the reason they must then give. */
+const MAY_BE_NA: Record<string, RegExp> = {
+  "release.webhook_p50": /webhooks not wired/,
+  "release.webhook_p99": /webhooks not wired/,
+};
+
+interface ResultRow {
+  id: string;
+  value: number | null;
+  baseline: number | null;
+  baselineOf: string;
+  note?: string;
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-bench-test-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function runQuick(out: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  // The same command as `npm run bench -- --quick`, with the results written aside so a
+  // test run never replaces bench/results.json.
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", "--quick", `--out=${out}`], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => {
+    stdout += d;
+  });
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+}
+
+describe("npm run bench -- --quick", () => {
+  it("runs every measure to the end and reports each beside its raw baseline", {
+    timeout: 300_000,
+  }, async () => {
+    const out = path.join(dir, "results.json");
+    const r = await runQuick(out);
+    expect(r.code, `bench exited ${r.code}:\n${r.stderr.slice(-4000)}`).toBe(0);
+
+    const results = JSON.parse(fs.readFileSync(out, "utf8")) as {
+      mode: string;
+      rows: ResultRow[];
+      failures: string[];
+      machine: { nproc: number; node: string; cpu: string };
+    };
+    expect(results.mode).toBe("quick");
+    expect(results.failures).toEqual([]);
+    expect(results.machine.nproc).toBeGreaterThan(0);
+    expect(results.rows.map((x) => x.id).sort()).toEqual([...MEASURES].sort());
+    for (const row of results.rows) {
+      expect(row.baseline, `${row.id} has no baseline`).toEqual(expect.any(Number));
+      expect(row.baselineOf, `${row.id} does not say what its baseline is`).not.toBe("");
+      if (row.value === null) {
+        expect(MAY_BE_NA[row.id], `${row.id} has no value`).toBeDefined();
+        expect(row.note).toMatch(MAY_BE_NA[row.id]!);
+      } else {
+        expect(Number.isFinite(row.value), `${row.id} is ${row.value}`).toBe(true);
+      }
+    }
+
+    // The printed table carries the same rows, each with its baseline.
+    expect(r.stdout).toContain("| measure | value | baseline | ratio | target | pass? |");
+    expect(r.stdout.match(/^\| (?!measure|---)/gm)).toHaveLength(MEASURES.length);
+  });
+
+  it("refuses an unknown measure by name instead of running something else", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", "--only=nonsense"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/--only: no measure nonsense; the measures are intake, release/);
+  });
+});
