@@ -31,7 +31,7 @@ export {
   TransportError,
   WaitTimeout,
 } from "./errors.js";
-export { type JWKS, type VerifyDecisionOptions, verifyDecision } from "./verify.js";
+export { type JWKS, type VerifyDecisionOptions, verify, verifyDecision } from "./verify.js";
 
 export interface AgentIdentity {
   /** The agent's id in the policy: the proof's `iss`, the record's `sub`. */

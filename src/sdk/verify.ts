@@ -134,3 +134,24 @@ export async function verifyDecision(record: string, o: VerifyDecisionOptions): 
   }
   return claims as unknown as RecordClaims;
 }
+
+/**
+ * The short form: `verify(record, jwks, request, issuer)`. The agent is the request's
+ * `agent_id`; everything verifyDecision checks is checked (signature, typ, iss, sub,
+ * action_sha256, valid_until). The issuer is required: it is what the record must name.
+ */
+export function verify(
+  record: string,
+  jwks: JWKS,
+  request: ActionRequest,
+  issuer: string,
+  now?: Date,
+): Promise<RecordClaims> {
+  return verifyDecision(record, {
+    jwks,
+    request,
+    agentId: request.agent_id,
+    issuer,
+    ...(now ? { now } : {}),
+  });
+}

@@ -1,7 +1,7 @@
 /** The SDK against the real Countersign: both transports, verdicts verified before they resolve. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
-import { Denied, type JWKS, Rejected, requestApproval } from "../../src/sdk/index.js";
+import { Denied, InvalidRecord, type JWKS, Rejected, requestApproval, verify } from "../../src/sdk/index.js";
 import { BILLING_SECRET, type Harness, ISSUER, request, startHarness } from "../support/harness.js";
 
 let h: Harness;
@@ -30,6 +30,14 @@ describe("SDK round trip", () => {
     const d = await handle.verdict({ timeoutMs: 10_000 });
     expect(d.verdict).toBe("approved");
     expect(d.claims).toMatchObject({ action_id: card.actionId, sub: "billing-agent" });
+    // The short form an agent calls before acting, and what it refuses.
+    expect((await verify(d.record, jwks, req, ISSUER)).action_id).toBe(card.actionId);
+    await expect(
+      verify(d.record, jwks, { ...req, purpose: "something else" }, ISSUER),
+    ).rejects.toBeInstanceOf(InvalidRecord);
+    await expect(verify(d.record, jwks, req, "https://someone-else.example")).rejects.toBeInstanceOf(
+      InvalidRecord,
+    );
   });
 
   it("over HTTP: Denied with the approver's reason", async () => {
