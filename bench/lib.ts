@@ -85,6 +85,8 @@ let interrupted: string | null = null;
  */
 export function interrupt(reason: string): void {
   interrupted = reason;
+  // Nothing of a server is worth a graceful stop now; its keys and files go anyway.
+  for (const child of leftovers.children) child.kill("SIGKILL");
 }
 
 export function isInterrupted(): boolean {
