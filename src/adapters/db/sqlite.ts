@@ -36,6 +36,7 @@ import type {
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
 import { RejectionError, type Verdict } from "../../domain/types.js";
+import { actionValues, toRow } from "./rows.js";
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../../db/migrations", import.meta.url));
 
@@ -710,52 +711,4 @@ function fromRaw(r: RawActionRow): ActionRow {
     decidedAt: r.decided_at,
     recordSeq: r.record_seq,
   });
-}
-
-function actionValues(a: NewAction): typeof schema.actions.$inferInsert {
-  return {
-    id: a.id,
-    agentId: a.agentId,
-    requestId: a.requestId,
-    requestJson: JSON.stringify(a.request),
-    requestSha256: a.requestSha256,
-    actionType: a.actionType,
-    riskClass: a.riskClass,
-    region: a.region,
-    status: "pending",
-    routeName: a.routeName,
-    level: a.level,
-    quorum: a.quorum,
-    eligibleJson: a.eligible === null ? null : JSON.stringify(a.eligible),
-    deadlineAt: a.deadlineAt,
-    capAt: a.capAt,
-    policySha256: a.policySha256,
-    requestedAt: a.requestedAt,
-  };
-}
-
-function toRow(r: typeof schema.actions.$inferSelect): ActionRow {
-  return {
-    id: r.id,
-    agentId: r.agentId,
-    requestId: r.requestId,
-    request: JSON.parse(r.requestJson),
-    requestSha256: r.requestSha256,
-    actionType: r.actionType,
-    riskClass: r.riskClass,
-    region: r.region,
-    status: r.status as ActionRow["status"],
-    routeName: r.routeName,
-    level: r.level,
-    quorum: r.quorum,
-    eligible: r.eligibleJson === null ? null : (JSON.parse(r.eligibleJson) as string[]),
-    deadlineAt: r.deadlineAt,
-    capAt: r.capAt,
-    policySha256: r.policySha256,
-    requestedAt: r.requestedAt,
-    verdict: r.verdict as ActionRow["verdict"],
-    reasonCode: r.reasonCode as ActionRow["reasonCode"],
-    decidedAt: r.decidedAt,
-    recordSeq: r.recordSeq,
-  };
 }
