@@ -6,6 +6,7 @@
  * multiplies them, for profiling one measure without the full wait.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -91,6 +92,10 @@ async function redisVersion(url: string): Promise<string> {
   }
 }
 
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const notes: string[] = [];
@@ -111,6 +116,8 @@ async function main(): Promise<void> {
     `${args.quick ? "quick" : "full"} run of ${args.only.join(", ")} on ${box.nproc} x ${box.cpu}, node ${box.node}`,
   );
   const started = Date.now();
+  // Other work on a shared machine moves every number; the load beside them says how much.
+  const loadBefore = os.loadavg()[0]!;
   // Ctrl-C or a kill mid-run: the measure in flight stops at its next wait and cleans up
   // after itself, then anything left (keys in the shared Redis, temp files) is removed. A
   // second signal, or a cleanup that hangs, ends it at once.
@@ -147,6 +154,7 @@ async function main(): Promise<void> {
     mode: args.quick ? "quick" : args.scale === 1 ? "full" : `scaled ${args.scale}`,
     seconds: Math.round((Date.now() - started) / 100) / 10,
     machine: box,
+    load: { before: round2(loadBefore), after: round2(os.loadavg()[0]!) },
     rows,
     notes,
     failures,
@@ -156,6 +164,7 @@ async function main(): Promise<void> {
   for (const n of notes) process.stdout.write(`- ${n}\n`);
   process.stdout.write(
     `\n${box.nproc} x ${box.cpu}, ${box.memoryMB} MB, node ${box.node}, Redis ${box.redis}, SQLite ${box.sqlite}; ` +
+      `load average ${result.load.before} before, ${result.load.after} after; ` +
       `${result.mode} run in ${result.seconds} s; results in ${path.relative(process.cwd(), args.out)}\n`,
   );
   if (failures.length) {
