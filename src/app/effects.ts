@@ -30,6 +30,16 @@ export interface EffectRunnerOptions {
   readonly maxBackoffMs?: number;
 }
 
+/**
+ * Effects that need nothing else of their action to have run first: releasing the
+ * agent's job, its webhook, arming a timer. They start at once instead of queueing
+ * behind the action's Slack messages, so an agent hears of its verdict without waiting
+ * for a card update or a thread note (and a slow Slack call never holds a release).
+ * Everything else of one action (a card, its updates, its thread notes, DMs that link
+ * to it) runs in the order it was written.
+ */
+const INDEPENDENT: ReadonlySet<EffectKind> = new Set<EffectKind>(["release", "webhook", "timer"]);
+
 export class EffectRunner {
   private handlers = new Map<EffectKind, EffectHandler>();
   private timer: NodeJS.Timeout | null = null;
@@ -37,6 +47,12 @@ export class EffectRunner {
   private again = false;
   private stopped = true;
   private readonly inflight = new Set<Promise<void>>();
+  /** The last effect scheduled for each action with effects in flight: the next one waits for it. */
+  private readonly chains = new Map<string, Promise<void>>();
+  /** Effects claimed and not yet finished, at most `batch`. */
+  private running = 0;
+  /** The last claim was cut short by `batch`: more may be due, claim again when a slot frees. */
+  private backlog = false;
   private readonly opts: Required<EffectRunnerOptions>;
 
   constructor(
@@ -88,30 +104,45 @@ export class EffectRunner {
       });
   }
 
+  /**
+   * Claims what is due, up to `batch` effects in flight, and starts each without waiting
+   * for the others: a slow call (a webhook receiver taking seconds) holds only the effects
+   * of its own action, never the rest of the outbox. A freed slot claims again.
+   */
   private async drain(): Promise<void> {
     for (;;) {
-      const due = await this.store.claimEffects(this.now(), this.opts.batch, this.opts.leaseMs);
-      if (!due.length) return;
-      // Effects of one action run in order (a card before its update); actions run in parallel.
-      const byAction = new Map<string, Effect[]>();
-      for (const e of due) {
-        const k = e.actionId ?? `#${e.id}`;
-        const list = byAction.get(k) ?? [];
-        list.push(e);
-        byAction.set(k, list);
+      const room = this.opts.batch - this.running;
+      if (room <= 0) {
+        this.backlog = true;
+        return;
       }
-      await Promise.all(
-        [...byAction.values()].map(async (list) => {
-          for (const e of list) await this.track(this.runOne(e));
-        }),
-      );
-      if (due.length < this.opts.batch) return;
+      const due = await this.store.claimEffects(this.now(), room, this.opts.leaseMs);
+      for (const e of due) this.schedule(e);
+      this.backlog = due.length === room;
+      if (!this.backlog) return;
     }
   }
 
-  private track(p: Promise<void>): Promise<void> {
-    this.inflight.add(p);
-    return p.finally(() => this.inflight.delete(p));
+  /**
+   * Runs `e` after the effect scheduled before it for the same action (a card before its
+   * update: they were claimed in the order they were written), or at once if it is
+   * independent of its action's other effects.
+   */
+  private schedule(e: Effect): void {
+    this.running++;
+    const key = INDEPENDENT.has(e.kind) || e.actionId === null ? null : e.actionId;
+    const before = key === null ? undefined : this.chains.get(key);
+    const run: Promise<void> = (before ?? Promise.resolve())
+      .then(() => this.runOne(e))
+      .catch((err: unknown) => this.log.error({ err, effect: e.kind }, "outbox: effect run failed"))
+      .finally(() => {
+        this.running--;
+        this.inflight.delete(run);
+        if (key !== null && this.chains.get(key) === run) this.chains.delete(key);
+        if (this.backlog) this.kick();
+      });
+    if (key !== null) this.chains.set(key, run);
+    this.inflight.add(run);
   }
 
   private async runOne(e: Effect): Promise<void> {

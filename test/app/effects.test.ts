@@ -1,0 +1,155 @@
+/**
+ * The outbox runner against a real SQLite store: effects of one action run in the order
+ * they were written, independent ones (release, webhook, timer) and other actions' do not
+ * wait behind a slow call, and no more than `batch` run at once.
+ */
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { SqliteStore } from "../../src/adapters/db/sqlite.js";
+import { type EffectOutcome, EffectRunner } from "../../src/app/effects.js";
+import type { Effect, EffectKind, NewAction, NewEffect } from "../../src/app/ports.js";
+import { requestDigest } from "../../src/domain/canonical.js";
+import type { ActionRequest } from "../../src/domain/types.js";
+
+const T0 = Date.parse("2030-01-07T09:00:00Z");
+const KINDS: EffectKind[] = ["post_card", "update_card", "thread_note", "dm", "release", "webhook", "timer"];
+
+let dir: string;
+let store: SqliteStore;
+let runner: EffectRunner | null;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-effects-"));
+  store = new SqliteStore(path.join(dir, "store.db"));
+  runner = null;
+});
+
+afterEach(async () => {
+  await runner?.stop();
+  await store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function newAction(): NewAction {
+  const r: ActionRequest = {
+    request_id: `req-${randomUUID()}`,
+    agent_id: "billing-agent",
+    action: { type: "payments.refund", summary: "Refund order 1234" },
+    risk_class: "high",
+    region: "eu",
+    purpose: "a test",
+  };
+  return {
+    id: `act_${randomUUID()}`,
+    agentId: r.agent_id,
+    requestId: r.request_id,
+    request: r,
+    requestSha256: requestDigest(r),
+    actionType: r.action.type,
+    riskClass: r.risk_class,
+    region: r.region,
+    routeName: "r",
+    level: 0,
+    quorum: 1,
+    eligible: null,
+    deadlineAt: null,
+    capAt: null,
+    policySha256: "p",
+    requestedAt: T0,
+  };
+}
+
+/** An action in the store whose outbox holds `effects`, written in this order. */
+async function actionWith(effects: readonly NewEffect[]): Promise<string> {
+  const a = newAction();
+  await store.admit({
+    action: a,
+    proof: null,
+    job: null,
+    maxPending: 1000,
+    events: [],
+    effects: () => effects,
+    // Due now, by the runner's clock.
+    now: Date.now(),
+  });
+  return a.id;
+}
+
+interface Run {
+  readonly key: string;
+  readonly start: number;
+  end: number;
+}
+
+/** Handlers that log each run; an effect whose dedupe key is in `slow` takes that long. */
+function startRunner(slow: Record<string, number>, batch = 64): Run[] {
+  const runs: Run[] = [];
+  const t0 = performance.now();
+  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs: 20 });
+  for (const kind of KINDS) {
+    runner.on(kind, async (e: Effect): Promise<EffectOutcome> => {
+      const run: Run = { key: e.dedupeKey, start: performance.now() - t0, end: 0 };
+      runs.push(run);
+      await new Promise((r) => setTimeout(r, slow[e.dedupeKey] ?? 1));
+      run.end = performance.now() - t0;
+      return { kind: "done" };
+    });
+  }
+  runner.start();
+  return runs;
+}
+
+async function until(check: () => boolean, ms = 5_000): Promise<void> {
+  const stop = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > stop) throw new Error("timed out waiting for the outbox");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("EffectRunner", () => {
+  it("runs one action's Slack effects in order, and lets its release and other actions pass a slow one", async () => {
+    const a = await actionWith([
+      { kind: "post_card", dedupeKey: "a:card" },
+      { kind: "thread_note", dedupeKey: "a:note" },
+      { kind: "release", dedupeKey: "a:release" },
+      { kind: "webhook", dedupeKey: "a:webhook" },
+      { kind: "update_card", dedupeKey: "a:update" },
+    ]);
+    await actionWith([{ kind: "post_card", dedupeKey: "b:card" }]);
+    const runs = startRunner({ "a:card": 300 });
+    await until(() => runs.filter((r) => r.end > 0).length === 6);
+    const at = (k: string) => runs.find((r) => r.key === k)!;
+
+    // In order within the action: the note and the update wait for the card.
+    expect(at("a:note").start).toBeGreaterThanOrEqual(at("a:card").end);
+    expect(at("a:update").start).toBeGreaterThanOrEqual(at("a:note").end);
+    // Not held by the slow card: the release, the webhook and the other action's card.
+    for (const k of ["a:release", "a:webhook", "b:card"]) expect(at(k).end).toBeLessThan(at("a:card").end);
+    expect(await store.pendingEffectCount()).toBe(0);
+    expect(a).toMatch(/^act_/);
+  });
+
+  it("keeps at most `batch` effects in flight, and claims the rest as slots free", async () => {
+    for (let i = 0; i < 10; i++) {
+      await actionWith([{ kind: "post_card", dedupeKey: `card:${i}` }]);
+    }
+    const slow = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`card:${i}`, 40]));
+    const runs = startRunner(slow, 3);
+    await until(() => runs.filter((r) => r.end > 0).length === 10);
+    // At any run's start, no more than 3 were running (counting itself).
+    for (const r of runs) {
+      const overlapping = runs.filter((o) => o.start <= r.start && (o.end === 0 || o.end > r.start));
+      expect(overlapping.length).toBeLessThanOrEqual(3);
+    }
+    // And it did use the slots: ten 40 ms effects three at a time take well under 10 x 40 ms.
+    const last = Math.max(...runs.map((r) => r.end));
+    const first = Math.min(...runs.map((r) => r.start));
+    expect(last - first).toBeLessThan(400);
+    expect(await store.pendingEffectCount()).toBe(0);
+  });
+});
