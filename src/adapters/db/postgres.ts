@@ -16,7 +16,6 @@
  * log head, so these locks cannot deadlock among themselves.
  */
 import { createHash } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import {
   and,
   asc,
@@ -61,9 +60,10 @@ import type {
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
 import { RejectionError, type Verdict } from "../../domain/types.js";
+import { packagePath } from "../../paths.js";
 import { actionValues, toRow } from "./rows.js";
 
-export const PG_MIGRATIONS_FOLDER = fileURLToPath(new URL("../../../db/pg/migrations", import.meta.url));
+export const PG_MIGRATIONS_FOLDER = packagePath("db", "pg", "migrations");
 
 type Db = NodePgDatabase<typeof schema>;
 /** The transaction handle, named so node-postgres types do not leak into callers. */

@@ -6,7 +6,6 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
@@ -36,9 +35,10 @@ import type {
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
 import { RejectionError, type Verdict } from "../../domain/types.js";
+import { packagePath } from "../../paths.js";
 import { actionValues, toRow } from "./rows.js";
 
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../../db/migrations", import.meta.url));
+export const MIGRATIONS_FOLDER = packagePath("db", "migrations");
 
 type Db = BetterSQLite3Database<typeof schema>;
 /** The transaction handle, named so better-sqlite3 types do not leak into callers. */
