@@ -22,7 +22,7 @@ import {
   signRecord,
 } from "../src/adapters/crypto/signing.js";
 import { migrateSqlite, openSqlite } from "../src/adapters/db/sqlite.js";
-import { lastSeq, openAuditDatabase, publishedKeys } from "../src/adapters/db/sqlite-audit.js";
+import { SqliteAuditReader } from "../src/adapters/db/sqlite-audit.js";
 import { parseExportQuery } from "../src/audit/export.js";
 import { verifyExport } from "../src/audit/verify.js";
 import { exportToFileOrStdout } from "../src/cli/audit.js";
@@ -171,8 +171,8 @@ function sampler(progress: () => number): {
 }
 
 async function child(phase: string, dbFile: string, out: string): Promise<PhaseResult> {
-  const db = openAuditDatabase(dbFile);
-  const total = lastSeq(db);
+  const reader = SqliteAuditReader.open(dbFile);
+  const total = await reader.lastSeq();
   const t = performance.now();
   if (phase === "export-jsonl" || phase === "export-csv") {
     const parsed = parseExportQuery({ format: phase === "export-csv" ? "csv" : "jsonl" });
@@ -180,19 +180,19 @@ async function child(phase: string, dbFile: string, out: string): Promise<PhaseR
     const partial = `${out}.partial`;
     const s = sampler(() => (fs.existsSync(partial) ? fs.statSync(partial).size : 0));
     const quiet = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream;
-    const stats = await exportToFileOrStdout(db, parsed.query, out, {
+    const stats = await exportToFileOrStdout(reader, parsed.query, out, {
       stdout: process.stdout,
       stderr: quiet,
     });
     const seconds = (performance.now() - t) / 1000;
     const bytes = fs.statSync(out).size;
     const m = s.stop(bytes);
-    db.close();
+    await reader.close();
     if (stats.records !== total) throw new Error(`exported ${stats.records} of ${total} records`);
     return result(phase, stats.records, seconds, m, bytes);
   }
-  const jwks = publishedKeys(db);
-  db.close();
+  const jwks = await reader.publishedKeys();
+  await reader.close();
   const size = fs.statSync(out).size;
   const stream = fs.createReadStream(out, { encoding: "utf8", highWaterMark: 1 << 20 });
   const s = sampler(() => stream.bytesRead);

@@ -9,10 +9,12 @@ import { readSigningKey } from "./adapters/crypto/keyfile.js";
 import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
 import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { type OpenedStore, openStore } from "./adapters/db/open.js";
+import { openAuditReader } from "./adapters/db/open-audit.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
+import { SqliteAuditReader } from "./adapters/db/sqlite-audit.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
-import { buildHttp, problem } from "./adapters/http/server.js";
+import { buildHttp } from "./adapters/http/server.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
 import { VerdictBus } from "./adapters/queue/verdicts.js";
@@ -25,6 +27,7 @@ import { WebhookSender } from "./adapters/webhooks/outbox.js";
 import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
+import type { AuditReader } from "./audit/reader.js";
 import { type Config, requireSlack } from "./config.js";
 import { loadPolicyFile } from "./domain/policy.js";
 import type { Policy } from "./domain/types.js";
@@ -34,7 +37,7 @@ export interface Countersign {
   readonly port: number;
   readonly policy: Policy;
   readonly store: OpenedStore;
-  /** The SQLite handle, for tests and the SQLite-only audit reader; null on PostgreSQL. */
+  /** The SQLite handle, for tests; null on PostgreSQL. */
   readonly sqlite: Database.Database | null;
   readonly approvals: Approvals;
   readonly intake: Intake;
@@ -64,6 +67,20 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   let signingKey = readSigningKey(config.signingKeyFile);
 
   const store = await openStore(config);
+  // The auditor API's read side. On SQLite it reads through the store's own connection (an
+  // in-memory database has no other); on PostgreSQL through a small pool of its own, so an
+  // auditor's export never holds a connection the deciders need. That pool connects as the
+  // store's does, with no extra startup parameter, so it works wherever the store does.
+  let auditReader: AuditReader;
+  try {
+    auditReader =
+      store instanceof SqliteStore
+        ? new SqliteAuditReader(store.sqlite, config.databasePath, false)
+        : await openAuditReader(config, { readOnlySession: false });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
   const useKey = (key: SigningKey) => {
     signingKey = key;
@@ -192,22 +209,15 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const http = buildHttp({
     store,
     routes: [
-      // The auditor API streams from SQLite directly (constant memory). Its PostgreSQL
-      // reader is not written yet: there the routes answer 503 saying so.
       (app) =>
-        store instanceof SqliteStore
-          ? registerAuditRoutes(app, {
-              db: store.sqlite,
-              auditorTokens: config.auditorTokens,
-              get signingKey() {
-                return signingKey;
-              },
-              issuer: policy.issuer,
-            })
-          : app.all("/v1/audit/*", async (_req, reply) => {
-              const p = problem("unavailable", "the auditor API is not available on PostgreSQL yet");
-              return reply.status(p.status).type("application/problem+json").send(p.body);
-            }),
+        registerAuditRoutes(app, {
+          reader: auditReader,
+          auditorTokens: config.auditorTokens,
+          get signingKey() {
+            return signingKey;
+          },
+          issuer: policy.issuer,
+        }),
       (app) =>
         registerAgentRoutes(app, {
           store,
@@ -264,6 +274,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
         await verdicts.stop();
         redis.disconnect();
         probe.disconnect();
+        await auditReader.close();
         await store.close();
       })();
       return stopping;

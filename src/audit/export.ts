@@ -10,7 +10,7 @@
  * check each link that is there. `since` and `until` bound `decided_at` the same way:
  * `since` inclusive, `until` exclusive, and records outside are omitted lines, not cut.
  */
-import { decodeJws, jwsDigest } from "../adapters/crypto/signing.js";
+import { jwsDigest } from "../adapters/crypto/signing.js";
 import { VERDICTS, type Verdict } from "../domain/types.js";
 import { csvRow } from "./csv.js";
 
@@ -140,55 +140,105 @@ export interface ExportOptions {
 
 /**
  * The export as text chunks, lazily: each chunk is made only when the consumer asks for
- * it, so a slow reader (an HTTP client, a pipe) holds back the database reads.
+ * it, so a slow reader (an HTTP client, a pipe) holds back the database reads. Records
+ * come in pages (arrays in seq order), as the audit reader reads them.
  */
-export function* exportChunks(records: Iterable<ExportSource>, opts: ExportOptions): Generator<string> {
+export async function* exportChunks(
+  pages: AsyncIterable<readonly ExportSource[]> | Iterable<readonly ExportSource[]>,
+  opts: ExportOptions,
+): AsyncGenerator<string> {
   const stats = opts.stats ?? { records: 0, omitted: 0 };
   const csv = opts.format === "csv";
   let chunk = csv ? csvRow(CSV_COLUMNS) : "";
-  for (const r of records) {
-    const claims = decodeRecord(r);
-    if (matchesFilter(claims, opts.filter)) {
-      stats.records++;
-      chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
-    } else {
-      stats.omitted++;
-      if (!csv)
-        chunk += `${JSON.stringify({ seq: r.seq, record_sha256: jwsDigest(r.jws), omitted: true })}\n`;
-    }
-    if (opts.onProgress && r.seq % 1000 === 0) opts.onProgress(r.seq);
-    if (chunk.length >= CHUNK_CHARS) {
-      yield chunk;
-      chunk = "";
+  for await (const page of pages) {
+    for (const r of page) {
+      const claims = decodePayload(r);
+      if (matchesFilter(claims, opts.filter)) {
+        stats.records++;
+        chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
+      } else {
+        stats.omitted++;
+        // The digest is base64url: nothing in it needs escaping.
+        if (!csv) chunk += `{"seq":${r.seq},"record_sha256":"${jwsDigest(r.jws)}","omitted":true}\n`;
+      }
+      if (opts.onProgress && r.seq % 1000 === 0) opts.onProgress(r.seq);
+      if (chunk.length >= CHUNK_CHARS) {
+        yield chunk;
+        chunk = "";
+      }
     }
   }
   if (chunk.length > 0) yield chunk;
 }
 
-function decodeRecord(r: ExportSource): Record<string, unknown> {
-  try {
-    return decodeJws(r.jws).payload;
-  } catch (e) {
+/**
+ * The record's claims: its payload only. The header, the signature and the parts'
+ * alphabet are verify's to check (export shows what is stored; verify judges it), so
+ * export skips what decodeJws does beside decoding the payload.
+ */
+function decodePayload(r: ExportSource): Record<string, unknown> {
+  const jws = r.jws;
+  const a = typeof jws === "string" ? jws.indexOf(".") : -1;
+  const b = a > 0 ? jws.indexOf(".", a + 1) : -1;
+  if (b <= a + 1 || b === jws.length - 1 || jws.indexOf(".", b + 1) !== -1) {
     throw new ExportError(
-      `record seq ${r.seq} in the database is not a readable JWS: ${(e as Error).message}`,
+      `record seq ${r.seq} in the database is not a readable JWS: expected three non-empty parts separated by dots`,
     );
   }
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(jws.slice(a + 1, b), "base64url").toString("utf8"));
+  } catch {
+    throw new ExportError(
+      `record seq ${r.seq} in the database is not a readable JWS: its payload is not base64url-encoded JSON`,
+    );
+  }
+  if (typeof claims !== "object" || claims === null || Array.isArray(claims)) {
+    throw new ExportError(
+      `record seq ${r.seq} in the database is not a readable JWS: its payload is not a JSON object`,
+    );
+  }
+  return claims as Record<string, unknown>;
 }
 
+/** `,"decided_at":` and so on, made once: a line is built by concatenation. */
+const FIELD_PREFIXES = LINE_FIELDS.map((k) => [k, `,"${k}":`] as const).filter(([k]) => k !== "seq");
+
+/**
+ * One JSONL line, built as text in the order JSON.stringify of the line object would
+ * write it (seq, LINE_FIELDS, record, request), with each value JSON.stringify-ed: the
+ * same bytes as before, at a fraction of the cost of parsing the request and stringifying
+ * the whole line (the 1.3 KB JWS included).
+ *
+ * The request goes in as the stored text: the store wrote it with JSON.stringify of the
+ * validated request, so it is already the JSON that stringifying it again would give.
+ * Export does not parse it (verify does, and checks its digest against the signed
+ * action_sha256); it only makes sure the text cannot break out of its line.
+ */
 function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
-  if (r.requestJson === null) {
+  const request = r.requestJson;
+  if (request === null) {
     throw new ExportError(`record seq ${r.seq} has no stored request (its action row is missing)`);
   }
-  let request: unknown;
-  try {
-    request = JSON.parse(r.requestJson);
-  } catch {
-    throw new ExportError(`record seq ${r.seq}: the stored request is not JSON`);
+  if (
+    request.charCodeAt(0) !== 0x7b ||
+    request.charCodeAt(request.length - 1) !== 0x7d ||
+    request.includes("\n") ||
+    request.includes("\r")
+  ) {
+    throw new ExportError(`record seq ${r.seq}: the stored request is not a one-line JSON object`);
   }
+  const f = lineFields(claims);
   // seq comes from the database row, everything else from the signed claims: verify
   // then catches a row whose place in the log differs from what was signed.
-  return `${JSON.stringify({ ...lineFields(claims), seq: r.seq, record: r.jws, request })}\n`;
+  let line = `{"seq":${r.seq}`;
+  for (const [k, prefix] of FIELD_PREFIXES) line += prefix + JSON.stringify(f[k]);
+  // A compact JWS has nothing to escape: checking that costs half of stringifying 1.4 KB.
+  const record = COMPACT_JWS.test(r.jws) ? `"${r.jws}"` : JSON.stringify(r.jws);
+  return `${line},"record":${record},"request":${request}}\n`;
 }
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 function csvLine(r: ExportSource, claims: Record<string, unknown>): string {
   const f = lineFields(claims);

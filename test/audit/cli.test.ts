@@ -1,41 +1,17 @@
 /**
- * The audit commands as an auditor runs them: a real process, real files, exit codes.
- * The program is built the way src/cli/main.ts builds it (exitOverride, usage errors
- * exit 2), with only the audit commands registered.
+ * The audit commands as an auditor runs them (see cli-run.ts): a real process, real
+ * files, exit codes, on a SQLite log. test/audit/postgres.test.ts runs them on PostgreSQL.
  */
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKeyPem, loadSigningKey } from "../../src/adapters/crypto/signing.js";
+import { ROOT, type Run, runCli } from "./cli-run.js";
 import { buildLog, linesOf, newKey, type TestLog } from "./log.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const POLICY = path.join(ROOT, "test/fixtures/policies/spec-example.yml");
-
-const ENTRY = `
-import { Command, CommanderError } from "commander";
-import { registerAuditCommands } from "./src/cli/audit.js";
-import { loadConfig } from "./src/config.js";
-const program = new Command().name("countersign").exitOverride();
-registerAuditCommands(program, { loadConfig: () => loadConfig() });
-try {
-  await program.parseAsync(process.argv.slice(1), { from: "user" });
-} catch (e) {
-  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  console.error("countersign: " + e.message);
-  process.exit(1);
-}
-`;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let log: TestLog;
 let env: Record<string, string>;
@@ -43,17 +19,7 @@ const PEM = generateSigningKeyPem();
 const KEY = loadSigningKey(PEM);
 
 function run(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", ENTRY, ...args],
-      { cwd: ROOT, env: { ...env, ...extraEnv }, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === "number" ? code : 1, stdout, stderr });
-      },
-    );
-  });
+  return runCli(args, { ...env, ...extraEnv });
 }
 
 beforeAll(async () => {
@@ -73,8 +39,7 @@ beforeAll(async () => {
     JSON.stringify({ keys: [newKey().publicJwk, KEY.publicJwk] }),
   );
   env = {
-    PATH: process.env["PATH"] ?? "",
-    DATABASE_URL: `file:${log.file}`,
+    ...log.env,
     SIGNING_KEY_FILE: path.join(log.dir, "signing-key.pem"),
     POLICY_FILE: POLICY,
   };
@@ -142,27 +107,7 @@ describe("countersign audit export and verify", () => {
 
   it("reads the export from stdin with FILE -", async () => {
     await run(["audit", "export", "--out", file("s.jsonl")]);
-    const v = await new Promise<Run>((resolve) => {
-      const child = execFile(
-        process.execPath,
-        [
-          "--import",
-          "tsx",
-          "--input-type=module",
-          "-e",
-          ENTRY,
-          "audit",
-          "verify",
-          "-",
-          "--jwks",
-          file("jwks.json"),
-        ],
-        { cwd: ROOT, env },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }),
-      );
-      fs.createReadStream(file("s.jsonl")).pipe(child.stdin!);
-    });
+    const v = await runCli(["audit", "verify", "-", "--jwks", file("jwks.json")], env, file("s.jsonl"));
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/^verified 5 records/);
   });

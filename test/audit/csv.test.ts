@@ -67,9 +67,9 @@ beforeAll(async () => {
 afterAll(() => log.cleanup());
 
 describe("CSV export", () => {
-  it("has exactly the SPEC's columns as its header", () => {
+  it("has exactly the SPEC's columns as its header", async () => {
     const db = log.open();
-    const rows = parseCsv(exportText(db, { format: "csv" }));
+    const rows = parseCsv(await exportText(db, { format: "csv" }));
     db.close();
     expect(rows[0]).toEqual([
       "seq",
@@ -90,10 +90,10 @@ describe("CSV export", () => {
     expect(CSV_COLUMNS).toEqual(rows[0]);
   });
 
-  it("round-trips through an RFC 4180 parser: every cell is the signed value, formula starts defused", () => {
+  it("round-trips through an RFC 4180 parser: every cell is the signed value, formula starts defused", async () => {
     const db = log.open();
-    const text = exportText(db, { format: "csv" });
-    const jsonl = linesOf(exportText(db)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const text = await exportText(db, { format: "csv" });
+    const jsonl = linesOf(await exportText(db)).map((l) => JSON.parse(l) as Record<string, unknown>);
     db.close();
     const [header, ...rows] = parseCsv(text);
     expect(rows).toHaveLength(NASTY.length);
@@ -116,16 +116,16 @@ describe("CSV export", () => {
     });
   });
 
-  it("no cell of a row starts with a formula character", () => {
+  it("no cell of a row starts with a formula character", async () => {
     const db = log.open();
-    const [, ...rows] = parseCsv(exportText(db, { format: "csv" }));
+    const [, ...rows] = parseCsv(await exportText(db, { format: "csv" }));
     db.close();
     for (const row of rows) for (const cell of row) expect(cell).not.toMatch(/^[=+\-@\t\r]/);
   });
 
-  it("omitted records are not rows: a filtered CSV has only the matching records", () => {
+  it("omitted records are not rows: a filtered CSV has only the matching records", async () => {
     const db = log.open();
-    const [, ...rows] = parseCsv(exportText(db, { format: "csv", agent: "crm-agent" }));
+    const [, ...rows] = parseCsv(await exportText(db, { format: "csv", agent: "crm-agent" }));
     db.close();
     expect(rows.map((r) => r[0])).toEqual(["5"]);
     expect(rows[0]![2]).toBe("crm-agent");

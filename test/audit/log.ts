@@ -1,8 +1,11 @@
 /**
- * Builds a real decision log for the audit tests: a temp SQLite file with the real
- * migrations, records issued through SqliteStore.admit (so seq, prev, signing and the
- * request row are exactly what production writes), any signing key per record.
+ * Builds a real decision log for the audit tests: a temp SQLite file, or a PostgreSQL
+ * schema of its own, with the real migrations; records issued through the store's admit
+ * (so seq, prev, signing and the request row are exactly what production writes), any
+ * signing key per record.
  */
+
+import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -12,18 +15,21 @@ import {
   type SigningKey,
   signRecord,
 } from "../../src/adapters/crypto/signing.js";
+import { PostgresStore } from "../../src/adapters/db/postgres.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import {
   type AuditDatabase,
   lastSeq,
   openAuditDatabase,
-  recordsInOrder,
+  recordPages,
 } from "../../src/adapters/db/sqlite-audit.js";
 import type { UnchainedClaims } from "../../src/app/ports.js";
 import { exportChunks, parseExportQuery } from "../../src/audit/export.js";
+import type { AuditReader } from "../../src/audit/reader.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { newId } from "../../src/domain/ids.js";
 import type { ActionRequest, ReasonCode, Verdict, Vote } from "../../src/domain/types.js";
+import { dropSchema, PG_URL } from "../support/harness.js";
 
 export const ISSUER = "https://countersign.test";
 
@@ -47,11 +53,19 @@ export interface Entry {
 
 export interface TestLog {
   readonly dir: string;
+  /** SQLite: the database file ("" on PostgreSQL). */
   readonly file: string;
+  /** PostgreSQL: the log's own schema (null on SQLite). */
+  readonly schema: string | null;
+  /** DATABASE_URL (and DATABASE_SCHEMA) that point a process at this log. */
+  readonly env: Readonly<Record<string, string>>;
   readonly keys: SigningKey[];
   readonly actionIds: string[];
+  /** SQLite only: the file, opened read-only. */
   open(): AuditDatabase;
-  cleanup(): void;
+  /** Issues more records after the ones built, through a store of its own (closed at cleanup). */
+  append(entries: readonly Entry[]): Promise<string[]>;
+  cleanup(): Promise<void>;
 }
 
 const REASON: Record<Verdict, ReasonCode> = {
@@ -61,18 +75,33 @@ const REASON: Record<Verdict, ReasonCode> = {
   cancelled: "cancelled",
 };
 
+export interface LogOptions {
+  /** Build the log on PostgreSQL (PG_URL), in a schema of its own dropped at cleanup. */
+  readonly postgres?: boolean;
+}
+
+type LogStore = SqliteStore | PostgresStore;
+
 export async function buildLog(
   entries: readonly Entry[],
   defaultKey: SigningKey = newKey(),
+  o: LogOptions = {},
 ): Promise<TestLog> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-audit-"));
-  const file = path.join(dir, "countersign.db");
-  const store = new SqliteStore(file);
+  const file = o.postgres ? "" : path.join(dir, "countersign.db");
+  const schema = o.postgres ? `test_audit_${randomUUID().replace(/-/g, "")}` : null;
+  const open = async (): Promise<LogStore> =>
+    schema ? PostgresStore.open(PG_URL, { schema, poolSize: 2 }) : new SqliteStore(file);
   const keys: SigningKey[] = [];
   const actionIds: string[] = [];
-  try {
-    let i = 0;
-    for (const e of entries) {
+  let writer: LogStore | null = null;
+
+  async function issue(store: LogStore, more: readonly Entry[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const e of more) {
+      // The index (request_id, default time) is taken and the slot filled before any
+      // await, so appends running side by side never share one.
+      const i = actionIds.push("") - 1;
       const key = e.key ?? defaultKey;
       if (!keys.includes(key)) {
         keys.push(key);
@@ -131,6 +160,8 @@ export async function buildLog(
         decided_at: decided.toISOString(),
         policy_sha256: "policy-sha",
       };
+      actionIds[i] = id;
+      ids.push(id);
       await store.admit({
         action: {
           id,
@@ -167,27 +198,54 @@ export async function buildLog(
         },
         now: t,
       });
-      actionIds.push(id);
-      i++;
     }
+    return ids;
+  }
+
+  const store = await open();
+  try {
+    await issue(store, entries);
   } finally {
     await store.close();
   }
   return {
     dir,
     file,
+    schema,
+    env: schema ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: schema } : { DATABASE_URL: `file:${file}` },
     keys,
     actionIds,
-    open: () => openAuditDatabase(file),
-    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+    open: () => {
+      if (schema) throw new Error("open() reads SQLite; this log is on PostgreSQL");
+      return openAuditDatabase(file);
+    },
+    async append(more) {
+      writer ??= await open();
+      return issue(writer, more);
+    },
+    async cleanup() {
+      await writer?.close();
+      if (schema) await dropSchema(schema);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
-/** The whole export as text, as `audit export` would write it with these options. */
-export function exportText(db: AuditDatabase, options: Record<string, string> = {}): string {
+/**
+ * The whole export as text, as `audit export` would write it with these options: from a
+ * SQLite connection (read in pages of 3, so paging is exercised) or any audit reader.
+ */
+export async function exportText(
+  source: AuditDatabase | AuditReader,
+  options: Record<string, string> = {},
+): Promise<string> {
   const parsed = parseExportQuery(options);
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  return [...exportChunks(recordsInOrder(db, lastSeq(db), 3), parsed.query)].join("");
+  const pages =
+    "records" in source ? source.records(await source.lastSeq()) : recordPages(source, lastSeq(source), 3);
+  let text = "";
+  for await (const chunk of exportChunks(pages, parsed.query)) text += chunk;
+  return text;
 }
 
 export function linesOf(text: string): string[] {

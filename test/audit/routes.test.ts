@@ -7,6 +7,7 @@ import {
   logHead,
   publishedKeys,
   recordsInOrder,
+  SqliteAuditReader,
 } from "../../src/adapters/db/sqlite-audit.js";
 import { registerAuditRoutes } from "../../src/adapters/http/audit-routes.js";
 import { verifyCheckpoint } from "../../src/audit/checkpoint.js";
@@ -29,7 +30,7 @@ beforeAll(async () => {
   db = new Database(log.file);
   app = Fastify();
   registerAuditRoutes(app, {
-    db,
+    reader: new SqliteAuditReader(db, log.file, false),
     auditorTokens: ["another-auditor-token", TOKEN],
     signingKey: KEY,
     issuer: ISSUER,
@@ -79,7 +80,12 @@ describe("auditor API authentication", () => {
 
   it("with no auditor tokens configured, every token is refused", async () => {
     const closed = Fastify();
-    registerAuditRoutes(closed, { db, auditorTokens: [], signingKey: KEY, issuer: ISSUER });
+    registerAuditRoutes(closed, {
+      reader: new SqliteAuditReader(db, log.file, false),
+      auditorTokens: [],
+      signingKey: KEY,
+      issuer: ISSUER,
+    });
     const res = await closed.inject({ url: "/v1/audit/checkpoint", headers: { authorization: "Bearer " } });
     expect(res.statusCode).toBe(401);
     const res2 = await closed.inject({ url: "/v1/audit/checkpoint", headers: auth });

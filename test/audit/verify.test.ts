@@ -23,7 +23,7 @@ beforeAll(async () => {
     })),
   );
   const db = log.open();
-  lines = linesOf(exportText(db));
+  lines = linesOf(await exportText(db));
   db.close();
 });
 afterAll(() => log.cleanup());
@@ -199,7 +199,7 @@ describe("audit verify: tampering is caught at the right seq, for the right reas
   it("a line moved from another log with the same keys: broken chain", async () => {
     const other = await buildLog([{ key: KEY_A }, { key: KEY_A }, { key: KEY_A }]);
     const db = other.open();
-    const foreign = linesOf(exportText(db));
+    const foreign = linesOf(await exportText(db));
     db.close();
     other.cleanup();
     // seq 3 of the other log signs a prev that is not our seq 2's digest.
@@ -222,9 +222,9 @@ describe("audit verify: tampering is caught at the right seq, for the right reas
 });
 
 describe("audit verify: filtered exports", () => {
-  it("an agent filter gives omitted lines for the others, and the chain still verifies", () => {
+  it("an agent filter gives omitted lines for the others, and the chain still verifies", async () => {
     const db = log.open();
-    const filtered = linesOf(exportText(db, { agent: "crm-agent" }));
+    const filtered = linesOf(await exportText(db, { agent: "crm-agent" }));
     db.close();
     expect(filtered).toHaveLength(10);
     const parsed = filtered.map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -236,9 +236,9 @@ describe("audit verify: filtered exports", () => {
     expect(verify(filtered)).toMatchObject({ ok: true, records: 5, omitted: 5, lastSeq: 10 });
   });
 
-  it("an omitted line stands for the real record: its record_sha256 is that record's digest", () => {
+  it("an omitted line stands for the real record: its record_sha256 is that record's digest", async () => {
     const db = log.open();
-    const filtered = linesOf(exportText(db, { verdict: "denied" }));
+    const filtered = linesOf(await exportText(db, { verdict: "denied" }));
     db.close();
     filtered.forEach((l, i) => {
       const o = JSON.parse(l) as { omitted?: boolean; record_sha256?: string };
@@ -248,11 +248,11 @@ describe("audit verify: filtered exports", () => {
     expect(verify(filtered)).toMatchObject({ ok: true, records: 4, omitted: 6 });
   });
 
-  it("since/until bound decided_at (since inclusive, until exclusive); records outside become omitted lines", () => {
+  it("since/until bound decided_at (since inclusive, until exclusive); records outside become omitted lines", async () => {
     const db = log.open();
     // Records are decided at 10:00, 10:01, ... 10:09.
     const filtered = linesOf(
-      exportText(db, { since: "2025-03-01T10:02:00Z", until: "2025-03-01T10:05:00Z" }),
+      await exportText(db, { since: "2025-03-01T10:02:00Z", until: "2025-03-01T10:05:00Z" }),
     );
     db.close();
     const kept = filtered.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => !l["omitted"]);
@@ -260,24 +260,24 @@ describe("audit verify: filtered exports", () => {
     expect(verify(filtered)).toMatchObject({ ok: true, records: 3, omitted: 7 });
   });
 
-  it("a forged omitted line (wrong record_sha256) breaks the chain at that line", () => {
+  it("a forged omitted line (wrong record_sha256) breaks the chain at that line", async () => {
     const db = log.open();
-    const filtered = linesOf(exportText(db, { agent: "crm-agent" }));
+    const filtered = linesOf(await exportText(db, { agent: "crm-agent" }));
     db.close();
     filtered[2] = JSON.stringify({ seq: 3, record_sha256: jwsDigest("something else"), omitted: true });
     expect(failure(verify(filtered))).toEqual({ seq: 3, reason: "broken_chain" });
   });
 
-  it("an omitted line removed from a filtered export is a dropped record, not a filter gap", () => {
+  it("an omitted line removed from a filtered export is a dropped record, not a filter gap", async () => {
     const db = log.open();
-    const filtered = linesOf(exportText(db, { agent: "crm-agent" })).filter((_, i) => i !== 4);
+    const filtered = linesOf(await exportText(db, { agent: "crm-agent" })).filter((_, i) => i !== 4);
     db.close();
     expect(failure(verify(filtered))).toEqual({ seq: 5, reason: "record_dropped" });
   });
 
-  it("a filter that matches nothing still carries the whole chain", () => {
+  it("a filter that matches nothing still carries the whole chain", async () => {
     const db = log.open();
-    const filtered = linesOf(exportText(db, { region: "us" }));
+    const filtered = linesOf(await exportText(db, { region: "us" }));
     db.close();
     // The head is then an omitted line's word for it, and the report says so.
     expect(verify(filtered)).toMatchObject({ ok: true, records: 0, omitted: 10, headConfirmed: false });

@@ -1,6 +1,8 @@
 /**
  * The audit tools' read side of the SQLite store: records in seq order with the request
- * they cover, the log's head, the published keys, and one action's decision path.
+ * they cover, the log's head, the published keys, and one action's decision path. The
+ * functions are synchronous (tests and benchmarks call them directly); SqliteAuditReader
+ * wraps them as the AuditReader port that the CLI and the auditor API use.
  *
  * Everything here only reads. Records are read in pages by seq rather than through one
  * long `.iterate()`: an open iterator keeps the connection busy, and in `serve` the
@@ -12,39 +14,25 @@
 
 import Database from "better-sqlite3";
 import type { LogHead } from "../../audit/checkpoint.js";
-import type { TimelineAction } from "../../audit/events.js";
+import {
+  type ActionRecordRef,
+  type ActionSummary,
+  type AuditEvent,
+  type AuditReader,
+  AuditStoreError,
+  parseEventData,
+} from "../../audit/reader.js";
 import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
 
 export type AuditDatabase = Database.Database;
-
-export class AuditStoreError extends Error {
-  override readonly name = "AuditStoreError" as const;
-}
+export type { ActionRecordRef, ActionSummary, AuditEvent };
+export { AuditStoreError };
 
 /** One record as stored, with the request it covers (null if the action row is missing). */
 export interface StoredAuditRecord {
   readonly seq: number;
   readonly jws: string;
   readonly requestJson: string | null;
-}
-
-/** What the timeline needs of an action: the audit formatter's own type. */
-export type ActionSummary = TimelineAction;
-
-export interface AuditEvent {
-  readonly id: number;
-  readonly type: string;
-  readonly actor: string;
-  readonly at: number;
-  readonly data: Readonly<Record<string, unknown>>;
-}
-
-export interface ActionRecordRef {
-  readonly seq: number;
-  readonly verdict: string;
-  readonly decidedAt: number;
-  readonly decisionId: string;
-  readonly digest: string;
 }
 
 /**
@@ -91,14 +79,15 @@ export function logHead(db: AuditDatabase): LogHead {
 const PAGE_SIZE = 500;
 
 /**
- * Records 1..upTo in seq order, read page by page (see the note at the top). Yields the
- * stored rows as they are; deciding what an export shows is the exporter's job.
+ * Records 1..upTo in seq order, a page (an array in seq order) at a time; see the note at
+ * the top. Yields the stored rows as they are; deciding what an export shows is the
+ * exporter's job.
  */
-export function* recordsInOrder(
+export function* recordPages(
   db: AuditDatabase,
   upTo: number,
   pageSize = PAGE_SIZE,
-): Generator<StoredAuditRecord> {
+): Generator<readonly StoredAuditRecord[]> {
   const page = db.prepare(
     `SELECT r.seq AS seq, r.jws AS jws, a.request_json AS requestJson
      FROM records r LEFT JOIN actions a ON a.id = r.action_id
@@ -108,9 +97,18 @@ export function* recordsInOrder(
   for (;;) {
     const rows = page.all(after, upTo, pageSize) as StoredAuditRecord[];
     if (rows.length === 0) return;
-    yield* rows;
+    yield rows;
     after = rows[rows.length - 1]!.seq;
   }
+}
+
+/** Records 1..upTo in seq order, one by one (read page by page as recordPages does). */
+export function* recordsInOrder(
+  db: AuditDatabase,
+  upTo: number,
+  pageSize = PAGE_SIZE,
+): Generator<StoredAuditRecord> {
+  for (const rows of recordPages(db, upTo, pageSize)) yield* rows;
 }
 
 /** Every key that ever signed, as published in the JWKS. */
@@ -122,6 +120,7 @@ export function publishedKeys(db: AuditDatabase): PublicJwk[] {
   return rows.map((r) => JSON.parse(r.public_jwk) as PublicJwk);
 }
 
+/** One action, for the timeline (null when there is no such action). */
 export function findAction(db: AuditDatabase, actionId: string): ActionSummary | null {
   const row = db
     .prepare(
@@ -138,7 +137,13 @@ export function actionEvents(db: AuditDatabase, actionId: string): AuditEvent[] 
   const rows = db
     .prepare("SELECT id, type, actor, at, data_json AS dataJson FROM events WHERE action_id = ? ORDER BY id")
     .all(actionId) as { id: number; type: string; actor: string; at: number; dataJson: string }[];
-  return rows.map((r) => ({ id: r.id, type: r.type, actor: r.actor, at: r.at, data: parseData(r.dataJson) }));
+  return rows.map((r) => ({
+    id: r.id,
+    type: r.type,
+    actor: r.actor,
+    at: r.at,
+    data: parseEventData(r.dataJson),
+  }));
 }
 
 export function actionRecord(db: AuditDatabase, actionId: string): ActionRecordRef | null {
@@ -153,14 +158,53 @@ export function actionRecord(db: AuditDatabase, actionId: string): ActionRecordR
   return { ...rest, digest: jwsDigest(jws) };
 }
 
-function parseData(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === "object" && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : { value: v };
-  } catch {
-    // An unreadable row is still evidence: show it as it is rather than hide the event.
-    return { unreadable_data: text };
+/**
+ * The AuditReader port over a SQLite connection: either one it opened itself, read-only
+ * (the CLI), or the store's own connection in `serve`, which it then leaves open at close
+ * (an in-memory database has no other connection to read it through).
+ */
+export class SqliteAuditReader implements AuditReader {
+  constructor(
+    private readonly db: AuditDatabase,
+    readonly where: string,
+    private readonly owned: boolean,
+    private readonly pageSize = PAGE_SIZE,
+  ) {}
+
+  /** Opens the file read-only (see openAuditDatabase). */
+  static open(file: string): SqliteAuditReader {
+    return new SqliteAuditReader(openAuditDatabase(file), file, true);
+  }
+
+  async lastSeq(): Promise<number> {
+    return lastSeq(this.db);
+  }
+
+  async logHead(): Promise<LogHead> {
+    return logHead(this.db);
+  }
+
+  async *records(upTo: number): AsyncGenerator<readonly StoredAuditRecord[]> {
+    yield* recordPages(this.db, upTo, this.pageSize);
+  }
+
+  async publishedKeys(): Promise<PublicJwk[]> {
+    return publishedKeys(this.db);
+  }
+
+  async findAction(actionId: string): Promise<ActionSummary | null> {
+    return findAction(this.db, actionId);
+  }
+
+  async actionEvents(actionId: string): Promise<AuditEvent[]> {
+    return actionEvents(this.db, actionId);
+  }
+
+  async actionRecord(actionId: string): Promise<ActionRecordRef | null> {
+    return actionRecord(this.db, actionId);
+  }
+
+  async close(): Promise<void> {
+    if (this.owned && this.db.open) this.db.close();
   }
 }

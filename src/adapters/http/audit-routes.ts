@@ -9,12 +9,13 @@ import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { signCheckpoint } from "../../audit/checkpoint.js";
 import { exportChunks, parseExportQuery } from "../../audit/export.js";
+import type { AuditReader } from "../../audit/reader.js";
 import type { SigningKey } from "../crypto/signing.js";
-import { type AuditDatabase, lastSeq, logHead, recordsInOrder } from "../db/sqlite-audit.js";
 import { problem } from "./server.js";
 
 export interface AuditRouteDeps {
-  readonly db: AuditDatabase;
+  /** The log, on whichever store (see openAuditReader); the routes do not close it. */
+  readonly reader: AuditReader;
   readonly auditorTokens: readonly string[];
   readonly signingKey: SigningKey;
   readonly issuer: string;
@@ -76,8 +77,8 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
     const { filter, format } = parsed.query;
     // The export is the log as it was when the request came in; later records wait for
     // the next export, so the file is one consistent prefix of the chain.
-    const upTo = lastSeq(deps.db);
-    const body = Readable.from(exportChunks(recordsInOrder(deps.db, upTo), { format, filter }), {
+    const upTo = await deps.reader.lastSeq();
+    const body = Readable.from(exportChunks(deps.reader.records(upTo), { format, filter }), {
       objectMode: false,
     });
     return reply
@@ -93,7 +94,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
 
   app.get("/v1/audit/checkpoint", async (req, reply) => {
     if (!authorize(req, reply)) return reply;
-    const checkpoint = signCheckpoint(deps.signingKey, deps.issuer, logHead(deps.db), now());
+    const checkpoint = signCheckpoint(deps.signingKey, deps.issuer, await deps.reader.logHead(), now());
     return reply.header("cache-control", "no-store").send({ checkpoint });
   });
 }

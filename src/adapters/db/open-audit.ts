@@ -1,0 +1,25 @@
+/**
+ * Opens the audit reader for the store the configuration names, as openStore does for
+ * the store itself: SQLite for DATABASE_URL=file:..., PostgreSQL for postgres://...
+ */
+import type { AuditReader } from "../../audit/reader.js";
+import type { Config } from "../../config.js";
+import { type PgAuditOptions, PgAuditReader } from "./pg-audit.js";
+import { SqliteAuditReader } from "./sqlite-audit.js";
+
+/**
+ * The log the configuration names (DATABASE_URL, and DATABASE_SCHEMA on PostgreSQL),
+ * opened for reading only (see PgAuditOptions.readOnlySession). Throws AuditStoreError saying what is wrong when the database cannot
+ * be opened or holds no decision log.
+ */
+export async function openAuditReader(
+  config: Pick<Config, "databaseKind" | "databasePath" | "databaseSchema">,
+  o: Pick<PgAuditOptions, "readOnlySession"> = {},
+): Promise<AuditReader> {
+  return config.databaseKind === "postgres"
+    ? PgAuditReader.open(config.databasePath, {
+        ...o,
+        ...(config.databaseSchema === undefined ? {} : { schema: config.databaseSchema }),
+      })
+    : SqliteAuditReader.open(config.databasePath);
+}
