@@ -3,18 +3,42 @@
  * Slack stand-in. Throughput at full speed, and job added -> card posted at 200 req/s and
  * at full speed. Baseline: the same jobs added the same way into a no-op BullMQ worker on
  * the same Redis, with the intake worker's concurrency.
+ *
+ * The floor, beside them: the raw parts one request needs with no Countersign code
+ * (bench/floor.ts: park the job, one SQLite transaction, one chat.postMessage), the same
+ * jobs added the same way. It says what fraction of raw BullMQ the parts alone reach,
+ * and so what share of the gap is Countersign's own.
  */
+import { type ChildProcess, fork } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { type Job, Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { type BenchContext, log, newPrefix, percentile, type Row, row, sleep, until } from "./lib.js";
-import { startRig } from "./rig.js";
-import { benchPolicy, dropPrefix, type Submission, submissions } from "./setup.js";
+import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
+import { BOT_TOKEN, TEAM, USERS } from "../test/support/harness.js";
+import type { FloorSpec, FromFloor } from "./floor.js";
+import {
+  type BenchContext,
+  log,
+  newPrefix,
+  percentile,
+  type Row,
+  removeDir,
+  row,
+  sleep,
+  tempDir,
+  trackChild,
+  until,
+} from "./lib.js";
+import { type Rig, startRig } from "./rig.js";
+import { benchPolicy, CHANNEL, dropPrefix, type Submission, submissions } from "./setup.js";
 
 /** The intake worker's concurrency in src/adapters/queue/intake.ts. */
 const CONCURRENCY = 64;
 const RATE = 200;
+const FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), "floor.ts");
 
-interface RunResult {
+export interface RunResult {
   readonly n: number;
   /** Completed per second, from the first add to the last completion. */
   readonly throughput: number;
@@ -25,7 +49,7 @@ interface RunResult {
 }
 
 /** Adds every submission, at `rate` per second or (null) as fast as addBulk goes. */
-async function addAll(queue: Queue, subs: readonly Submission[], rate: number | null): Promise<Job[]> {
+export async function addAll(queue: Queue, subs: readonly Submission[], rate: number | null): Promise<Job[]> {
   if (rate === null) {
     const jobs: Job[] = [];
     for (let i = 0; i < subs.length; i += 500) {
@@ -45,7 +69,7 @@ async function addAll(queue: Queue, subs: readonly Submission[], rate: number | 
   return Promise.all(pending);
 }
 
-function summarise(jobs: readonly Job[], doneAt: ReadonlyMap<string, number>): RunResult {
+export function summarise(jobs: readonly Job[], doneAt: ReadonlyMap<string, number>): RunResult {
   const latencies: number[] = [];
   let first = Number.POSITIVE_INFINITY;
   let last = 0;
@@ -68,7 +92,7 @@ function summarise(jobs: readonly Job[], doneAt: ReadonlyMap<string, number>): R
 }
 
 /** Raw BullMQ: the same payloads into a worker that does nothing. */
-async function rawRun(ctx: BenchContext, n: number, rate: number | null): Promise<RunResult> {
+export async function rawRun(ctx: BenchContext, n: number, rate: number | null): Promise<RunResult> {
   const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: null });
   const prefix = newPrefix();
   const name = "raw-intake";
@@ -97,40 +121,170 @@ async function rawRun(ctx: BenchContext, n: number, rate: number | null): Promis
   }
 }
 
-/** Countersign: card posted for every job, timed by the stand-in's answer to chat.postMessage. */
+/**
+ * Adds n jobs to the rig's server(s), at `rate` or at full speed, and waits for every
+ * card: throughput and job added -> card posted, timed by the stand-in's answer to
+ * chat.postMessage. The jobs come back for callers that go on to click their cards.
+ */
+export async function intakeRun(
+  rig: Rig,
+  n: number,
+  rate: number | null,
+): Promise<{ result: RunResult; jobs: Job[] }> {
+  const before = rig.cards.size;
+  const subs = await submissions(n);
+  const jobs = await addAll(rig.queue, subs, rate);
+  await until(() => rig.cards.size >= before + n, `cards for ${n} requests`, 60_000 + n * 50);
+  // Jobs carry request ids, cards action ids: the database joins them once the clock has stopped.
+  const requestOf = await rig.requestIds();
+  const cardAt = new Map<string, number>();
+  for (const c of rig.cards.values()) {
+    const r = requestOf.get(c.actionId);
+    if (r) cardAt.set(r, c.at);
+  }
+  const doneAt = new Map<string, number>();
+  for (const j of jobs) {
+    const at = cardAt.get((j.data as Submission).request.request_id);
+    if (at !== undefined) doneAt.set(j.id!, at);
+  }
+  return { result: summarise(jobs, doneAt), jobs };
+}
+
+/** Countersign: a warm-up, then the paced run and the full-speed run on one server. */
 async function productRuns(
   ctx: BenchContext,
   sizes: { fixed: number; full: number },
-): Promise<{ fixed: RunResult; full: RunResult }> {
+): Promise<{ fixed: RunResult; full: RunResult; cpuMs: number; card: FloorSpec["card"] }> {
   const rig = await startRig({ policy: benchPolicy(), redisUrl: ctx.redisUrl });
-  let seen = 0;
-  const run = async (n: number, rate: number | null): Promise<RunResult> => {
-    const subs = await submissions(n);
-    const jobs = await addAll(rig.queue, subs, rate);
-    await until(() => rig.cards.size >= seen + n, `cards for ${n} requests`, 60_000 + n * 50);
-    seen += n;
-    // Jobs carry request ids, cards action ids: the database joins them once the clock has stopped.
-    const requestOf = rig.db().prepare("SELECT request_id AS r FROM actions WHERE id = ?");
-    const cardAt = new Map<string, number>();
-    for (const c of rig.cards.values()) {
-      const r = requestOf.get(c.actionId) as { r: string } | undefined;
-      if (r) cardAt.set(r.r, c.at);
-    }
-    const doneAt = new Map<string, number>();
-    for (const j of jobs) {
-      const at = cardAt.get((j.data as Submission).request.request_id);
-      if (at !== undefined) doneAt.set(j.id!, at);
-    }
-    return summarise(jobs, doneAt);
-  };
   try {
-    await run(50, null);
-    const fixed = await run(sizes.fixed, RATE);
-    const full = await run(sizes.full, null);
-    return { fixed, full };
+    await intakeRun(rig, 50, null);
+    const fixed = (await intakeRun(rig, sizes.fixed, RATE)).result;
+    const cpu0 = await rig.cpuMs();
+    const full = (await intakeRun(rig, sizes.full, null)).result;
+    // The server's CPU per request, to set beside the floor's: a shared machine moves
+    // the rates, much less the CPU each request costs.
+    const cpuMs = ((await rig.cpuMs()) - cpu0) / sizes.full;
+    const m = rig.sim.messages(CHANNEL).find((x) => !x.thread_ts);
+    if (!m?.blocks)
+      throw new Error("benchmark: the product posted no card with blocks to copy for the floor");
+    return { fixed, full, cpuMs, card: { text: m.text, blocks: m.blocks } };
   } finally {
     await rig.stop();
   }
+}
+
+/**
+ * The floor (bench/floor.ts) in a process of its own, the stand-in here as for the
+ * product: a warm-up, then n jobs at full speed, timed to each card's post.
+ */
+async function floorRun(
+  ctx: BenchContext,
+  n: number,
+  card: FloorSpec["card"],
+): Promise<{ result: RunResult; floorCpuMs: number; standInCpuMs: number }> {
+  const dir = tempDir("floor");
+  const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: null });
+  const prefix = newPrefix();
+  const name = "floor-intake";
+  const sim = await SlackApiSim.start({ botToken: BOT_TOKEN, teamId: TEAM, users: USERS });
+  const postedAt = new Map<string, number>();
+  const unsubscribe = sim.subscribe((c: SlackCall) => {
+    if (c.method === "chat.postMessage" && c.response.ok === true) {
+      const md = c.args.metadata as { event_payload?: { action_id?: string } } | undefined;
+      const id = md?.event_payload?.action_id;
+      if (id) postedAt.set(id, c.at);
+    }
+    sim.calls.length = 0;
+  });
+  const spec: FloorSpec = {
+    redisUrl: ctx.redisUrl,
+    prefix,
+    queue: name,
+    concurrency: CONCURRENCY,
+    dbFile: path.join(dir, "floor.db"),
+    slackUrl: sim.url,
+    botToken: BOT_TOKEN,
+    channel: CHANNEL,
+    card,
+  };
+  const child = fork(FLOOR, [JSON.stringify(spec)], {
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  trackChild(child);
+  const queue = new Queue(name, { connection: redis, prefix });
+  try {
+    await floorMessage(child, "ready", 60_000);
+    const run = async (count: number) => {
+      const jobs = await addAll(queue, await submissions(count), null);
+      const actionOf = (j: Job) => `act_floor_${(j.data as Submission).request.request_id}`;
+      await until(
+        () => jobs.every((j) => postedAt.has(actionOf(j))),
+        `${count} floor cards`,
+        60_000 + count * 50,
+      );
+      return summarise(jobs, new Map(jobs.map((j) => [j.id!, postedAt.get(actionOf(j))!])));
+    };
+    await run(50);
+    // CPU per request of the floor's process and of this one (the stand-in, the adds): on
+    // a shared machine it shows whether the floor is its own limit or the stand-in's.
+    const cpu = async () => {
+      const reply = floorMessage(child, "cpu", 10_000);
+      if (child.connected) child.send({ type: "cpu" });
+      const own = process.cpuUsage();
+      return { floor: (await reply).micros / 1000, here: (own.user + own.system) / 1000 };
+    };
+    const before = await cpu();
+    const result = await run(n);
+    const after = await cpu();
+    return {
+      result,
+      floorCpuMs: (after.floor - before.floor) / n,
+      standInCpuMs: (after.here - before.here) / n,
+    };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const stopped = new Promise<void>((r) => child.once("exit", () => r()));
+      if (child.connected) child.send({ type: "stop" }, () => {});
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await stopped;
+      clearTimeout(killer);
+    }
+    unsubscribe();
+    await sim.close();
+    await queue.close();
+    await dropPrefix(redis, prefix, [name]);
+    redis.disconnect();
+    removeDir(dir);
+  }
+}
+
+function floorMessage<K extends FromFloor["type"]>(
+  child: ChildProcess,
+  type: K,
+  ms: number,
+): Promise<Extract<FromFloor, { type: K }>> {
+  return new Promise((resolve, reject) => {
+    const done = (f: () => void) => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      f();
+    };
+    const onMessage = (m: FromFloor) => {
+      if (m.type === "error")
+        done(() => reject(new Error(`benchmark: the floor process failed: ${m.message}`)));
+      else if (m.type === type) done(() => resolve(m as Extract<FromFloor, { type: K }>));
+    };
+    const onExit = (code: number | null) =>
+      done(() => reject(new Error(`benchmark: the floor process exited (${code}) before "${type}"`)));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`benchmark: the floor process sent no "${type}" within ${ms} ms`))),
+      ms,
+    );
+    child.on("message", onMessage);
+    child.on("exit", onExit);
+  });
 }
 
 export async function intake(ctx: BenchContext): Promise<Row[]> {
@@ -140,6 +294,8 @@ export async function intake(ctx: BenchContext): Promise<Row[]> {
   log("intake: raw BullMQ baseline");
   const rawFixed = await rawRun(ctx, sizes.fixed, RATE);
   const rawFull = await rawRun(ctx, sizes.full, null);
+  log("intake: the floor (park + one SQLite transaction + one chat.postMessage, no Countersign code)");
+  const floor = await floorRun(ctx, sizes.full, product.card);
   const p = product;
   const base = "raw BullMQ add -> no-op worker";
   return [
@@ -151,6 +307,26 @@ export async function intake(ctx: BenchContext): Promise<Row[]> {
       baseline: rawFull.throughput,
       baselineOf: base,
       target: { kind: "ratio_min", x: 0.5 },
+      note: `server CPU ${p.cpuMs.toFixed(1)} ms/request`,
+    }),
+    row({
+      id: "intake.floor",
+      measure: `(floor) the raw parts of one request, full speed (${sizes.full} jobs)`,
+      unit: "req/s",
+      value: floor.result.throughput,
+      baseline: rawFull.throughput,
+      baselineOf: base,
+      note:
+        "BullMQ park + 1 SQLite tx of 7 rows + 1 chat.postMessage, no Countersign code; " +
+        `CPU ${floor.floorCpuMs.toFixed(1)} ms/request, the stand-in's process ${floor.standInCpuMs.toFixed(1)} ms`,
+    }),
+    row({
+      id: "intake.vs_floor",
+      measure: "intake throughput against the floor",
+      unit: "req/s",
+      value: p.full.throughput,
+      baseline: floor.result.throughput,
+      baselineOf: "the floor: the raw parts alone",
     }),
     row({
       id: "intake.card_p50_fixed",

@@ -9,6 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
+import pg from "pg";
 
 export type Target =
   /** value / baseline must be at least `x` (throughputs). */
@@ -209,7 +210,13 @@ export interface BenchContext {
 
 // What a run leaves behind until each measure cleans up after itself: an interrupted run
 // (Ctrl-C) removes it all on the way out instead of leaving keys in the shared Redis.
-const leftovers = { dirs: new Set<string>(), prefixes: new Set<string>(), children: new Set<ChildProcess>() };
+const leftovers = {
+  dirs: new Set<string>(),
+  prefixes: new Set<string>(),
+  children: new Set<ChildProcess>(),
+  /** PostgreSQL schemas of this run, with the URL of their database. */
+  schemas: new Map<string, string>(),
+};
 
 /** A server process to end before its keys are deleted, so it cannot write them again. */
 export function trackChild(child: ChildProcess): void {
@@ -241,6 +248,29 @@ export function releasePrefix(prefix: string): void {
   leftovers.prefixes.delete(prefix);
 }
 
+/**
+ * A fresh PostgreSQL schema name, of this run only: the servers create it (and migrate it)
+ * at start; dropSchema, or an interrupt, drops it. Other schemas in the database are never
+ * touched.
+ */
+export function newSchema(url: string): string {
+  // The runner's pid in the name lets a caller (test/bench.test.ts) check that none is left.
+  const schema = `bench_${process.pid}_${randomUUID().replaceAll("-", "")}`;
+  leftovers.schemas.set(schema, url);
+  return schema;
+}
+
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+  leftovers.schemas.delete(schema);
+}
+
 /** Deletes every key under `pattern`, in pages (never the whole Redis). */
 export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
   let cursor = "0";
@@ -261,6 +291,11 @@ export async function removeLeftovers(redisUrl: string): Promise<void> {
     }),
   );
   for (const dir of leftovers.dirs) removeDir(dir);
+  for (const [schema, url] of leftovers.schemas) {
+    await dropSchema(url, schema).catch((e: unknown) =>
+      log(`could not drop PostgreSQL schema ${schema}: ${(e as Error).message}; drop it by hand`),
+    );
+  }
   if (leftovers.prefixes.size === 0) return;
   // A killed process's last writes can still be in flight to Redis; let them land first.
   await sleep(300);

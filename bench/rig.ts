@@ -1,9 +1,10 @@
 /**
  * The measuring rig, in the runner's process: the Slack stand-in, the agent's side of
  * the queue (adds, QueueEvents), signed clicks, and a read-only view of the database;
- * the server runs in a child process (bench/server.ts). This is test/support/harness.ts
- * with the server moved out, so that the stand-in's and the load generator's work is not
- * counted as Countersign's.
+ * the server runs in a child process (bench/server.ts), or several on one PostgreSQL
+ * schema and one queue prefix, as instances behind a load balancer. This is
+ * test/support/harness.ts with the server moved out, so that the stand-in's and the load
+ * generator's work is not counted as Countersign's.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import fs from "node:fs";
@@ -12,17 +13,31 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { generateKeyFile } from "../src/adapters/crypto/keyfile.js";
 import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
-import { BILLING_SECRET, BOT_TOKEN, SIGNING_SECRET, TEAM, USERS } from "../test/support/harness.js";
-import { deleteKeys, newPrefix, releasePrefix, removeDir, tempDir, trackChild } from "./lib.js";
+import { BILLING_SECRET, BOT_TOKEN, PG_URL, SIGNING_SECRET, TEAM, USERS } from "../test/support/harness.js";
+import {
+  deleteKeys,
+  dropSchema,
+  newPrefix,
+  newSchema,
+  releasePrefix,
+  removeDir,
+  tempDir,
+  trackChild,
+} from "./lib.js";
 import type { FromServer, ServerSpec, ToServer } from "./server.js";
 import { UNPACED_ENV } from "./setup.js";
 
 const SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "server.ts");
 export const INTAKE_QUEUE = "approval-requests";
 const TIMERS_QUEUE = "countersign-timers";
+/** The PostgreSQL the scaling measure runs on (TEST_POSTGRES_URL, as the test suite). */
+export const POSTGRES_URL = PG_URL;
+/** Connections per server process on PostgreSQL: 3 instances x 5 stay far below max_connections. */
+export const PG_POOL_SIZE = 5;
 
 export interface RigOptions {
   readonly policy: string;
@@ -31,6 +46,10 @@ export interface RigOptions {
   readonly pollMs?: number;
   readonly sweepMs?: number;
   readonly env?: Record<string, string>;
+  /** sqlite (default): one server on a file; postgres: a schema of this run, dropped at stop. */
+  readonly store?: "sqlite" | "postgres";
+  /** Server processes sharing the store, the Redis prefix and the stand-in (default 1; SQLite: 1 only). */
+  readonly instances?: number;
 }
 
 export interface Card {
@@ -48,29 +67,83 @@ export interface Rig {
   readonly redis: Redis;
   readonly prefix: string;
   readonly dir: string;
+  /** The first instance's base URL. */
   readonly url: string;
+  /** Every instance's base URL, in start order. */
+  readonly urls: readonly string[];
   readonly webhookWired: boolean;
   /** Cards posted so far, by action id. */
   readonly cards: ReadonlyMap<string, Card>;
-  /** The server's database, read-only (WAL lets it read beside the server's writes). */
+  /** The server's SQLite database, read-only (WAL lets it read beside the server's writes). */
   db(): Database.Database;
-  /** The server's memory as it is, or (gc) after a full garbage collection. */
+  /** Each action's request id, from the database (either store): jobs carry request ids, cards action ids. */
+  requestIds(): Promise<Map<string, string>>;
+  /** The first server's memory as it is, or (gc) after a full garbage collection. */
   rss(o?: { gc?: boolean }): Promise<{ rss: number; heapUsed: number }>;
-  /** U0ALICE clicks Approve on a card: a real block_actions request, signed. */
-  approve(card: Card): Promise<{ status: number; body: string }>;
+  /** CPU time the server processes have used since they started, all instances together, in ms. */
+  cpuMs(): Promise<number>;
+  /** U0ALICE clicks Approve on a card: a real block_actions request, signed, sent to one instance (default the first). */
+  approve(card: Card, instance?: number): Promise<{ status: number; body: string }>;
   stop(): Promise<void>;
 }
 
 /** Lines of the server's stderr kept for the error message if it dies. */
 const TAIL_LINES = 40;
 
+interface Server {
+  readonly child: ChildProcess;
+  readonly tail: string[];
+}
+
+/** Forks one server process; its stderr goes to ours, its last lines are kept for errors. */
+function forkServer(spec: ServerSpec): Server {
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  const child = fork(SERVER, [JSON.stringify(spec)], {
+    execArgv: [
+      "--import",
+      "tsx",
+      // Only called when asked, after the as-is sample: what the server retains, without its garbage.
+      "--expose-gc",
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),
+    ],
+    stdio: ["ignore", "inherit", "pipe", "ipc"],
+  });
+  trackChild(child);
+  const tail: string[] = [];
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    process.stderr.write(d);
+    tail.push(...d.split("\n"));
+    tail.splice(0, Math.max(0, tail.length - TAIL_LINES));
+  });
+  return { child, tail };
+}
+
+/** Stops one server: asked first, killed if it has not exited within 30 s. */
+async function stopServer(s: Server): Promise<void> {
+  const { child } = s;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  send(child, { type: "stop" });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  await exited;
+  clearTimeout(killer);
+}
+
 export async function startRig(o: RigOptions): Promise<Rig> {
+  const store = o.store ?? "sqlite";
+  const instances = o.instances ?? 1;
+  if (!Number.isInteger(instances) || instances < 1)
+    throw new Error(`benchmark rig: instances must be a whole number >= 1, got ${instances}`);
+  // Several processes on one SQLite file would measure lock waits, not a deployment anyone runs.
+  if (store === "sqlite" && instances > 1)
+    throw new Error(`benchmark rig: SQLite runs one instance; use store "postgres" for ${instances}`);
   const dir = tempDir("server");
   const policyFile = path.join(dir, "policy.yml");
   fs.writeFileSync(policyFile, o.policy);
   const keyFile = path.join(dir, "signing-key.pem");
   generateKeyFile(keyFile);
   const dbFile = path.join(dir, "countersign.db");
+  const schema = store === "postgres" ? newSchema(POSTGRES_URL) : null;
   const sim = await SlackApiSim.start({ botToken: BOT_TOKEN, teamId: TEAM, users: USERS });
   const cards = new Map<string, Card>();
   const unsubscribe = sim.subscribe((c: SlackCall) => {
@@ -94,7 +167,9 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   const spec: ServerSpec = {
     env: {
       REDIS_URL: o.redisUrl,
-      DATABASE_URL: `file:${dbFile}`,
+      ...(schema
+        ? { DATABASE_URL: POSTGRES_URL, DATABASE_SCHEMA: schema, DATABASE_POOL_SIZE: String(PG_POOL_SIZE) }
+        : { DATABASE_URL: `file:${dbFile}` }),
       SLACK_BOT_TOKEN: BOT_TOKEN,
       SLACK_SIGNING_SECRET: SIGNING_SECRET,
       SLACK_API_URL: sim.url,
@@ -112,35 +187,25 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     ...(o.pollMs ? { pollMs: o.pollMs } : {}),
     ...(o.sweepMs ? { sweepMs: o.sweepMs } : {}),
   };
-  const profileDir = process.env.BENCH_CPU_PROF_DIR;
-  const child = fork(SERVER, [JSON.stringify(spec)], {
-    execArgv: [
-      "--import",
-      "tsx",
-      // Only called when asked, after the as-is sample: what the server retains, without its garbage.
-      "--expose-gc",
-      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),
-    ],
-    stdio: ["ignore", "inherit", "pipe", "ipc"],
-  });
-  trackChild(child);
-  const tail: string[] = [];
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    process.stderr.write(d);
-    tail.push(...d.split("\n"));
-    tail.splice(0, Math.max(0, tail.length - TAIL_LINES));
-  });
   const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
-  let ready: Extract<FromServer, { type: "ready" }>;
+  // All at once: the store serialises their migrations (an advisory lock on PostgreSQL).
+  const servers = Array.from({ length: instances }, () => forkServer(spec));
+  let ready: Extract<FromServer, { type: "ready" }>[];
   try {
-    ready = await waitFor(child, "ready", 60_000, tail);
+    ready = await Promise.all(servers.map((s) => waitFor(s.child, "ready", 60_000, s.tail)));
   } catch (e) {
-    child.kill("SIGKILL");
+    for (const s of servers) s.child.kill("SIGKILL");
+    await Promise.all(
+      servers.map((s) =>
+        s.child.exitCode === null && s.child.signalCode === null ? exitOf(s.child) : undefined,
+      ),
+    );
     unsubscribe();
     await sim.close();
     await deleteKeys(redis, `${prefix}:*`);
     releasePrefix(prefix);
     redis.disconnect();
+    if (schema) await dropSchema(POSTGRES_URL, schema);
     removeDir(dir);
     throw e;
   }
@@ -150,7 +215,14 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   const events = new QueueEvents(INTAKE_QUEUE, { connection: eventsConnection, prefix });
   await events.waitUntilReady();
   let db: Database.Database | null = null;
+  let pgClient: pg.Client | null = null;
   let stopped = false;
+  const urls = ready.map((r) => r.url);
+  const sqliteDb = () => {
+    if (schema) throw new Error("benchmark rig: db() reads the SQLite file; on PostgreSQL use requestIds()");
+    db ??= new Database(dbFile, { readonly: true, fileMustExist: true });
+    return db;
+  };
 
   return {
     sim,
@@ -159,41 +231,68 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     redis,
     prefix,
     dir,
-    url: ready.url,
-    webhookWired: ready.webhookWired,
+    url: urls[0]!,
+    urls,
+    webhookWired: ready.every((r) => r.webhookWired),
     cards,
-    db() {
-      db ??= new Database(dbFile, { readonly: true, fileMustExist: true });
-      return db;
+    db: sqliteDb,
+    async requestIds() {
+      let rows: { id: string; r: string }[];
+      if (schema) {
+        if (!pgClient) {
+          pgClient = new pg.Client({ connectionString: POSTGRES_URL });
+          await pgClient.connect();
+        }
+        rows = (
+          await pgClient.query<{ id: string; r: string }>(
+            `SELECT id, request_id AS r FROM "${schema}".actions`,
+          )
+        ).rows;
+      } else {
+        rows = sqliteDb().prepare("SELECT id, request_id AS r FROM actions").all() as {
+          id: string;
+          r: string;
+        }[];
+      }
+      return new Map(rows.map((x) => [x.id, x.r]));
     },
     async rss(o = {}) {
-      const r = waitFor(child, "rss", 10_000, tail);
-      send(child, { type: "rss", ...(o.gc ? { gc: true } : {}) });
+      const s = servers[0]!;
+      const r = waitFor(s.child, "rss", 10_000, s.tail);
+      send(s.child, { type: "rss", ...(o.gc ? { gc: true } : {}) });
       const m = await r;
       return { rss: m.rss, heapUsed: m.heapUsed };
     },
-    approve(card) {
+    async cpuMs() {
+      const each = await Promise.all(
+        servers.map(async (s) => {
+          const r = waitFor(s.child, "cpu", 10_000, s.tail);
+          send(s.child, { type: "cpu" });
+          return (await r).micros;
+        }),
+      );
+      return each.reduce((a, b) => a + b, 0) / 1000;
+    },
+    approve(card, instance = 0) {
+      const url = urls[instance];
+      if (url === undefined)
+        throw new Error(`benchmark rig: no instance ${instance} (${urls.length} running)`);
       const alice = USERS.find((u) => u.id === "U0ALICE")!;
       return sim.click({
         user: { id: alice.id, team_id: alice.team_id, name: alice.name },
         channel: card.channel,
         ts: card.ts,
         actionId: ACTION_IDS.approve,
-        appUrl: `${ready.url}/slack/events`,
+        appUrl: `${url}/slack/events`,
         signingSecret: SIGNING_SECRET,
       });
     },
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise<void>((r) => child.once("exit", () => r()));
-        send(child, { type: "stop" });
-        const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-        await exited;
-        clearTimeout(killer);
-      }
+      await Promise.all(servers.map(stopServer));
       db?.close();
+      await pgClient?.end();
       unsubscribe();
       await events.close();
       eventsConnection.disconnect();
@@ -207,9 +306,14 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       releasePrefix(prefix);
       redis.disconnect();
       await sim.close();
+      if (schema) await dropSchema(POSTGRES_URL, schema);
       removeDir(dir);
     },
   };
+}
+
+function exitOf(child: ChildProcess): Promise<void> {
+  return new Promise((r) => child.once("exit", () => r()));
 }
 
 function send(child: ChildProcess, m: ToServer): void {

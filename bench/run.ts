@@ -27,6 +27,7 @@ import {
 import { pending } from "./pending.js";
 import { records } from "./records.js";
 import { release } from "./release.js";
+import { scale } from "./scale.js";
 
 const MEASURES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   intake,
@@ -34,6 +35,7 @@ const MEASURES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   pending,
   records,
   audit,
+  scale,
 };
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -17,11 +17,16 @@ export interface ServerSpec {
 
 export type ToServer =
   /** `gc`: collect garbage first (the server runs with --expose-gc), to see what is retained. */
-  { readonly type: "rss"; readonly gc?: boolean } | { readonly type: "stop" };
+  | { readonly type: "rss"; readonly gc?: boolean }
+  /** CPU time used so far: on a shared machine, CPU per request says more than requests per second. */
+  | { readonly type: "cpu" }
+  | { readonly type: "stop" };
 
 export type FromServer =
   | { readonly type: "ready"; readonly url: string; readonly webhookWired: boolean }
   | { readonly type: "rss"; readonly rss: number; readonly heapUsed: number }
+  /** User + system CPU time of this process since it started, in microseconds. */
+  | { readonly type: "cpu"; readonly micros: number }
   | { readonly type: "stopped" }
   | { readonly type: "error"; readonly message: string };
 
@@ -60,6 +65,9 @@ async function main(): Promise<void> {
       if (m.gc) (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();
       send({ type: "rss", rss: mem.rss, heapUsed: mem.heapUsed });
+    } else if (m.type === "cpu") {
+      const u = process.cpuUsage();
+      send({ type: "cpu", micros: u.user + u.system });
     } else if (m.type === "stop") void stop();
   });
   // The runner died or was stopped: never outlive it holding Redis keys and a database.

@@ -8,7 +8,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
+import { PG_URL } from "./support/harness.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -19,6 +21,8 @@ const MEASURES = [
   "intake.card_p99_fixed",
   "intake.card_p50_full",
   "intake.card_p99_full",
+  "intake.floor",
+  "intake.vs_floor",
   "release.complete_p50",
   "release.complete_p99",
   "release.webhook_p50",
@@ -28,9 +32,15 @@ const MEASURES = [
   "pending.lateness_p99",
   "records.per_second",
   "records.vs_inserts",
+  "records.sequential",
+  "records.sequential_vs_inserts",
   "records.grouped_inserts",
   "audit.export",
   "audit.verify",
+  // A quick run scales one configuration: PostgreSQL with two instances (bench/scale.ts).
+  "scale.pg2.intake",
+  "scale.pg2.click_p50",
+  "scale.pg2.click_p99",
 ];
 
 /** Rows allowed to have no value, and the reason they must then give. */
@@ -50,7 +60,9 @@ interface ResultRow {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-bench-test-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function runQuick(out: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runQuick(
+  out: string,
+): Promise<{ code: number | null; pid: number | undefined; stdout: string; stderr: string }> {
   // The same command as `npm run bench -- --quick`, with the results written aside so a
   // test run never replaces bench/results.json.
   const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", "--quick", `--out=${out}`], {
@@ -65,7 +77,9 @@ function runQuick(out: string): Promise<{ code: number | null; stdout: string; s
   child.stderr.on("data", (d) => {
     stderr += d;
   });
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+  return new Promise((resolve) =>
+    child.on("close", (code) => resolve({ code, pid: child.pid, stdout, stderr })),
+  );
 }
 
 describe("npm run bench -- --quick", () => {
@@ -100,6 +114,18 @@ describe("npm run bench -- --quick", () => {
     // The printed table carries the same rows, each with its baseline.
     expect(r.stdout).toContain("| measure | value | baseline | ratio | target | pass? |");
     expect(r.stdout.match(/^\| (?!measure|---)/gm)).toHaveLength(MEASURES.length);
+
+    // The scale measure's PostgreSQL schemas (named after the runner's pid) are dropped.
+    const db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+    try {
+      const left = await db.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", [
+        `bench_${r.pid}_%`,
+      ]);
+      expect(left.rows).toEqual([]);
+    } finally {
+      await db.end();
+    }
   });
 
   it("refuses an unknown measure by name instead of running something else", async () => {
