@@ -14,6 +14,7 @@ import Database from "better-sqlite3";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { compiledFor } from "../bin/compiled.mjs";
 import { generateKeyFile } from "../src/adapters/crypto/keyfile.js";
 import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
@@ -31,7 +32,13 @@ import {
 import type { FromServer, ServerSpec, ToServer } from "./server.js";
 import { UNPACED_ENV } from "./setup.js";
 
-const SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), "server.ts");
+/**
+ * The server as `npm install` built it (dist/bench/server.js, plain JavaScript, as the
+ * product runs), or its source under tsx when the build is missing or stale. tsx's loader
+ * costs about 60 MB of RSS and start-up time that a deployment does not pay.
+ */
+export const COMPILED_SERVER = compiledFor("bench/server.ts");
+const SERVER = COMPILED_SERVER ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "server.ts");
 export const INTAKE_QUEUE = "approval-requests";
 const TIMERS_QUEUE = "countersign-timers";
 /** The PostgreSQL the scaling measure runs on (TEST_POSTGRES_URL, as the test suite). */
@@ -100,8 +107,7 @@ function forkServer(spec: ServerSpec): Server {
   const profileDir = process.env.BENCH_CPU_PROF_DIR;
   const child = fork(SERVER, [JSON.stringify(spec)], {
     execArgv: [
-      "--import",
-      "tsx",
+      ...(COMPILED_SERVER ? [] : ["--import", "tsx"]),
       // Only called when asked, after the as-is sample: what the server retains, without its garbage.
       "--expose-gc",
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),

@@ -27,6 +27,7 @@ import {
 import { pending } from "./pending.js";
 import { records } from "./records.js";
 import { release } from "./release.js";
+import { COMPILED_SERVER } from "./rig.js";
 import { scale } from "./scale.js";
 
 const MEASURES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
@@ -132,6 +133,11 @@ async function main(): Promise<void> {
       setTimeout(hardStop, 45_000).unref();
     });
   }
+  ctx.note(
+    COMPILED_SERVER
+      ? "server processes run the compiled build (dist/), as an installed Countersign does"
+      : "server processes run the TypeScript sources under tsx (no current build: `npm run build`); expect about 60 MB more RSS",
+  );
   if (!args.quick && args.scale !== 1) ctx.note(`sizes scaled to ${args.scale} of the issue's (--scale)`);
   const rows: Row[] = [];
   const failures: string[] = [];

@@ -4,37 +4,11 @@
 // missing or older than any source: an edit is never silently ignored, and a build is
 // never required to try one. Compiled, the server starts faster and holds about 60 MB
 // less memory than under tsx's loader. COUNTERSIGN_FROM_SOURCE=1 forces the sources.
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { compiledFor } from "./compiled.mjs";
 
-const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const compiled = path.join(root, "dist", "src", "cli", "main.js");
-
-/** The newest modification time of the files under `dir` with one of `exts` (0 if none). */
-function newest(dir, exts) {
-  let max = 0;
-  let entries;
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) max = Math.max(max, newest(p, exts));
-    else if (exts.some((x) => e.name.endsWith(x))) max = Math.max(max, fs.statSync(p).mtimeMs);
-  }
-  return max;
-}
-
-function compiledIsCurrent() {
-  if (process.env.COUNTERSIGN_FROM_SOURCE === "1" || !fs.existsSync(compiled)) return false;
-  const sources = Math.max(newest(path.join(root, "src"), [".ts"]), newest(path.join(root, "db"), [".ts"]));
-  return newest(path.join(root, "dist"), [".js"]) >= sources;
-}
-
-if (compiledIsCurrent()) {
+const compiled = compiledFor("src/cli/main.ts");
+if (compiled) {
   await import(pathToFileURL(compiled).href);
 } else {
   const { register } = await import("tsx/esm/api");
