@@ -1,7 +1,7 @@
 /**
  * Runs the hostile-input corpus (test/corpus, one JSON file per case) against the real
  * product: one harness per door (HTTP API, intake queue, Slack endpoint), real Redis,
- * real SQLite, the Slack simulator.
+ * the real database (either store), the Slack simulator.
  *
  * Every refused case must get its clear error AND change nothing: no action, vote,
  * record, card, outbox row or spent proof, and nothing posted to Slack. The cases the
@@ -142,20 +142,21 @@ interface Snapshot {
   ephemerals: number;
 }
 
-function count(h: Harness, table: string): number {
-  return (h.app.sqlite!.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+async function count(h: Harness, table: string): Promise<number> {
+  const [row] = await h.sql<{ n: number }>(`SELECT count(*) AS n FROM ${table}`);
+  return row!.n;
 }
 
-function snapshot(h: Harness): Snapshot {
+async function snapshot(h: Harness): Promise<Snapshot> {
   const slack: Record<string, number> = {};
   for (const m of VISIBLE) slack[m] = h.sim.calls.filter((c) => c.method === m).length;
   return {
-    actions: count(h, "actions"),
-    votes: count(h, "votes"),
-    records: count(h, "records"),
-    cards: count(h, "cards"),
-    outbox: count(h, "outbox"),
-    spentProofs: count(h, "proof_jtis"),
+    actions: await count(h, "actions"),
+    votes: await count(h, "votes"),
+    records: await count(h, "records"),
+    cards: await count(h, "cards"),
+    outbox: await count(h, "outbox"),
+    spentProofs: await count(h, "proof_jtis"),
     slack,
     ephemerals: h.sim.calls.filter((c) => c.method === "chat.postEphemeral").length,
   };
@@ -173,13 +174,14 @@ async function settle(h: Harness, ms = 0): Promise<void> {
   if (ms > 0) await sleep(ms);
 }
 
-function lastEvent(
+async function lastEvent(
   h: Harness,
   type: string,
-): { id: number; actor: string; data: Record<string, unknown> } | null {
-  const row = h.app
-    .sqlite!.prepare("SELECT id, actor, data_json FROM events WHERE type = ? ORDER BY id DESC LIMIT 1")
-    .get(type) as { id: number; actor: string; data_json: string } | undefined;
+): Promise<{ id: number; actor: string; data: Record<string, unknown> } | null> {
+  const [row] = await h.sql<{ id: number; actor: string; data_json: string }>(
+    "SELECT id, actor, data_json FROM events WHERE type = ? ORDER BY id DESC LIMIT 1",
+    type,
+  );
   return row ? { id: row.id, actor: row.actor, data: JSON.parse(row.data_json) } : null;
 }
 
@@ -347,7 +349,7 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   const authorization = await httpAuthorization(h, c, body, text);
   const accepted = c.expect.status < 300;
   await settle(h);
-  const before = snapshot(h);
+  const before = await snapshot(h);
   const r = await post(h, text, authorization, c.contentType);
   expect({ status: r.status, code: r.json?.code }, `answer: ${JSON.stringify(r.json).slice(0, 400)}`).toEqual(
     { status: c.expect.status, code: accepted ? undefined : c.expect.code },
@@ -367,7 +369,7 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
     for (const e of errors) expect(e.message.length, `message for ${e.path}`).toBeGreaterThan(3);
   }
   await settle(h);
-  expect(snapshot(h), "a refused request changes nothing").toEqual(before);
+  expect(await snapshot(h), "a refused request changes nothing").toEqual(before);
 }
 
 // ---------------------------------------------------------------------------
@@ -412,8 +414,8 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
     return;
   }
   await settle(h);
-  const before = snapshot(h);
-  const lastRejected = lastEvent(h, "rejected")?.id ?? 0;
+  const before = await snapshot(h);
+  const lastRejected = (await lastEvent(h, "rejected"))?.id ?? 0;
   const job = await h.queue.add("approval", data);
   await expect(job.waitUntilFinished(h.events, 10_000)).rejects.toThrow();
   const done = await h.queue.getJob(job.id!);
@@ -421,9 +423,9 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   for (const s of c.expect.contains ?? []) expect(done?.failedReason).toContain(s);
   expect(done?.attemptsMade, "a refusal is never retried").toBeLessThanOrEqual(1);
   await settle(h);
-  expect(snapshot(h), "a refused job changes nothing").toEqual(before);
+  expect(await snapshot(h), "a refused job changes nothing").toEqual(before);
   // SPEC "Intake": a refused job leaves an audit event with its code.
-  const ev = lastEvent(h, "rejected");
+  const ev = await lastEvent(h, "rejected");
   expect(ev?.id ?? 0, "an audit event for the refusal").toBeGreaterThan(lastRejected);
   expect(ev?.data).toMatchObject({ code: c.expect.failedReason!.split(": ")[1], via: "queue" });
 }
@@ -534,8 +536,8 @@ async function runSlack(h: Harness, c: SlackCase): Promise<void> {
     );
   }
   await settle(h);
-  const before = snapshot(h);
-  const lastRefusal = lastEvent(h, "vote_refused")?.id ?? 0;
+  const before = await snapshot(h);
+  const lastRefusal = (await lastEvent(h, "vote_refused"))?.id ?? 0;
   const t0 = Date.now();
   const r = await sendSlack(h, c, payload, timestamp);
   expect(r.status, `answer: ${r.body.slice(0, 200)}`).toBe(c.expect.status);
@@ -545,14 +547,14 @@ async function runSlack(h: Harness, c: SlackCase): Promise<void> {
   }
   if (c.expect.event_code !== undefined) {
     const ev = await eventually(async () => {
-      const e = lastEvent(h, "vote_refused");
+      const e = await lastEvent(h, "vote_refused");
       return e && e.id > lastRefusal ? e : null;
     }, "a vote_refused audit event");
     expect(ev).toMatchObject({ actor: `slack:${c.user}`, data: { code: c.expect.event_code } });
   }
   // Handlers act after their ack: give a wrongly accepted request time to do its damage.
   await settle(h, 250);
-  const after = snapshot(h);
+  const after = await snapshot(h);
   expect(after, "a refused Slack request changes nothing but its ephemeral note").toEqual({
     ...before,
     ephemerals: before.ephemerals + (c.expect.ephemeral === undefined ? 0 : 1),

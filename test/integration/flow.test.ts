@@ -148,11 +148,9 @@ describe("the whole path: queue -> route -> card -> clicks -> signed record -> j
   });
 
   it("chains records: seq without gaps, prev = hash of the previous JWS", async () => {
-    const rows = h.app.sqlite!.prepare("SELECT seq, jws, digest FROM records ORDER BY seq").all() as {
-      seq: number;
-      jws: string;
-      digest: string;
-    }[];
+    const rows = await h.sql<{ seq: number; jws: string; digest: string }>(
+      "SELECT seq, jws, digest FROM records ORDER BY seq",
+    );
     expect(rows.length).toBeGreaterThan(2);
     rows.forEach((r, i) => {
       const c = decodeJwt(r.jws) as unknown as RecordClaims;

@@ -124,9 +124,10 @@ describe("intake refuses bad requests without retry, with a reason a person can 
     const before = h.sim.calls.filter((c) => c.method === "chat.postMessage").length;
     const req = request({ action: { type: "infra.delete" } });
     await failed({ request: req, proof: await h.proof(req) });
-    const ev = h.app
-      .sqlite!.prepare("SELECT data_json FROM events WHERE type = 'rejected' AND data_json LIKE ?")
-      .get(`%${req.request_id}%`) as { data_json: string } | undefined;
+    const [ev] = await h.sql<{ data_json: string }>(
+      "SELECT data_json FROM events WHERE type = 'rejected' AND data_json LIKE ?",
+      `%${req.request_id}%`,
+    );
     expect(JSON.parse(ev!.data_json)).toMatchObject({ code: "action_not_allowed", via: "queue" });
     expect(h.sim.calls.filter((c) => c.method === "chat.postMessage").length).toBe(before);
   });
@@ -239,13 +240,10 @@ describe("who may click", () => {
 // Last: it fills the agent's pending slots.
 describe("the pending limit", () => {
   it("refuses past max_pending with too_many_pending", async () => {
-    const pending = (
-      h.app
-        .sqlite!.prepare(
-          "SELECT count(*) AS n FROM actions WHERE agent_id = 'billing-agent' AND status = 'pending'",
-        )
-        .get() as { n: number }
-    ).n;
+    const [row] = await h.sql<{ n: number }>(
+      "SELECT count(*) AS n FROM actions WHERE agent_id = 'billing-agent' AND status = 'pending'",
+    );
+    const pending = row!.n;
     const jobs: Job[] = [];
     for (let i = pending; i < 20; i++)
       jobs.push(await h.submit(request({ action: { summary: `Refund ${i}` } })));

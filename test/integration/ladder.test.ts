@@ -10,7 +10,9 @@ const claimsOf = (r: Done) => decodeJwt(r.record) as unknown as RecordClaims;
 describe("deadlines and escalation (second-long policy timeouts, real Redis)", () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ timeout: "1s", escalationTimeout: "1s", onTimeout: "escalate" });
+    // Short, but not too short: a level that runs out before its card is posted gets no
+    // card (correctly), and a busy machine can delay an effect by a second.
+    h = await startHarness({ timeout: "2s", escalationTimeout: "3s", onTimeout: "escalate" });
   });
   afterAll(async () => {
     await h?.stop();
@@ -95,10 +97,11 @@ describe("quorum, double clicks and who may vote", () => {
     ]);
     const r = (await job.waitUntilFinished(h.events, 10_000)) as Done;
     expect(r.verdict).toBe("approved");
-    const records = h.app
-      .sqlite!.prepare("SELECT count(*) AS n FROM records WHERE action_id = ?")
-      .get(card.actionId) as { n: number };
-    expect(records.n).toBe(1);
+    const [records] = await h.sql<{ n: number }>(
+      "SELECT count(*) AS n FROM records WHERE action_id = ?",
+      card.actionId,
+    );
+    expect(records!.n).toBe(1);
     expect(claimsOf(r).votes).toHaveLength(1);
   });
 

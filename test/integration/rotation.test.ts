@@ -49,7 +49,7 @@ describe("key rotation on a running installation", () => {
     // The auditor's session, as the README shows it.
     const env = {
       ...process.env,
-      DATABASE_URL: `file:${path.join(h.dir, "countersign.db")}`,
+      ...h.dbEnv,
       SIGNING_KEY_FILE: path.join(h.dir, "signing-key.pem"),
       POLICY_FILE: path.join(h.dir, "policy.yml"),
       LOG_LEVEL: "silent",
@@ -81,5 +81,6 @@ describe("key rotation on a running installation", () => {
     );
     expect(failed.code).toBe(1);
     expect(`${failed.stdout}${failed.stderr}`).toMatch(/seq 1.*unknown/i);
-  });
+    // Five CLI processes, each compiling the CLI at start: seconds apiece on a busy machine.
+  }, 150_000);
 });

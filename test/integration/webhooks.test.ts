@@ -57,7 +57,12 @@ describe("signed webhooks", () => {
     expect(payload.data.record).toBe((await h.app.store.getRecord(actionId))!.jws);
     // Bodies are identical on every attempt.
     expect(new Set(got.map((r) => r.body)).size).toBe(1);
-    const attempts = await h.app.store.webhookAttempts(actionId);
+    // The attempt is written once the receiver's answer is back, so after the receiver
+    // has seen it: wait for the third row rather than race it.
+    const attempts = await eventually(async () => {
+      const a = await h.app.store.webhookAttempts(actionId);
+      return a.length >= 3 && a;
+    }, "three recorded attempts");
     expect(attempts.map((a) => a.status)).toEqual([500, 503, 200]);
     expect(attempts.every((a) => a.durationMs >= 0 && a.webhookId === decisionId)).toBe(true);
   });
@@ -107,7 +112,7 @@ describe("countersign webhooks list|redeliver", () => {
     const { promisify } = await import("node:util");
     const run = (args: string[]) =>
       promisify(execFile)(process.execPath, ["bin/countersign.mjs", ...args], {
-        env: { ...process.env, DATABASE_URL: `file:${h.dir}/countersign.db`, LOG_LEVEL: "silent" },
+        env: { ...process.env, ...h.dbEnv, LOG_LEVEL: "silent" },
       });
     const before = rx.received.length;
     const { actionId, decisionId } = await decide(`${rx.origin}/hooks/cli`);

@@ -1,7 +1,11 @@
 /**
  * A real Countersign for integration tests: real Redis (a fresh queue prefix per
- * harness, removed afterwards), a real SQLite file with the real migrations, and Slack
+ * harness, removed afterwards), a real database with the real migrations, and Slack
  * reached over HTTP through the simulator's Web API. Clicks are real signed requests.
+ *
+ * The database is a SQLite file, or on PostgreSQL a schema of its own (dropped at stop).
+ * COUNTERSIGN_TEST_STORE=postgres makes PostgreSQL the default, so the same suite runs on
+ * both stores (vitest.config.ts runs test/integration once per store).
  */
 
 import { randomUUID } from "node:crypto";
@@ -10,6 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { type Logger, pino } from "pino";
 import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
 import { mintProof } from "../../src/adapters/crypto/proof.js";
@@ -118,8 +123,18 @@ export interface Harness {
   redis: Redis;
   prefix: string;
   dir: string;
+  /** Which store this harness runs on. */
+  storeKind: StoreKind;
   /** On PostgreSQL: the harness's own schema. */
   pgSchema: string | null;
+  /** The environment that points a `countersign` CLI process at this harness's database. */
+  dbEnv: Record<string, string>;
+  /**
+   * Reads the app's database directly, on either store: `?` placeholders, the same SQL for
+   * both (the schemas share table and column names). Integer columns and counts come back
+   * as numbers on both (node-postgres would give int8 as a string).
+   */
+  sql<T = Record<string, unknown>>(text: string, ...params: unknown[]): Promise<T[]>;
   slackUrl: string;
   proof(
     req: unknown,
@@ -133,12 +148,16 @@ export interface Harness {
     // biome-ignore lint/suspicious/noExplicitAny: tests read API answers field by field
   ): Promise<{ status: number; type: string; json: any }>;
   submit(req: unknown, o?: { proof?: string }): Promise<Job>;
-  /** Wait until the card for an action (at a level) is posted; returns channel and ts. */
+  /**
+   * Wait until the card for an action (at a level) is posted; returns channel and ts.
+   * `ms` bounds the wait (default 10 s); a test posting hundreds at once gives more.
+   */
   card(
     actionIdOrRequestId: string,
     level?: number,
+    ms?: number,
   ): Promise<{ channel: string; ts: string; actionId: string }>;
-  actionIdOf(requestId: string): Promise<string>;
+  actionIdOf(requestId: string, ms?: number): Promise<string>;
   click(
     user: string,
     card: { channel: string; ts: string },
@@ -153,10 +172,14 @@ export async function startHarness(
     policy?: string;
     env?: Record<string, string>;
     log?: Logger;
-    /** Run on PostgreSQL (a schema of its own, dropped at stop) instead of a SQLite file. */
+    /**
+     * Run on PostgreSQL (a schema of its own, dropped at stop) or on a SQLite file.
+     * Default: the store COUNTERSIGN_TEST_STORE names, else SQLite.
+     */
     postgres?: boolean;
   } = {},
 ): Promise<Harness> {
+  const onPostgres = k.postgres ?? testStore() === "postgres";
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-test-"));
   const policyFile = path.join(dir, "policy.yml");
   fs.writeFileSync(policyFile, k.policy ?? testPolicy(k));
@@ -170,11 +193,12 @@ export async function startHarness(
   });
   const prefix = `test-${randomUUID()}`;
   const pgSchema = `test_${randomUUID().replace(/-/g, "")}`;
+  const dbEnv: Record<string, string> = onPostgres
+    ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: pgSchema, DATABASE_POOL_SIZE: "5" }
+    : { DATABASE_URL: `file:${path.join(dir, "countersign.db")}` };
   const config = loadConfig({
     REDIS_URL,
-    ...(k.postgres
-      ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: pgSchema, DATABASE_POOL_SIZE: "5" }
-      : { DATABASE_URL: `file:${path.join(dir, "countersign.db")}` }),
+    ...dbEnv,
     SLACK_BOT_TOKEN: BOT_TOKEN,
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: sim.url,
@@ -210,6 +234,8 @@ export async function startHarness(
   await events.waitUntilReady();
   const slackUrl = `${app.url}/slack/events`;
   let lastTrigger: { user: string } | null = null;
+  // The test's own connection for h.sql on PostgreSQL, opened on first use.
+  let pgPool: pg.Pool | null = null;
 
   const h: Harness = {
     app,
@@ -219,7 +245,20 @@ export async function startHarness(
     redis,
     prefix,
     dir,
-    pgSchema: k.postgres ? pgSchema : null,
+    storeKind: onPostgres ? "postgres" : "sqlite",
+    pgSchema: onPostgres ? pgSchema : null,
+    dbEnv,
+    async sql<T>(text: string, ...params: unknown[]): Promise<T[]> {
+      if (!onPostgres) return app.sqlite!.prepare(text).all(...params) as T[];
+      pgPool ??= testPool(pgSchema);
+      // Each `?` becomes $1, $2...: the tests' SQL has no `?` inside its literals.
+      let n = 0;
+      const { rows } = await pgPool.query(
+        text.replace(/\?/g, () => `$${++n}`),
+        params,
+      );
+      return rows as T[];
+    },
     slackUrl,
     proof: (req, o = {}) => {
       const agentId = o.agentId ?? (req as ActionRequest | undefined)?.agent_id ?? "billing-agent";
@@ -262,8 +301,8 @@ export async function startHarness(
     async submit(req, o = {}) {
       return queue.add("approval", { request: req, proof: o.proof ?? (await h.proof(req)) });
     },
-    async actionIdOf(requestId) {
-      const deadline = Date.now() + 10_000;
+    async actionIdOf(requestId, ms = 10_000) {
+      const deadline = Date.now() + ms;
       for (;;) {
         const a = await app.store.getActionByRequest("billing-agent", requestId);
         if (a) return a.id;
@@ -271,9 +310,9 @@ export async function startHarness(
         await sleep(20);
       }
     },
-    async card(idOrRequest, level = 0) {
-      const actionId = idOrRequest.startsWith("act_") ? idOrRequest : await h.actionIdOf(idOrRequest);
-      const deadline = Date.now() + 10_000;
+    async card(idOrRequest, level = 0, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      const actionId = idOrRequest.startsWith("act_") ? idOrRequest : await h.actionIdOf(idOrRequest, ms);
       for (;;) {
         const c = (await app.store.getCards(actionId)).find((x) => x.level === level);
         if (c) return { channel: c.channel, ts: c.ts, actionId };
@@ -318,7 +357,8 @@ export async function startHarness(
       await deleteKeys(redis, `${prefix}:*`);
       redis.disconnect();
       await sim.close();
-      if (k.postgres) await dropSchema(pgSchema);
+      await pgPool?.end();
+      if (onPostgres) await dropSchema(pgSchema);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -327,9 +367,37 @@ export async function startHarness(
 
 export const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
+export type StoreKind = "sqlite" | "postgres";
+
+/** The store a harness uses when a test does not say: COUNTERSIGN_TEST_STORE, else SQLite. */
+export function testStore(): StoreKind {
+  const v = process.env.COUNTERSIGN_TEST_STORE;
+  if (v === undefined || v === "" || v === "sqlite") return "sqlite";
+  if (v === "postgres") return "postgres";
+  throw new Error(`COUNTERSIGN_TEST_STORE must be "sqlite" or "postgres", not ${JSON.stringify(v)}`);
+}
+
+/**
+ * A small pool on one test schema for reads the tests make themselves. int8 (counts,
+ * seq, bigserial ids, unix-ms times) is parsed as a number, as SQLite gives it: every
+ * such value here stays far below 2^53.
+ */
+function testPool(schema: string): pg.Pool {
+  return new pg.Pool({
+    connectionString: PG_URL,
+    max: 2,
+    options: `-c search_path=${schema}`,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === pg.types.builtins.INT8
+          ? (v: string) => Number(v)
+          : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+    },
+  });
+}
+
 export async function dropSchema(schema: string): Promise<void> {
-  const pg = await import("pg");
-  const client = new pg.default.Client({ connectionString: PG_URL });
+  const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
