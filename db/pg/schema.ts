@@ -47,11 +47,16 @@ export const actions = pgTable(
     reasonCode: text("reason_code"),
     decidedAt: ms("decided_at"),
     recordSeq: bigint("record_seq", { mode: "number" }),
+    /** The pending action's next timer, generated from deadline_at and cap_at (see ../schema.ts). least() skips NULLs. */
+    timerAt: ms("timer_at").generatedAlwaysAs(
+      sql`CASE WHEN status = 'pending' THEN least(deadline_at, cap_at) END`,
+    ),
   },
   (t) => [
     uniqueIndex("actions_agent_request").on(t.agentId, t.requestId),
     index("actions_status_deadline").on(t.status, t.deadlineAt),
     index("actions_agent_status").on(t.agentId, t.status),
+    index("actions_timer").on(t.timerAt, t.id),
   ],
 );
 

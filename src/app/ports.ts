@@ -160,6 +160,12 @@ export type AdmitResult =
 /** Signs a record's claims; called inside the store's transaction, so it must be synchronous and fast. */
 export type RecordSigner = (claims: RecordClaims) => { jws: string; kid: string };
 
+/**
+ * Every write is atomic and settles only once it is durable. A store may commit writes
+ * that arrive together in one transaction (SqliteStore does), each still all-or-nothing
+ * on its own, in arrival order; so callers that can go on side by side (a batch of due
+ * deadlines) should not await one write before asking for the next.
+ */
 export interface Store {
   /**
    * Accept a new request, or recognise a repeat, atomically: the proof's jti is spent,

@@ -8,6 +8,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { getTableName } from "drizzle-orm";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import { drizzle as pgDrizzle } from "drizzle-orm/node-postgres";
+import { migrate as pgMigrate } from "drizzle-orm/node-postgres/migrator";
 import { type PgTable, getTableConfig as pgTable } from "drizzle-orm/pg-core";
 import { type SQLiteTable, getTableConfig as sqliteTable } from "drizzle-orm/sqlite-core";
 import pg from "pg";
@@ -20,8 +23,8 @@ import {
   signRecord,
   verifyJws,
 } from "../../src/adapters/crypto/signing.js";
-import { PostgresStore } from "../../src/adapters/db/postgres.js";
-import { SqliteStore } from "../../src/adapters/db/sqlite.js";
+import { PG_MIGRATIONS_FOLDER, PostgresStore } from "../../src/adapters/db/postgres.js";
+import { GROUP_MAX, MIGRATIONS_FOLDER, openSqlite, SqliteStore } from "../../src/adapters/db/sqlite.js";
 import type {
   ActionRow,
   ActionWithVotes,
@@ -507,6 +510,53 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       ).toHaveLength(60);
     });
 
+    it("runs writes that arrive together each on its own: one that fails undoes only itself", async () => {
+      const a = newAction();
+      const c = newAction();
+      const first = admitInput(a);
+      await store.admit(admitInput(c));
+      await store.spendProof("billing-agent", { jti: "spent", exp: 2e9 }, T0);
+      const replay = newAction();
+      // All in one turn of the event loop: SqliteStore commits them as one group.
+      const [okAdmit, replayed, decided, spentAgain, event, conflict] = await Promise.allSettled([
+        store.admit(first),
+        store.admit(admitInput(replay, { proof: { jti: "spent", exp: 2e9 } })),
+        store.mutate(c.id, T0 + 60_000, decideIfPending("approved")),
+        store.spendProof("billing-agent", { jti: "spent", exp: 2e9 }, T0),
+        store.appendEvents(c.id, c.agentId, [{ type: "noted", actor: "system" }], T0 + 1),
+        store.admit(admitInput({ ...c, id: `act_${randomUUID()}`, requestSha256: "other-content" })),
+      ]);
+      expect(okAdmit.status).toBe("fulfilled");
+      expect(decided).toMatchObject({ status: "fulfilled", value: { kind: "applied", record: { seq: 1 } } });
+      expect(event.status).toBe("fulfilled");
+      for (const [r, code] of [
+        [replayed, "replayed_proof"],
+        [spentAgain, "replayed_proof"],
+        [conflict, "request_id_conflict"],
+      ] as const) {
+        expect(r.status).toBe("rejected");
+        expect((r as PromiseRejectedResult).reason).toBeInstanceOf(RejectionError);
+        expect(((r as PromiseRejectedResult).reason as RejectionError).code).toBe(code);
+      }
+      // What failed left nothing; what succeeded beside it is all there.
+      expect(await store.getAction(replay.id)).toBeNull();
+      expect(await store.listEvents(replay.id)).toEqual([]);
+      expect((await store.getAction(a.id))?.status).toBe("pending");
+      expect((await store.listEvents(a.id)).map((e) => e.type)).toEqual(["received"]);
+      expect((await store.getAction(c.id))?.verdict).toBe("approved");
+      // (PostgreSQL runs them side by side, so only SQLite promises this order.)
+      expect((await store.listEvents(c.id)).map((e) => e.type).sort()).toEqual([
+        "decided",
+        "noted",
+        "received",
+        "record_issued",
+      ]);
+      // The next verdict chains on the one committed beside the failures.
+      const next = await store.mutate(a.id, T0 + 60_000, decideIfPending("denied"));
+      expect(next).toMatchObject({ kind: "applied", record: { seq: 2 } });
+      await expectOneChain(store, [a.id, c.id]);
+    });
+
     it("issues exactly one record when one action is decided many times at once", async () => {
       const a = newAction();
       await store.admit(admitInput(a));
@@ -703,6 +753,43 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect(await store.timersDue(Number.POSITIVE_INFINITY, 1)).toHaveLength(1);
     });
 
+    it("moves an action's next timer when its deadline changes, and drops it once decided", async () => {
+      const a = newAction({ deadlineAt: T0 + 500, capAt: T0 + 900 });
+      const b = newAction({ deadlineAt: T0 + 100, capAt: null });
+      const c = newAction({ deadlineAt: null, capAt: T0 + 300 });
+      for (const x of [a, b, c]) await store.admit(admitInput(x));
+      const due = async (until: number) =>
+        (await store.timersDue(until, 10)).map((t) => [t.id, t.level, t.at - T0]);
+      expect(await due(T0 + 1000)).toEqual([
+        [b.id, 0, 100],
+        [c.id, 0, 300],
+        [a.id, 0, 500],
+      ]);
+      const set = (id: string, s: Plan["set"]) =>
+        store.mutate(id, T0, () => ({ set: s!, events: [], effects: [] }));
+      // Escalation: the next level with a later deadline; the timer moves with it.
+      await set(b.id, { level: 1, quorum: 2, deadlineAt: T0 + 2000 });
+      // A deadline brought forward, then cleared: the cap is what is left.
+      await set(a.id, { deadlineAt: T0 + 50 });
+      expect(await due(T0 + 1000)).toEqual([
+        [a.id, 0, 50],
+        [c.id, 0, 300],
+      ]);
+      await set(a.id, { deadlineAt: null });
+      // A quorum change alone leaves the timer where it was.
+      await set(c.id, { quorum: 3 });
+      expect(await due(Number.POSITIVE_INFINITY)).toEqual([
+        [c.id, 0, 300],
+        [a.id, 0, 900],
+        [b.id, 1, 2000],
+      ]);
+      await store.mutate(c.id, T0, decideIfPending("expired"));
+      expect(await due(Number.POSITIVE_INFINITY)).toEqual([
+        [a.id, 0, 900],
+        [b.id, 1, 2000],
+      ]);
+    });
+
     it("tracks intake jobs until they are released", async () => {
       const a = newAction();
       await store.admit(admitInput(a, { job: { key: "q|1|1", id: "1" } }));
@@ -896,6 +983,201 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect((await store.agentStats("billing-agent", T0 + 5)).total).toBe(1);
       expect(await store.agentStats("ops-agent", T0)).toMatchObject({ total: 1, pending: 1 });
     });
+  });
+});
+
+describe("SqliteStore: writes committed in groups", () => {
+  let dir: string;
+  let store: SqliteStore;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-group-"));
+    store = new SqliteStore(path.join(dir, "store.db"));
+    store.setSigner(SIGNER);
+  });
+  afterEach(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("commits the writes of one turn together, and acknowledges none before the commit", async () => {
+    const other = new SqliteStore(path.join(dir, "store.db"));
+    try {
+      const a = newAction();
+      const b = newAction();
+      await store.admit(admitInput(b));
+      let acknowledged = false;
+      let seenFromOutside: unknown = "not looked";
+      const admitted = store.admit(admitInput(a)).then((r) => {
+        acknowledged = true;
+        return r;
+      });
+      const mutated = store.mutate(b.id, T0, (cur) => {
+        // Runs after a's admit, in the same transaction: another connection (process)
+        // cannot see a yet, and a's caller has not been told it is stored.
+        seenFromOutside = other.sqlite.prepare("SELECT id FROM actions WHERE id = ?").get(a.id) ?? null;
+        expect(acknowledged).toBe(false);
+        return {
+          set: { quorum: 2 },
+          events: [],
+          effects: [],
+          vote: { ...vote("U0ALICE"), level: cur.level },
+        };
+      });
+      await Promise.all([admitted, mutated]);
+      expect(seenFromOutside).toBeNull();
+      expect(acknowledged).toBe(true);
+      expect((await other.getAction(a.id))?.id).toBe(a.id);
+      expect((await other.getAction(b.id))?.votes.map((v) => v.user)).toEqual(["U0ALICE"]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("rejects every write of the group when the commit itself fails, and goes on working", async () => {
+    const a = newAction();
+    const b = newAction();
+    const c = newAction();
+    await store.admit(admitInput(c));
+    const settled = await Promise.allSettled([
+      store.admit(admitInput(a)),
+      store.mutate(c.id, T0, (cur) => {
+        // A deferred foreign key is checked at COMMIT, not when its savepoint is released:
+        // this write succeeds inside the group, and the group's commit fails.
+        store.sqlite.pragma("defer_foreign_keys = ON");
+        store.sqlite
+          .prepare(
+            "INSERT INTO votes (action_id, user, team, vote, level, at) VALUES (?, 'U0X', 'T', 'approve', 0, 0)",
+          )
+          .run("act_missing");
+        return decideIfPending("approved")(cur);
+      }),
+      store.admit(
+        admitInput(b, { decision: { outcome: outcome("approved"), claims: claims(b, "approved") } }),
+      ),
+      store.appendEvents(null, "billing-agent", [{ type: "lost", actor: "system" }], T0),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected", "rejected"]);
+    for (const s of settled) expect(String((s as PromiseRejectedResult).reason)).toMatch(/FOREIGN KEY/);
+    expect(await store.getAction(a.id)).toBeNull();
+    expect(await store.getAction(b.id)).toBeNull();
+    expect((await store.getAction(c.id))?.status).toBe("pending");
+    expect(await store.getRecord(c.id)).toBeNull();
+    expect(store.sqlite.prepare("SELECT count(*) AS n FROM events WHERE type = 'lost'").get()).toEqual({
+      n: 0,
+    });
+    // Nothing half-done was left behind: the next writes commit, and the log starts at 1.
+    const r = await store.mutate(c.id, T0, decideIfPending("approved"));
+    expect(r).toMatchObject({ kind: "applied", record: { seq: 1 } });
+    await expectOneChain(store, [c.id]);
+  });
+
+  it("splits a burst larger than a group, and keeps every write and the chain", async () => {
+    const n = GROUP_MAX + 44;
+    const actions = Array.from({ length: n }, () => newAction());
+    const results = await Promise.all(
+      actions.map((a) =>
+        store.admit(
+          admitInput(a, {
+            maxPending: 10_000,
+            decision: { outcome: outcome("approved"), claims: claims(a, "approved") },
+          }),
+        ),
+      ),
+    );
+    expect(results.map((r) => r.record?.seq)).toEqual(actions.map((_, i) => i + 1));
+    expect(results.every((r) => r.action.status === "decided" && r.action.recordSeq === r.record?.seq)).toBe(
+      true,
+    );
+    expect(
+      await expectOneChain(
+        store,
+        actions.map((a) => a.id),
+      ),
+    ).toHaveLength(n);
+  });
+});
+
+describe("migrating a database that has pending requests", () => {
+  /** A copy of a migrations folder that stops after its first `keep` migrations: the database as an older release left it. */
+  function olderMigrations(folder: string, keep: number): string {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-migrations-"));
+    fs.cpSync(folder, out, { recursive: true });
+    const journalFile = path.join(out, "meta", "_journal.json");
+    const journal = JSON.parse(fs.readFileSync(journalFile, "utf8")) as { entries: unknown[] };
+    expect(journal.entries.length).toBeGreaterThan(keep);
+    journal.entries = journal.entries.slice(0, keep);
+    fs.writeFileSync(journalFile, JSON.stringify(journal));
+    return out;
+  }
+
+  /** Pending rows as the old schema holds them (no timer_at), plus one decided. */
+  const rows = [
+    { id: "act_deadline", deadline: T0 + 200, cap: null, status: "pending" },
+    { id: "act_cap_first", deadline: T0 + 900, cap: T0 + 100, status: "pending" },
+    { id: "act_cap_only", deadline: null, cap: T0 + 300, status: "pending" },
+    { id: "act_no_timer", deadline: null, cap: null, status: "pending" },
+    { id: "act_decided", deadline: T0 + 50, cap: null, status: "decided" },
+  ];
+  const INSERT = `INSERT INTO actions (id, agent_id, request_id, request_json, request_sha256, action_type,
+      risk_class, region, status, level, quorum, deadline_at, cap_at, policy_sha256, requested_at)
+    VALUES ($1, 'billing-agent', $2, '{}', 'sha', 'payments.refund', 'high', 'eu', $3, 0, 1, $4, $5, 'p', ${T0})`;
+  const expected = [
+    { id: "act_cap_first", level: 0, at: T0 + 100 },
+    { id: "act_deadline", level: 0, at: T0 + 200 },
+    { id: "act_cap_only", level: 0, at: T0 + 300 },
+  ];
+
+  it("SQLite: finds the timers of requests stored before timer_at existed", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-migrate-"));
+    const old = olderMigrations(MIGRATIONS_FOLDER, 2);
+    try {
+      const file = path.join(dir, "store.db");
+      const { db, raw } = openSqlite(file);
+      migrate(db, { migrationsFolder: old });
+      expect(
+        raw.prepare("SELECT name FROM pragma_table_xinfo('actions') WHERE name = 'timer_at'").get(),
+      ).toBe(undefined);
+      const ins = raw.prepare(INSERT.replace(/\$\d/g, "?"));
+      for (const r of rows) ins.run(r.id, r.id, r.status, r.deadline, r.cap);
+      raw.close();
+      const store = new SqliteStore(file);
+      try {
+        expect(await store.timersDue(T0 + 1000, 10)).toEqual(expected);
+        const plan = store.sqlite
+          .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM actions WHERE timer_at <= ? ORDER BY timer_at, id LIMIT 5",
+          )
+          .all(T0) as { detail: string }[];
+        expect(plan.map((p) => p.detail).join("\n")).toMatch(/USING (COVERING )?INDEX actions_timer/);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(old, { recursive: true, force: true });
+    }
+  });
+
+  it("PostgreSQL: finds the timers of requests stored before timer_at existed", async () => {
+    const schema = `test_${randomUUID().replaceAll("-", "")}`;
+    const old = olderMigrations(PG_MIGRATIONS_FOLDER, 1);
+    const admin = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA "${schema}"`);
+      await pgMigrate(pgDrizzle({ client: admin }), { migrationsFolder: old, migrationsSchema: schema });
+      for (const r of rows) await admin.query(INSERT, [r.id, r.id, r.status, r.deadline, r.cap]);
+      const store = await PostgresStore.open(PG_URL, { schema, poolSize: 2 });
+      try {
+        expect(await store.timersDue(T0 + 1000, 10)).toEqual(expected);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+      fs.rmSync(old, { recursive: true, force: true });
+    }
   });
 });
 

@@ -13,6 +13,9 @@ import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, Store } from "../../app/ports.js";
 import { throttledWarn } from "../throttle.js";
 
+/** Due deadlines the sweep reads, and expires together, at a time. */
+const SWEEP_BATCH = 200;
+
 export interface TimerOptions {
   readonly queue: string;
   readonly prefix: string;
@@ -65,13 +68,16 @@ export class Timers {
     let fired = 0;
     try {
       for (;;) {
-        const due = await this.store.timersDue(Date.now(), 200);
+        const due = await this.store.timersDue(Date.now(), SWEEP_BATCH);
+        // All of a batch at once, not one after another: their writes then reach the store
+        // in the same turn of the event loop, and SqliteStore commits them as one group
+        // (one commit for up to 200 expiries instead of one each). The batch bounds it.
         const changed = await Promise.all(
           due.map(async (d) => (await this.approvals.deadline(d.id, d.level)).kind === "applied"),
         );
         fired += changed.filter(Boolean).length;
         // Stop when nothing moved: what is left is not due at its own level yet.
-        if (due.length < 200 || !changed.some(Boolean)) break;
+        if (due.length < SWEEP_BATCH || !changed.some(Boolean)) break;
       }
     } catch (err) {
       this.log.error({ err }, "timers: sweep failed");
