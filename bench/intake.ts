@@ -9,7 +9,7 @@
  * jobs added the same way. It says what fraction of raw BullMQ the parts alone reach,
  * and so what share of the gap is Countersign's own.
  */
-import { type ChildProcess, fork } from "node:child_process";
+import { fork } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Job, Queue, Worker } from "bullmq";
@@ -19,6 +19,7 @@ import { BOT_TOKEN, TEAM, USERS } from "../test/support/harness.js";
 import type { FloorSpec, FromFloor } from "./floor.js";
 import {
   type BenchContext,
+  childMessage,
   log,
   newPrefix,
   percentile,
@@ -32,6 +33,9 @@ import {
 } from "./lib.js";
 import { type Rig, startRig } from "./rig.js";
 import { benchPolicy, CHANNEL, dropPrefix, type Submission, submissions } from "./setup.js";
+
+/** How errors name the floor process. */
+const FLOOR_NAME = "benchmark: the floor process";
 
 /** The intake worker's concurrency in src/adapters/queue/intake.ts. */
 const CONCURRENCY = 64;
@@ -214,7 +218,7 @@ async function floorRun(
   trackChild(child);
   const queue = new Queue(name, { connection: redis, prefix });
   try {
-    await floorMessage(child, "ready", 60_000);
+    await childMessage<FromFloor, "ready">(child, "ready", 60_000, FLOOR_NAME);
     const run = async (count: number) => {
       const jobs = await addAll(queue, await submissions(count), null);
       const actionOf = (j: Job) => `act_floor_${(j.data as Submission).request.request_id}`;
@@ -229,7 +233,7 @@ async function floorRun(
     // CPU per request of the floor's process and of this one (the stand-in, the adds): on
     // a shared machine it shows whether the floor is its own limit or the stand-in's.
     const cpu = async () => {
-      const reply = floorMessage(child, "cpu", 10_000);
+      const reply = childMessage<FromFloor, "cpu">(child, "cpu", 10_000, FLOOR_NAME);
       if (child.connected) child.send({ type: "cpu" });
       const own = process.cpuUsage();
       return { floor: (await reply).micros / 1000, here: (own.user + own.system) / 1000 };
@@ -257,34 +261,6 @@ async function floorRun(
     redis.disconnect();
     removeDir(dir);
   }
-}
-
-function floorMessage<K extends FromFloor["type"]>(
-  child: ChildProcess,
-  type: K,
-  ms: number,
-): Promise<Extract<FromFloor, { type: K }>> {
-  return new Promise((resolve, reject) => {
-    const done = (f: () => void) => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-      f();
-    };
-    const onMessage = (m: FromFloor) => {
-      if (m.type === "error")
-        done(() => reject(new Error(`benchmark: the floor process failed: ${m.message}`)));
-      else if (m.type === type) done(() => resolve(m as Extract<FromFloor, { type: K }>));
-    };
-    const onExit = (code: number | null) =>
-      done(() => reject(new Error(`benchmark: the floor process exited (${code}) before "${type}"`)));
-    const timer = setTimeout(
-      () => done(() => reject(new Error(`benchmark: the floor process sent no "${type}" within ${ms} ms`))),
-      ms,
-    );
-    child.on("message", onMessage);
-    child.on("exit", onExit);
-  });
 }
 
 export async function intake(ctx: BenchContext): Promise<Row[]> {

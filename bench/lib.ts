@@ -309,3 +309,38 @@ export async function removeLeftovers(redisUrl: string): Promise<void> {
     redis.disconnect();
   }
 }
+
+/**
+ * The next IPC message of `type` from a child process (a benchmark server, the floor).
+ * Rejects on the child's `error` message, on its exit, or after `ms`, naming `who` and
+ * adding the last lines of its stderr (`tail`) when there are any.
+ */
+export function childMessage<M extends { type: string; message?: string }, K extends M["type"]>(
+  child: ChildProcess,
+  type: K,
+  ms: number,
+  who: string,
+  tail: readonly string[] = [],
+): Promise<Extract<M, { type: K }>> {
+  const withTail = (text: string) => (tail.length ? `${text}:\n${tail.join("\n")}` : text);
+  return new Promise((resolve, reject) => {
+    const done = (f: () => void) => {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      f();
+    };
+    const onMessage = (m: M) => {
+      if (m.type === "error") done(() => reject(new Error(`${who} failed: ${m.message}`)));
+      else if (m.type === type) done(() => resolve(m as Extract<M, { type: K }>));
+    };
+    const onExit = (code: number | null) =>
+      done(() => reject(new Error(withTail(`${who} exited (${code}) before "${type}"`))));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(withTail(`${who} sent no "${type}" within ${ms} ms`)))),
+      ms,
+    );
+    child.on("message", onMessage);
+    child.on("exit", onExit);
+  });
+}

@@ -20,6 +20,7 @@ import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
 import { BILLING_SECRET, BOT_TOKEN, PG_URL, SIGNING_SECRET, TEAM, USERS } from "../test/support/harness.js";
 import {
+  childMessage,
   deleteKeys,
   dropSchema,
   newPrefix,
@@ -93,6 +94,9 @@ export interface Rig {
   approve(card: Card, instance?: number): Promise<{ status: number; body: string }>;
   stop(): Promise<void>;
 }
+
+/** How errors name a server process. */
+const SERVER_NAME = "the benchmark server";
 
 /** Lines of the server's stderr kept for the error message if it dies. */
 const TAIL_LINES = 40;
@@ -198,7 +202,9 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   const servers = Array.from({ length: instances }, () => forkServer(spec));
   let ready: Extract<FromServer, { type: "ready" }>[];
   try {
-    ready = await Promise.all(servers.map((s) => waitFor(s.child, "ready", 60_000, s.tail)));
+    ready = await Promise.all(
+      servers.map((s) => childMessage<FromServer, "ready">(s.child, "ready", 60_000, SERVER_NAME, s.tail)),
+    );
   } catch (e) {
     for (const s of servers) s.child.kill("SIGKILL");
     await Promise.all(
@@ -264,7 +270,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     },
     async rss(o = {}) {
       const s = servers[0]!;
-      const r = waitFor(s.child, "rss", 10_000, s.tail);
+      const r = childMessage<FromServer, "rss">(s.child, "rss", 10_000, SERVER_NAME, s.tail);
       send(s.child, { type: "rss", ...(o.gc ? { gc: true } : {}) });
       const m = await r;
       return { rss: m.rss, heapUsed: m.heapUsed };
@@ -272,7 +278,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
     async cpuMs() {
       const each = await Promise.all(
         servers.map(async (s) => {
-          const r = waitFor(s.child, "cpu", 10_000, s.tail);
+          const r = childMessage<FromServer, "cpu">(s.child, "cpu", 10_000, SERVER_NAME, s.tail);
           send(s.child, { type: "cpu" });
           return (await r).micros;
         }),
@@ -323,40 +329,7 @@ function exitOf(child: ChildProcess): Promise<void> {
 }
 
 function send(child: ChildProcess, m: ToServer): void {
-  // A server that has died cannot take the message; waitFor's exit handler says so, with
+  // A server that has died cannot take the message; childMessage's exit handler says so, with
   // its last output, rather than an unhandled IPC error here.
   if (child.connected) child.send(m, () => {});
-}
-
-function waitFor<K extends FromServer["type"]>(
-  child: ChildProcess,
-  type: K,
-  ms: number,
-  tail: readonly string[],
-): Promise<Extract<FromServer, { type: K }>> {
-  return new Promise((resolve, reject) => {
-    const done = (f: () => void) => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-      f();
-    };
-    const onMessage = (m: FromServer) => {
-      if (m.type === "error") done(() => reject(new Error(`the benchmark server failed: ${m.message}`)));
-      else if (m.type === type) done(() => resolve(m as Extract<FromServer, { type: K }>));
-    };
-    const onExit = (code: number | null) =>
-      done(() =>
-        reject(new Error(`the benchmark server exited (${code}) before "${type}":\n${tail.join("\n")}`)),
-      );
-    const timer = setTimeout(
-      () =>
-        done(() =>
-          reject(new Error(`the benchmark server sent no "${type}" within ${ms} ms:\n${tail.join("\n")}`)),
-        ),
-      ms,
-    );
-    child.on("message", onMessage);
-    child.on("exit", onExit);
-  });
 }

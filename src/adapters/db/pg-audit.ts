@@ -27,6 +27,7 @@ import {
   parseEventData,
 } from "../../audit/reader.js";
 import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
+import { describeUrl } from "./postgres.js";
 
 export interface PgAuditOptions {
   /** The schema the store's tables are in (DATABASE_SCHEMA); default: the server's search_path. */
@@ -219,15 +220,5 @@ export class PgAuditReader implements AuditReader {
 
   async close(): Promise<void> {
     await this.pool.end();
-  }
-}
-
-/** host:port/database of a connection URL, without user or password, for messages. */
-function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
-  } catch {
-    return "the configured DATABASE_URL (it is not a valid URL)";
   }
 }

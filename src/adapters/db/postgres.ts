@@ -808,7 +808,7 @@ function causeOf(e: unknown): Error & { code?: string } {
 }
 
 /** host:port/database of a connection URL, without user or password, for error messages. */
-function describeUrl(url: string): string {
+export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
