@@ -133,13 +133,25 @@ export class EffectRunner {
     const key = INDEPENDENT.has(e.kind) || e.actionId === null ? null : e.actionId;
     const before = key === null ? undefined : this.chains.get(key);
     const run: Promise<void> = (before ?? Promise.resolve())
-      .then(() => this.runOne(e))
+      .then(() => {
+        // It waited behind its action's earlier effects: if its lease ran out meanwhile,
+        // another process may hold it now, and running it here would only double the work.
+        if (e.lease <= this.now()) {
+          this.log.debug(
+            { effect: e.kind, action: e.actionId },
+            "outbox: lease ran out before the effect started",
+          );
+          return;
+        }
+        return this.runOne(e);
+      })
       .catch((err: unknown) => this.log.error({ err, effect: e.kind }, "outbox: effect run failed"))
       .finally(() => {
         this.running--;
         this.inflight.delete(run);
         if (key !== null && this.chains.get(key) === run) this.chains.delete(key);
-        if (this.backlog) this.kick();
+        // Claim again once half the slots are free, not for each one: a claim is a query.
+        if (this.backlog && this.running <= this.opts.batch / 2) this.kick();
       });
     if (key !== null) this.chains.set(key, run);
     this.inflight.add(run);

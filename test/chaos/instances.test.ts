@@ -11,7 +11,7 @@ import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { RecordClaims } from "../../src/domain/types.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import type { Child } from "../support/child.js";
-import { eventually, PG_URL, request, SIGNING_SECRET, USERS } from "../support/harness.js";
+import { eventually, PG_URL, SIGNING_SECRET, USERS } from "../support/harness.js";
 
 const N = Number(process.env.INSTANCES_REQUESTS ?? 240);
 let c: Chaos;
@@ -22,7 +22,7 @@ beforeAll(async () => {
   // the requests (those nobody clicks) expire through the timers.
   c = await startChaos({
     postgres: true,
-    timeout: "8s",
+    timeout: "15s",
     onTimeout: "deny",
     policy: (y) => y.replace("max_pending: 20", `max_pending: ${N + 50}`),
   });
