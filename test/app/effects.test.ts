@@ -83,18 +83,30 @@ interface Run {
   readonly key: string;
   readonly start: number;
   end: number;
+  /** Whether the lease was still this runner's when the handler started. */
+  readonly leaseHeld: boolean;
 }
 
-/** Handlers that log each run; an effect whose dedupe key is in `slow` takes that long. */
-function startRunner(slow: Record<string, number>, batch = 64): Run[] {
+/**
+ * Handlers that log each run; an effect whose dedupe key is in `slow` takes that long
+ * (the first time only: a run that outlives its lease is run again, and must finish).
+ */
+function startRunner(slow: Record<string, number>, batch = 64, leaseMs = 30_000): Run[] {
   const runs: Run[] = [];
   const t0 = performance.now();
-  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs: 20 });
+  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs: 20, leaseMs });
   for (const kind of KINDS) {
     runner.on(kind, async (e: Effect): Promise<EffectOutcome> => {
-      const run: Run = { key: e.dedupeKey, start: performance.now() - t0, end: 0 };
+      const run: Run = {
+        key: e.dedupeKey,
+        start: performance.now() - t0,
+        end: 0,
+        leaseHeld: e.lease > Date.now(),
+      };
       runs.push(run);
-      await new Promise((r) => setTimeout(r, slow[e.dedupeKey] ?? 1));
+      const ms = slow[e.dedupeKey] ?? 1;
+      delete slow[e.dedupeKey];
+      await new Promise((r) => setTimeout(r, ms));
       run.end = performance.now() - t0;
       return { kind: "done" };
     });
@@ -163,5 +175,21 @@ describe("EffectRunner", () => {
     const first = Math.min(...runs.map((r) => r.start));
     expect(last - first).toBeLessThan(400);
     await allDone();
+  });
+
+  it("does not start an effect whose lease ran out while it waited behind its action's slow one", async () => {
+    await actionWith([
+      { kind: "post_card", dedupeKey: "c:card" },
+      { kind: "thread_note", dedupeKey: "c:note" },
+    ]);
+    // The card outlives the 150 ms lease, so the note behind it loses its lease too.
+    const runs = startRunner({ "c:card": 400 }, 64, 150);
+    await allDone();
+    const notes = runs.filter((r) => r.key === "c:note");
+    expect(notes.length).toBeGreaterThanOrEqual(1);
+    // Every run began while its lease was held: the note was put back, not run late.
+    expect(runs.filter((r) => !r.leaseHeld)).toEqual([]);
+    const firstCard = runs.find((r) => r.key === "c:card")!;
+    for (const n of notes) expect(n.start).toBeGreaterThanOrEqual(firstCard.end);
   });
 });
