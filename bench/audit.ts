@@ -25,7 +25,7 @@ import { verifyExport } from "../src/audit/verify.js";
 import { exportToFileOrStdout } from "../src/cli/audit.js";
 import { sha256B64url } from "../src/domain/canonical.js";
 import { type BenchContext, log, perSecond, type Row, removeDir, row, tempDir } from "./lib.js";
-import { verdictFixture } from "./setup.js";
+import { rawActionValues, verdictFixture } from "./setup.js";
 
 /** Records per write transaction while building the log (building is not measured). */
 const BUILD_BATCH = 5_000;
@@ -57,25 +57,7 @@ async function buildLog(file: string, key: SigningKey, m: number): Promise<void>
         const jws = signRecord(key, { ...claims, seq, prev });
         const digest = sha256B64url(jws);
         const decidedAt = Date.parse(claims.decided_at);
-        insAction.run(
-          a.id,
-          a.agentId,
-          a.requestId,
-          JSON.stringify(a.request),
-          a.requestSha256,
-          a.actionType,
-          a.riskClass,
-          a.region,
-          a.routeName,
-          JSON.stringify(a.eligible),
-          a.deadlineAt,
-          a.policySha256,
-          a.requestedAt,
-          outcome.verdict,
-          outcome.reasonCode,
-          decidedAt,
-          seq,
-        );
+        insAction.run(...rawActionValues(a), outcome.verdict, outcome.reasonCode, decidedAt, seq);
         insRecord.run(
           seq,
           a.id,

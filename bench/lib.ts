@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
-import pg from "pg";
+import { deleteKeys, dropSchema as dropTestSchema } from "../test/support/harness.js";
 
 export type Target =
   /** value / baseline must be at least `x` (throughputs). */
@@ -261,25 +261,12 @@ export function newSchema(url: string): string {
 }
 
 export async function dropSchema(url: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } finally {
-    await client.end();
-  }
+  await dropTestSchema(schema, url);
   leftovers.schemas.delete(schema);
 }
 
-/** Deletes every key under `pattern`, in pages (never the whole Redis). */
-export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 500);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== "0");
-}
+/** Deletes every key under a pattern, in pages (never the whole Redis): the tests' own. */
+export { deleteKeys };
 
 /** Removes whatever the measures in flight have not cleaned up yet. */
 export async function removeLeftovers(redisUrl: string): Promise<void> {

@@ -24,7 +24,7 @@ import { decisionEffects } from "../src/app/approvals.js";
 import type { AdmitInput } from "../src/app/ports.js";
 import { sha256B64url } from "../src/domain/canonical.js";
 import { type BenchContext, log, perSecond, type Row, removeDir, row, tempDir } from "./lib.js";
-import { verdictFixture } from "./setup.js";
+import { rawActionValues, verdictFixture } from "./setup.js";
 
 /** The JWS signing input (`header.payload`) of a typical record. */
 function signingInput(key: SigningKey): Buffer {
@@ -83,21 +83,7 @@ async function rawInserts(key: SigningKey, n: number, perTransaction = 1): Promi
     const now = Date.now();
     const one = (i: number) => {
       const { action: a, claims } = fixtures[i]!;
-      insAction.run(
-        a.id,
-        a.agentId,
-        a.requestId,
-        JSON.stringify(a.request),
-        a.requestSha256,
-        a.actionType,
-        a.riskClass,
-        a.region,
-        a.routeName,
-        JSON.stringify(a.eligible),
-        a.deadlineAt,
-        a.policySha256,
-        a.requestedAt,
-      );
+      insAction.run(...rawActionValues(a));
       insJti.run(a.agentId, randomUUID(), 0);
       for (const type of ["received", "routed", "record_issued"])
         insEvent.run(a.id, a.agentId, type, "system", now, data);

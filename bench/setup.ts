@@ -146,6 +146,29 @@ export interface VerdictFixture {
 }
 
 /**
+ * The action columns both raw baselines write (records, audit), in their statements'
+ * order: id, agent_id, request_id, request_json, request_sha256, action_type, risk_class,
+ * region, route_name, eligible_json, deadline_at, policy_sha256, requested_at.
+ */
+export function rawActionValues(a: NewAction): (string | number | null)[] {
+  return [
+    a.id,
+    a.agentId,
+    a.requestId,
+    JSON.stringify(a.request),
+    a.requestSha256,
+    a.actionType,
+    a.riskClass,
+    a.region,
+    a.routeName,
+    JSON.stringify(a.eligible),
+    a.deadlineAt,
+    a.policySha256,
+    a.requestedAt,
+  ];
+}
+
+/**
  * An approved refund with one vote: the typical record's shape and size, built the way
  * Approvals builds it (src/app/approvals.ts `claims`), without the Slack round trips.
  */
