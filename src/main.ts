@@ -142,7 +142,6 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     policy,
     directory: slack.directory,
     now: () => new Date(),
-    kick: () => effects.kick(),
     onDecided: (id) => verdicts.decided(id),
     proofs: {
       async verify(token, v) {

@@ -82,8 +82,6 @@ export interface ApprovalsDeps {
   readonly proofs: ProofCheck;
   readonly directory: Directory;
   readonly now: () => Date;
-  /** Called after a commit that added effects, so they run at once rather than at the next poll. */
-  readonly kick: () => void;
   /** Called after a commit that issued a record (wakes long-polls). */
   readonly onDecided?: (actionId: string) => void;
 }
@@ -240,7 +238,6 @@ export class Approvals {
       now: t,
     });
     crashPoint("after_intake");
-    this.d.kick();
     if (result.kind === "created" && result.record) this.d.onDecided?.(result.action.id);
     return { repeat: result.kind === "repeat", action: result.action, record: result.record };
   }
@@ -310,7 +307,6 @@ export class Approvals {
 
   private after(result: MutateResult): MutateResult {
     if (result.kind === "applied" && result.record) crashPoint("after_record");
-    this.d.kick();
     if (result.kind === "applied" && result.record) this.d.onDecided?.(result.action.id);
     return result;
   }

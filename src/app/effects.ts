@@ -1,7 +1,9 @@
 /**
  * Carries out the outbox: effects written in the transaction that decided them, run after
- * the commit. Runs at once when kicked (so a card follows its request in milliseconds),
- * and polls for what is due (retries, effects left by a crashed process whose lease ran out).
+ * the commit. An effect due at once is leased to this process as it is written and handed
+ * over after the commit (Store.adoptEffects), so a card follows its request without a claim
+ * in between; the runner also claims what is due when kicked, and polls (retries, effects
+ * due later, effects left by a crashed process whose lease ran out).
  *
  * At-least-once: an effect that ran but was not marked done runs again after its lease.
  * Handlers make that harmless (cards are keyed on action and level; releases and
@@ -77,6 +79,7 @@ export class EffectRunner {
 
   start(): void {
     this.stopped = false;
+    this.store.adoptEffects((effects) => this.adopt(effects), this.opts.leaseMs);
     const tick = () => {
       if (this.stopped) return;
       this.kick();
@@ -102,6 +105,18 @@ export class EffectRunner {
           this.kick();
         }
       });
+  }
+
+  /**
+   * Effects leased at birth, their transaction committed. They start at once, even beyond
+   * `batch`: they are already leased to this process, and holding them back would only
+   * let the lease run out. Their number is bounded by the writers (the intake worker's
+   * concurrency, clicks in flight); `batch` bounds what the runner claims on its own.
+   */
+  private adopt(effects: readonly Effect[]): void {
+    // Stopping: not started here, so the lease runs out and the next process runs them.
+    if (this.stopped) return;
+    for (const e of effects) this.schedule(e);
   }
 
   /**
@@ -210,6 +225,7 @@ export class EffectRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.store.adoptEffects(null);
     if (this.timer) clearTimeout(this.timer);
     await this.draining;
     await Promise.allSettled([...this.inflight]);

@@ -204,6 +204,15 @@ export interface Store {
   saveCard(card: Card, now: number): Promise<boolean>;
 
   addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void>;
+  /**
+   * Lease effects to this process as they are written. From now on an effect due at once
+   * is inserted already leased for `leaseMs` (its first attempt counted) and, once its
+   * transaction has committed, handed to `take` in the order written, so it starts without
+   * waiting for a claim (a claim is a write of its own, and a turn of the loop). Effects
+   * due later are claimed as before; so is one whose taker never finishes it, once its
+   * lease has run out. `take` must not throw. `null` stops it (a process shutting down).
+   */
+  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs?: number): void;
   /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
   /** These four return false, changing nothing, when `lease` is no longer the effect's lease. */

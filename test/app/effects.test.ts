@@ -1,7 +1,8 @@
 /**
  * The outbox runner against a real SQLite store: effects of one action run in the order
  * they were written, independent ones (release, webhook, timer) and other actions' do not
- * wait behind a slow call, and no more than `batch` run at once.
+ * wait behind a slow call, no more than `batch` claimed run at once, and effects written
+ * while the runner runs are handed to it at their commit (adopted) rather than claimed.
  */
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
@@ -64,9 +65,13 @@ function newAction(): NewAction {
 }
 
 /** An action in the store whose outbox holds `effects`, written in this order. */
-async function actionWith(effects: readonly NewEffect[]): Promise<string> {
+async function actionWith(
+  effects: readonly NewEffect[],
+  decision?: Parameters<SqliteStore["admit"]>[0]["decision"],
+): Promise<string> {
   const a = newAction();
   await store.admit({
+    ...(decision ? { decision } : {}),
     action: a,
     proof: null,
     job: null,
@@ -91,10 +96,10 @@ interface Run {
  * Handlers that log each run; an effect whose dedupe key is in `slow` takes that long
  * (the first time only: a run that outlives its lease is run again, and must finish).
  */
-function startRunner(slow: Record<string, number>, batch = 64, leaseMs = 30_000): Run[] {
+function startRunner(slow: Record<string, number>, batch = 64, leaseMs = 30_000, pollMs = 20): Run[] {
   const runs: Run[] = [];
   const t0 = performance.now();
-  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs: 20, leaseMs });
+  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs, leaseMs });
   for (const kind of KINDS) {
     runner.on(kind, async (e: Effect): Promise<EffectOutcome> => {
       const run: Run = {
@@ -191,5 +196,55 @@ describe("EffectRunner", () => {
     expect(runs.filter((r) => !r.leaseHeld)).toEqual([]);
     const firstCard = runs.find((r) => r.key === "c:card")!;
     for (const n of notes) expect(n.start).toBeGreaterThanOrEqual(firstCard.end);
+  });
+
+  it("starts an effect written while it runs at its commit, with no claim and no poll", async () => {
+    // A poll an hour away, and nothing kicks the runner: only adoption can start these.
+    const runs = startRunner({}, 64, 30_000, 3_600_000);
+    await new Promise((r) => setTimeout(r, 50));
+    const later = Date.now() + 60_000;
+    await actionWith([
+      { kind: "post_card", dedupeKey: "d:card" },
+      { kind: "thread_note", dedupeKey: "d:note" },
+      { kind: "dm", dedupeKey: "d:later", dueAt: later },
+    ]);
+    await until(() => runs.filter((r) => r.end > 0).length === 2, 2_000);
+    expect(runs.map((r) => r.key)).toEqual(["d:card", "d:note"]);
+    expect(runs.every((r) => r.leaseHeld)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    // The one due later was not leased: a claim at its time takes it at once.
+    await runner!.stop();
+    runner = null;
+    const due = await store.claimEffects(later, 10, 1_000);
+    expect(due.map((e) => e.dedupeKey)).toEqual(["d:later"]);
+    expect(due[0]!.attempts).toBe(1);
+  });
+
+  it("hands over only what committed, and nothing once stopped", async () => {
+    const runs = startRunner({}, 64, 30_000, 3_600_000);
+    await new Promise((r) => setTimeout(r, 50));
+    // Two writes in one group; the second fails after writing its effect (no signing key
+    // for its immediate verdict), so its savepoint, and its effect, are rolled back.
+    const failing = actionWith([{ kind: "post_card", dedupeKey: "e:rolled-back" }], {
+      outcome: { verdict: "denied", reasonCode: "policy", reasonText: "denied by policy" },
+      claims: {} as never,
+    });
+    const [ok, bad] = await Promise.allSettled([
+      actionWith([{ kind: "post_card", dedupeKey: "e:committed" }]),
+      failing,
+    ]);
+    expect(ok.status).toBe("fulfilled");
+    expect(bad.status).toBe("rejected");
+    await until(() => runs.some((r) => r.key === "e:committed" && r.end > 0), 2_000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(runs.map((r) => r.key)).toEqual(["e:committed"]);
+    await allDone();
+
+    // Stopped: a write is no longer leased to this process, so the next one claims it at once.
+    await runner!.stop();
+    runner = null;
+    await actionWith([{ kind: "post_card", dedupeKey: "e:after-stop" }]);
+    const due = await store.claimEffects(Date.now(), 10, 1_000);
+    expect(due.map((e) => e.dedupeKey)).toEqual(["e:after-stop"]);
   });
 });

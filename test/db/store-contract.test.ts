@@ -29,6 +29,7 @@ import type {
   ActionRow,
   ActionWithVotes,
   AdmitInput,
+  Effect,
   NewAction,
   NewEffect,
   Plan,
@@ -641,6 +642,55 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
         createdAt: T0,
       });
       expect(await store.pendingEffectCount()).toBe(1);
+    });
+
+    it("leases effects due at once to an adopter, hands them over after the commit, and no others", async () => {
+      const taken: Effect[][] = [];
+      store.adoptEffects((es) => taken.push(es), 5_000);
+      const a = newAction();
+      await store.admit(
+        admitInput(a, {
+          effects: () => [
+            { kind: "start_level", dedupeKey: `level:${a.id}`, payload: { level: 0 } },
+            { kind: "remind", dedupeKey: `remind:${a.id}`, dueAt: T0 + 60_000 },
+            { kind: "timer", dedupeKey: `timer:${a.id}` },
+          ],
+        }),
+      );
+      // A duplicate is not written, so not handed over either.
+      await store.addEffects(a.id, [{ kind: "start_level", dedupeKey: `level:${a.id}` }], T0);
+      // A plan that fails after writing its effect: rolled back, never handed over.
+      await store.mutate(a.id, T0, decideIfPending("approved"));
+      await expect(
+        store.mutate(a.id, T0, (cur) => ({
+          events: [],
+          effects: [{ kind: "dm", dedupeKey: `dm:${a.id}:late` }],
+          decision: { outcome: outcome("denied"), claims: claims(cur, "denied") },
+        })),
+      ).rejects.toThrow("already decided");
+      const keys = taken.flat().map((e) => e.dedupeKey);
+      expect(keys.slice(0, 2)).toEqual([`level:${a.id}`, `timer:${a.id}`]);
+      expect(keys).not.toContain(`remind:${a.id}`);
+      expect(keys).not.toContain(`dm:${a.id}:late`);
+      expect(taken[0]![0]).toMatchObject({
+        actionId: a.id,
+        payload: { level: 0 },
+        attempts: 1,
+        lease: T0 + 5_000,
+      });
+      // Leased: no claimer takes them before the lease runs out, and then one does.
+      const claimedNow = (await store.claimEffects(T0, 50, 1000)).map((e) => e.dedupeKey);
+      expect(claimedNow).not.toContain(`level:${a.id}`);
+      const afterLease = (await store.claimEffects(T0 + 5_001, 50, 1000)).map((e) => e.dedupeKey);
+      expect(afterLease).toContain(`level:${a.id}`);
+      // Stopped: written unleased again.
+      store.adoptEffects(null);
+      const before = taken.length;
+      await store.addEffects(null, [{ kind: "dm", dedupeKey: "dm:unadopted" }], T0 + 6_000);
+      expect(taken.length).toBe(before);
+      expect((await store.claimEffects(T0 + 6_000, 50, 1000)).map((e) => e.dedupeKey)).toContain(
+        "dm:unadopted",
+      );
     });
 
     it("never gives one effect to two claimers at once", async () => {

@@ -93,6 +93,10 @@ type OutboxSet = {
 
 export class PostgresStore implements Store {
   private signer: RecordSigner | null = null;
+  /** Who takes effects leased at birth (see adoptEffects), and for how long they are leased. */
+  private adopter: { readonly take: (effects: Effect[]) => void; readonly leaseMs: number } | null = null;
+  /** Each open transaction's effects leased at birth. */
+  private readonly born = new WeakMap<PgTx, Effect[]>();
   private closed = false;
 
   private constructor(
@@ -172,10 +176,21 @@ export class PostgresStore implements Store {
    */
   private async write<T>(fn: (tx: PgTx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
+      // The effects this attempt leases at birth (see adoptEffects): handed over only
+      // once it has committed; an attempt rolled back leaves nothing behind.
+      const born: Effect[] = [];
       try {
         // Named, not left to the server's default: the log's head is read after its lock is
         // granted, which sees the previous record only at READ COMMITTED.
-        return await this.db.transaction(fn, { isolationLevel: "read committed" });
+        const value = await this.db.transaction(
+          (tx) => {
+            this.born.set(tx, born);
+            return fn(tx);
+          },
+          { isolationLevel: "read committed" },
+        );
+        if (born.length) this.adopter?.take(born);
+        return value;
       } catch (e) {
         const code = (causeOf(e) as { code?: string }).code;
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
@@ -420,19 +435,49 @@ export class PostgresStore implements Store {
     now: number,
   ): Promise<void> {
     if (!effects.length) return;
-    await tx
+    const adopter = this.adopter;
+    const born = this.born.get(tx);
+    // Due at once, with an adopter: written leased (its first attempt), handed over after
+    // the commit by write(). A duplicate (its key already in the outbox) returns no row.
+    const lease = adopter ? now + adopter.leaseMs : null;
+    const values = effects.map((e) => {
+      const dueAt = e.dueAt ?? now;
+      const adopt = lease !== null && born !== undefined && dueAt <= now;
+      return {
+        actionId,
+        kind: e.kind,
+        dedupeKey: e.dedupeKey,
+        payloadJson: JSON.stringify(e.payload ?? {}),
+        dueAt,
+        createdAt: now,
+        ...(adopt ? { leaseUntil: lease, attempts: 1 } : {}),
+      };
+    });
+    const rows = await tx
       .insert(schema.outbox)
-      .values(
-        effects.map((e) => ({
-          actionId,
-          kind: e.kind,
-          dedupeKey: e.dedupeKey,
-          payloadJson: JSON.stringify(e.payload ?? {}),
-          dueAt: e.dueAt ?? now,
-          createdAt: now,
-        })),
-      )
-      .onConflictDoNothing();
+      .values(values)
+      .onConflictDoNothing()
+      .returning({
+        id: schema.outbox.id,
+        dedupeKey: schema.outbox.dedupeKey,
+        leaseUntil: schema.outbox.leaseUntil,
+      });
+    if (lease === null || !born) return;
+    const ids = new Map(rows.filter((r) => r.leaseUntil === lease).map((r) => [r.dedupeKey, r.id]));
+    for (const e of effects) {
+      const id = ids.get(e.dedupeKey);
+      if (id === undefined) continue;
+      born.push({
+        id,
+        actionId,
+        kind: e.kind,
+        dedupeKey: e.dedupeKey,
+        payload: { ...(e.payload ?? {}) },
+        attempts: 1,
+        createdAt: now,
+        lease,
+      });
+    }
   }
 
   private async recordOf(tx: PgTx | Db, actionId: string): Promise<StoredRecord | null> {
@@ -581,6 +626,10 @@ export class PostgresStore implements Store {
 
   async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
     await this.write((tx) => this.insertEffects(tx, actionId, effects, now));
+  }
+
+  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs = 0): void {
+    this.adopter = take ? { take, leaseMs } : null;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {

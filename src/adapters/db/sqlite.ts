@@ -78,7 +78,8 @@ interface Queued {
 }
 
 type Outcome =
-  | { readonly ok: true; readonly value: unknown }
+  /** `born`: the effects this write leased at birth, handed to the adopter after the commit. */
+  | { readonly ok: true; readonly value: unknown; readonly born: readonly Effect[] }
   | { readonly ok: false; readonly error: unknown };
 
 export class SqliteStore implements Store {
@@ -103,6 +104,10 @@ export class SqliteStore implements Store {
     (calls: readonly Queued[], isolate: boolean) => Outcome[]
   >;
   private readonly savepoint: (run: () => unknown) => unknown;
+  /** Who takes effects leased at birth (see adoptEffects), and for how long they are leased. */
+  private adopter: { readonly take: (effects: Effect[]) => void; readonly leaseMs: number } | null = null;
+  /** The effects the write running now has leased at birth. */
+  private born: Effect[] = [];
 
   constructor(file: string, opts: { migrate?: boolean } = {}) {
     const { db, raw } = openSqlite(file);
@@ -114,12 +119,13 @@ export class SqliteStore implements Store {
     this.commitGroup = raw.transaction((calls: readonly Queued[], isolate: boolean) => {
       const outcomes: Outcome[] = [];
       for (const c of calls) {
+        this.born = [];
         if (!isolate) {
-          outcomes.push({ ok: true, value: c.run() });
+          outcomes.push({ ok: true, value: c.run(), born: this.born });
           continue;
         }
         try {
-          outcomes.push({ ok: true, value: this.savepoint(c.run) });
+          outcomes.push({ ok: true, value: this.savepoint(c.run), born: this.born });
         } catch (error) {
           // Most errors (a RejectionError, a constraint) undo only this write's savepoint.
           // A few make SQLite roll the whole transaction back (a full disk, an I/O error):
@@ -186,6 +192,11 @@ export class SqliteStore implements Store {
     } catch (error) {
       for (const c of calls) c.reject(error);
       return;
+    }
+    // Committed: the effects leased at birth can start, before their writers hear back.
+    if (this.adopter) {
+      const born = outcomes.flatMap((o) => (o.ok ? o.born : []));
+      if (born.length) this.adopter.take(born);
     }
     calls.forEach((c, i) => {
       const o = outcomes[i]!;
@@ -446,8 +457,35 @@ export class SqliteStore implements Store {
       `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     );
+    // Due at once, with an adopter: written leased (its first attempt), and handed over
+    // after the commit. A duplicate (its key already in the outbox) returns no row.
+    const leased = this.prep(
+      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING RETURNING id`,
+    );
     for (const e of effects) {
-      st.run(actionId, e.kind, e.dedupeKey, JSON.stringify(e.payload ?? {}), e.dueAt ?? now, now);
+      const payload = e.payload ?? {};
+      const dueAt = e.dueAt ?? now;
+      if (!this.adopter || dueAt > now) {
+        st.run(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now);
+        continue;
+      }
+      const lease = now + this.adopter.leaseMs;
+      const row = leased.get(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now, lease) as
+        | { id: number }
+        | undefined;
+      if (row) {
+        this.born.push({
+          id: row.id,
+          actionId,
+          kind: e.kind,
+          dedupeKey: e.dedupeKey,
+          payload: { ...payload },
+          attempts: 1,
+          createdAt: now,
+          lease,
+        });
+      }
     }
   }
 
@@ -578,6 +616,10 @@ export class SqliteStore implements Store {
 
   async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
     return this.write(() => this.insertEffects(actionId, effects, now));
+  }
+
+  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs = 0): void {
+    this.adopter = take ? { take, leaseMs } : null;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
