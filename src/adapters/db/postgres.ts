@@ -453,15 +453,11 @@ export class PostgresStore implements Store {
         ...(adopt ? { leaseUntil: lease, attempts: 1 } : {}),
       };
     });
-    const rows = await tx
-      .insert(schema.outbox)
-      .values(values)
-      .onConflictDoNothing()
-      .returning({
-        id: schema.outbox.id,
-        dedupeKey: schema.outbox.dedupeKey,
-        leaseUntil: schema.outbox.leaseUntil,
-      });
+    const rows = await tx.insert(schema.outbox).values(values).onConflictDoNothing().returning({
+      id: schema.outbox.id,
+      dedupeKey: schema.outbox.dedupeKey,
+      leaseUntil: schema.outbox.leaseUntil,
+    });
     if (lease === null || !born) return;
     const ids = new Map(rows.filter((r) => r.leaseUntil === lease).map((r) => [r.dedupeKey, r.id]));
     for (const e of effects) {
