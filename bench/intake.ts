@@ -183,9 +183,9 @@ async function productRuns(
  */
 async function floorRun(
   ctx: BenchContext,
-  n: number,
+  sizes: { fixed: number; full: number },
   card: FloorSpec["card"],
-): Promise<{ result: RunResult; floorCpuMs: number; standInCpuMs: number }> {
+): Promise<{ fixed: RunResult; result: RunResult; floorCpuMs: number; standInCpuMs: number }> {
   const dir = tempDir("floor");
   const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: null });
   const prefix = newPrefix();
@@ -219,8 +219,8 @@ async function floorRun(
   const queue = new Queue(name, { connection: redis, prefix });
   try {
     await childMessage<FromFloor, "ready">(child, "ready", 60_000, FLOOR_NAME);
-    const run = async (count: number) => {
-      const jobs = await addAll(queue, await submissions(count), null);
+    const run = async (count: number, rate: number | null) => {
+      const jobs = await addAll(queue, await submissions(count), rate);
       const actionOf = (j: Job) => `act_floor_${(j.data as Submission).request.request_id}`;
       await until(
         () => jobs.every((j) => postedAt.has(actionOf(j))),
@@ -229,7 +229,9 @@ async function floorRun(
       );
       return summarise(jobs, new Map(jobs.map((j) => [j.id!, postedAt.get(actionOf(j))!])));
     };
-    await run(50);
+    await run(50, null);
+    // Paced as the product's run is: the latency the raw parts alone have at this rate.
+    const fixed = await run(sizes.fixed, RATE);
     // CPU per request of the floor's process and of this one (the stand-in, the adds): on
     // a shared machine it shows whether the floor is its own limit or the stand-in's.
     const cpu = async () => {
@@ -239,12 +241,13 @@ async function floorRun(
       return { floor: (await reply).micros / 1000, here: (own.user + own.system) / 1000 };
     };
     const before = await cpu();
-    const result = await run(n);
+    const result = await run(sizes.full, null);
     const after = await cpu();
     return {
+      fixed,
       result,
-      floorCpuMs: (after.floor - before.floor) / n,
-      standInCpuMs: (after.here - before.here) / n,
+      floorCpuMs: (after.floor - before.floor) / sizes.full,
+      standInCpuMs: (after.here - before.here) / sizes.full,
     };
   } finally {
     if (child.exitCode === null && child.signalCode === null) {
@@ -271,7 +274,7 @@ export async function intake(ctx: BenchContext): Promise<Row[]> {
   const rawFixed = await rawRun(ctx, sizes.fixed, RATE);
   const rawFull = await rawRun(ctx, sizes.full, null);
   log("intake: the floor (park + one SQLite transaction + one chat.postMessage, no Countersign code)");
-  const floor = await floorRun(ctx, sizes.full, product.card);
+  const floor = await floorRun(ctx, sizes, product.card);
   const p = product;
   const base = "raw BullMQ add -> no-op worker";
   return [
@@ -321,6 +324,14 @@ export async function intake(ctx: BenchContext): Promise<Row[]> {
       baselineOf: "added -> processed",
       target: { kind: "max", v: 20 },
       note: `achieved add rate ${p.fixed.addRate.toFixed(0)}/s`,
+    }),
+    row({
+      id: "intake.card_p99_fixed_vs_floor",
+      measure: `job added -> card posted, p99 at ${RATE} req/s, against the floor`,
+      unit: "ms",
+      value: p.fixed.p99,
+      baseline: floor.fixed.p99,
+      baselineOf: `the floor at ${RATE} req/s (p50 ${floor.fixed.p50} ms): the raw parts alone`,
     }),
     row({
       id: "intake.card_p50_full",

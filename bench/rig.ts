@@ -115,6 +115,8 @@ function forkServer(spec: ServerSpec): Server {
       // Only called when asked, after the as-is sample: what the server retains, without its garbage.
       "--expose-gc",
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),
+      // Node or V8 flags for the server alone, e.g. --trace-gc (space-separated).
+      ...(process.env.BENCH_SERVER_ARGS?.split(/\s+/).filter(Boolean) ?? []),
     ],
     stdio: ["ignore", "inherit", "pipe", "ipc"],
   });

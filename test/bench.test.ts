@@ -19,6 +19,7 @@ const MEASURES = [
   "intake.throughput",
   "intake.card_p50_fixed",
   "intake.card_p99_fixed",
+  "intake.card_p99_fixed_vs_floor",
   "intake.card_p50_full",
   "intake.card_p99_full",
   "intake.floor",
