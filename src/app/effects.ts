@@ -172,7 +172,19 @@ export class EffectRunner {
     this.inflight.add(run);
   }
 
+  /**
+   * Runs the effect's handler, and records its outcome without making the action's next
+   * effect wait for that write: the next one may start once this one has run. A crash
+   * before the outcome is written only runs this effect once more (at-least-once).
+   */
   private async runOne(e: Effect): Promise<void> {
+    const outcome = await this.outcomeOf(e);
+    const recording = this.record(e, outcome);
+    this.inflight.add(recording);
+    void recording.finally(() => this.inflight.delete(recording));
+  }
+
+  private async outcomeOf(e: Effect): Promise<EffectOutcome> {
     const handler = this.handlers.get(e.kind);
     let outcome: EffectOutcome;
     if (!handler) {
@@ -192,6 +204,10 @@ export class EffectRunner {
         outcome = { kind: "retry", at: this.now() + backoff, error: errorText(err) };
       }
     }
+    return outcome;
+  }
+
+  private async record(e: Effect, outcome: EffectOutcome): Promise<void> {
     try {
       let held: boolean;
       if (outcome.kind === "done") held = await this.store.completeEffect(e.id, e.lease, this.now());
@@ -228,7 +244,8 @@ export class EffectRunner {
     this.store.adoptEffects(null);
     if (this.timer) clearTimeout(this.timer);
     await this.draining;
-    await Promise.allSettled([...this.inflight]);
+    // Runs still going record their outcomes as they end: wait for those writes too.
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
   }
 }
 
