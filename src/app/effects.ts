@@ -51,8 +51,10 @@ export class EffectRunner {
   private readonly inflight = new Set<Promise<void>>();
   /** The last effect scheduled for each action with effects in flight: the next one waits for it. */
   private readonly chains = new Map<string, Promise<void>>();
-  /** Effects claimed and not yet finished, at most `batch`. */
+  /** Effects claimed or adopted and not yet finished, at most `batch`. */
   private running = 0;
+  /** Slots held for effects being written leased to this process, not yet handed over. */
+  private reserved = 0;
   /** The last claim was cut short by `batch`: more may be due, claim again when a slot frees. */
   private backlog = false;
   private readonly opts: Required<EffectRunnerOptions>;
@@ -79,7 +81,11 @@ export class EffectRunner {
 
   start(): void {
     this.stopped = false;
-    this.store.adoptEffects((effects) => this.adopt(effects), this.opts.leaseMs);
+    this.store.adoptEffects({
+      leaseMs: this.opts.leaseMs,
+      reserve: () => this.reserve(),
+      settle: (born, reserved) => this.settle(born, reserved),
+    });
     const tick = () => {
       if (this.stopped) return;
       this.kick();
@@ -108,15 +114,27 @@ export class EffectRunner {
   }
 
   /**
-   * Effects leased at birth, their transaction committed. They start at once, even beyond
-   * `batch`: they are already leased to this process, and holding them back would only
-   * let the lease run out. Their number is bounded by the writers (the intake worker's
-   * concurrency, clicks in flight); `batch` bounds what the runner claims on its own.
+   * An effect due at once is being written: take it at birth if a slot is free (counting
+   * those already held), so that no more than `batch` run at once however fast they are
+   * written (10,000 deadlines expiring together write 30,000). One refused is written
+   * unleased and claimed when slots free.
    */
-  private adopt(effects: readonly Effect[]): void {
+  private reserve(): boolean {
+    if (this.stopped || this.running + this.reserved >= this.opts.batch) {
+      this.backlog = true;
+      return false;
+    }
+    this.reserved++;
+    return true;
+  }
+
+  /** Effects leased at birth, their transaction committed: they start now. */
+  private settle(born: readonly Effect[], reserved: number): void {
+    this.reserved -= reserved;
     // Stopping: not started here, so the lease runs out and the next process runs them.
-    if (this.stopped) return;
-    for (const e of effects) this.schedule(e);
+    if (!this.stopped) for (const e of born) this.schedule(e);
+    // A slot held for a write that rolled back is free again.
+    if (this.backlog && this.running <= this.opts.batch / 2) this.kick();
   }
 
   /**

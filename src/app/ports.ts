@@ -90,6 +90,19 @@ export interface Effect {
   readonly lease: number;
 }
 
+/** Who takes effects leased at birth (Store.adoptEffects): the process's outbox runner. */
+export interface EffectAdopter {
+  readonly leaseMs: number;
+  /** Asked as an effect due at once is written: true holds a slot for it, to be leased here. */
+  reserve(): boolean;
+  /**
+   * After the commit, or the rollback: `born` are the effects written leased (none if the
+   * transaction rolled back), to start now; `reserved` is how many slots were held, all
+   * now freed. Must not throw.
+   */
+  settle(born: readonly Effect[], reserved: number): void;
+}
+
 export interface WebhookAttempt {
   readonly actionId: string;
   readonly webhookId: string;
@@ -205,14 +218,15 @@ export interface Store {
 
   addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void>;
   /**
-   * Lease effects to this process as they are written. From now on an effect due at once
-   * is inserted already leased for `leaseMs` (its first attempt counted) and, once its
-   * transaction has committed, handed to `take` in the order written, so it starts without
-   * waiting for a claim (a claim is a write of its own, and a turn of the loop). Effects
-   * due later are claimed as before; so is one whose taker never finishes it, once its
-   * lease has run out. `take` must not throw. `null` stops it (a process shutting down).
+   * Lease effects to this process as they are written. From now on an effect due at once,
+   * if `adopter.reserve()` agrees, is inserted already leased for `leaseMs` (its first
+   * attempt counted) and, once its transaction has committed, handed to `adopter.settle`
+   * in the order written, so it starts without waiting for a claim (a claim is a write of
+   * its own, and a turn of the loop). Effects due later, or refused a slot, are claimed as
+   * before; so is one whose adopter never finishes it, once its lease has run out. `null`
+   * stops it (a process shutting down).
    */
-  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs?: number): void;
+  adoptEffects(adopter: EffectAdopter | null): void;
   /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
   /** These four return false, changing nothing, when `lease` is no longer the effect's lease. */

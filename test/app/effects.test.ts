@@ -220,6 +220,22 @@ describe("EffectRunner", () => {
     expect(due[0]!.attempts).toBe(1);
   });
 
+  it("keeps adopted effects within `batch` too, leaving the rest to be claimed as slots free", async () => {
+    const slow = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f:${i}`, 40]));
+    const runs = startRunner(slow, 3);
+    await new Promise((r) => setTimeout(r, 50));
+    // Ten effects due at once, each of its own action, written in one group.
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => actionWith([{ kind: "post_card", dedupeKey: `f:${i}` }])),
+    );
+    await until(() => runs.filter((r) => r.end > 0).length === 10);
+    for (const r of runs) {
+      const overlapping = runs.filter((o) => o.start <= r.start && (o.end === 0 || o.end > r.start));
+      expect(overlapping.length).toBeLessThanOrEqual(3);
+    }
+    await allDone();
+  });
+
   it("hands over only what committed, and nothing once stopped", async () => {
     const runs = startRunner({}, 64, 30_000, 3_600_000);
     await new Promise((r) => setTimeout(r, 50));

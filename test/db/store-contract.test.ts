@@ -644,9 +644,29 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect(await store.pendingEffectCount()).toBe(1);
     });
 
+    /** An adopter with `slots` slots that never finishes anything: what it was given, and what it holds. */
+    function adopter(slots: number) {
+      const a = {
+        taken: [] as Effect[][],
+        held: 0,
+        leaseMs: 5_000,
+        reserve() {
+          if (a.held >= slots) return false;
+          a.held++;
+          return true;
+        },
+        settle(born: readonly Effect[], reserved: number) {
+          a.held -= reserved;
+          if (born.length) a.taken.push([...born]);
+        },
+      };
+      return a;
+    }
+
     it("leases effects due at once to an adopter, hands them over after the commit, and no others", async () => {
-      const taken: Effect[][] = [];
-      store.adoptEffects((es) => taken.push(es), 5_000);
+      const ad = adopter(100);
+      const taken = ad.taken;
+      store.adoptEffects(ad);
       const a = newAction();
       await store.admit(
         admitInput(a, {
@@ -691,6 +711,24 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect((await store.claimEffects(T0 + 6_000, 50, 1000)).map((e) => e.dedupeKey)).toContain(
         "dm:unadopted",
       );
+      // Every slot held was freed: for what was handed over, the duplicate and the rollback.
+      expect(ad.held).toBe(0);
+    });
+
+    it("writes an effect the adopter has no slot for unleased, for a claim", async () => {
+      const ad = adopter(1);
+      store.adoptEffects(ad);
+      await store.addEffects(
+        null,
+        [
+          { kind: "dm", dedupeKey: "dm:first" },
+          { kind: "dm", dedupeKey: "dm:second" },
+        ],
+        T0,
+      );
+      expect(ad.taken.flat().map((e) => e.dedupeKey)).toEqual(["dm:first"]);
+      expect(ad.held).toBe(0);
+      expect((await store.claimEffects(T0, 50, 1000)).map((e) => e.dedupeKey)).toEqual(["dm:second"]);
     });
 
     it("never gives one effect to two claimers at once", async () => {

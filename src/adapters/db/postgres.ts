@@ -43,6 +43,7 @@ import type {
   AdmitResult,
   Card,
   Effect,
+  EffectAdopter,
   EffectKind,
   MutateResult,
   NewAction,
@@ -93,10 +94,10 @@ type OutboxSet = {
 
 export class PostgresStore implements Store {
   private signer: RecordSigner | null = null;
-  /** Who takes effects leased at birth (see adoptEffects), and for how long they are leased. */
-  private adopter: { readonly take: (effects: Effect[]) => void; readonly leaseMs: number } | null = null;
-  /** Each open transaction's effects leased at birth. */
-  private readonly born = new WeakMap<PgTx, Effect[]>();
+  /** Who takes effects leased at birth (see adoptEffects). */
+  private adopter: EffectAdopter | null = null;
+  /** Each open transaction's effects leased at birth, and the adopter's slots it holds. */
+  private readonly births = new WeakMap<PgTx, { born: Effect[]; reserved: number }>();
   private closed = false;
 
   private constructor(
@@ -177,21 +178,23 @@ export class PostgresStore implements Store {
   private async write<T>(fn: (tx: PgTx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       // The effects this attempt leases at birth (see adoptEffects): handed over only
-      // once it has committed; an attempt rolled back leaves nothing behind.
-      const born: Effect[] = [];
+      // once it has committed; an attempt rolled back leaves nothing behind but frees its slots.
+      const births = { born: [] as Effect[], reserved: 0 };
+      const adopter = this.adopter;
       try {
         // Named, not left to the server's default: the log's head is read after its lock is
         // granted, which sees the previous record only at READ COMMITTED.
         const value = await this.db.transaction(
           (tx) => {
-            this.born.set(tx, born);
+            this.births.set(tx, births);
             return fn(tx);
           },
           { isolationLevel: "read committed" },
         );
-        if (born.length) this.adopter?.take(born);
+        if (births.reserved) adopter?.settle(births.born, births.reserved);
         return value;
       } catch (e) {
+        if (births.reserved) adopter?.settle([], births.reserved);
         const code = (causeOf(e) as { code?: string }).code;
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
       }
@@ -436,13 +439,15 @@ export class PostgresStore implements Store {
   ): Promise<void> {
     if (!effects.length) return;
     const adopter = this.adopter;
-    const born = this.born.get(tx);
-    // Due at once, with an adopter: written leased (its first attempt), handed over after
-    // the commit by write(). A duplicate (its key already in the outbox) returns no row.
-    const lease = adopter ? now + adopter.leaseMs : null;
+    const births = this.births.get(tx);
+    // Due at once, with an adopter that has a slot: written leased (its first attempt),
+    // handed over after the commit by write(). A duplicate (its key already in the outbox)
+    // returns no row.
+    const lease = adopter && births ? now + adopter.leaseMs : null;
     const values = effects.map((e) => {
       const dueAt = e.dueAt ?? now;
-      const adopt = lease !== null && born !== undefined && dueAt <= now;
+      const adopt = lease !== null && dueAt <= now && adopter!.reserve();
+      if (adopt) births!.reserved++;
       return {
         actionId,
         kind: e.kind,
@@ -458,12 +463,12 @@ export class PostgresStore implements Store {
       dedupeKey: schema.outbox.dedupeKey,
       leaseUntil: schema.outbox.leaseUntil,
     });
-    if (lease === null || !born) return;
+    if (lease === null || !births) return;
     const ids = new Map(rows.filter((r) => r.leaseUntil === lease).map((r) => [r.dedupeKey, r.id]));
     for (const e of effects) {
       const id = ids.get(e.dedupeKey);
       if (id === undefined) continue;
-      born.push({
+      births.born.push({
         id,
         actionId,
         kind: e.kind,
@@ -624,8 +629,8 @@ export class PostgresStore implements Store {
     await this.write((tx) => this.insertEffects(tx, actionId, effects, now));
   }
 
-  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs = 0): void {
-    this.adopter = take ? { take, leaseMs } : null;
+  adoptEffects(adopter: EffectAdopter | null): void {
+    this.adopter = adopter;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {

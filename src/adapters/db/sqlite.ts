@@ -23,6 +23,7 @@ import type {
   AdmitResult,
   Card,
   Effect,
+  EffectAdopter,
   EffectKind,
   MutateResult,
   NewAction,
@@ -113,10 +114,12 @@ export class SqliteStore implements Store {
     (calls: readonly Queued[], isolate: boolean) => Outcome[]
   >;
   private readonly savepoint: (run: () => unknown) => unknown;
-  /** Who takes effects leased at birth (see adoptEffects), and for how long they are leased. */
-  private adopter: { readonly take: (effects: Effect[]) => void; readonly leaseMs: number } | null = null;
+  /** Who takes effects leased at birth (see adoptEffects). */
+  private adopter: EffectAdopter | null = null;
   /** The effects the write running now has leased at birth. */
   private born: Effect[] = [];
+  /** Slots the adopter has held for this flush's effects, across its attempts. */
+  private reserved = 0;
 
   constructor(file: string, opts: { migrate?: boolean } = {}) {
     const { db, raw } = openSqlite(file);
@@ -224,14 +227,12 @@ export class SqliteStore implements Store {
       if (!this.raw.open) throw new Error("the SQLite store is closed");
       outcomes = this.commitOptimistically(calls);
     } catch (error) {
+      this.settleBirths([]);
       for (const c of calls) c.reject(error);
       return;
     }
     // Committed: the effects leased at birth can start, before their writers hear back.
-    if (this.adopter) {
-      const born = outcomes.flatMap((o) => (o.ok ? o.born : []));
-      if (born.length) this.adopter.take(born);
-    }
+    this.settleBirths(outcomes.flatMap((o) => (o.ok ? o.born : [])));
     calls.forEach((c, i) => {
       const o = outcomes[i]!;
       if (o.ok) c.resolve(o.value);
@@ -486,6 +487,13 @@ export class SqliteStore implements Store {
     for (const e of events) st.run(actionId, agentId, e.type, e.actor, now, JSON.stringify(e.data ?? {}));
   }
 
+  /** Hands the adopter what this flush leased at birth and committed, and frees its slots. */
+  private settleBirths(born: readonly Effect[]): void {
+    const reserved = this.reserved;
+    this.reserved = 0;
+    if (reserved) this.adopter?.settle(born, reserved);
+  }
+
   private insertEffects(actionId: string | null, effects: readonly NewEffect[], now: number): void {
     const st = this.prep(
       `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
@@ -500,10 +508,11 @@ export class SqliteStore implements Store {
     for (const e of effects) {
       const payload = e.payload ?? {};
       const dueAt = e.dueAt ?? now;
-      if (!this.adopter || dueAt > now) {
+      if (!this.adopter || dueAt > now || !this.adopter.reserve()) {
         st.run(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now);
         continue;
       }
+      this.reserved++;
       const lease = now + this.adopter.leaseMs;
       const row = leased.get(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now, lease) as
         | { id: number }
@@ -652,8 +661,8 @@ export class SqliteStore implements Store {
     return this.write(() => this.insertEffects(actionId, effects, now));
   }
 
-  adoptEffects(take: ((effects: Effect[]) => void) | null, leaseMs = 0): void {
-    this.adopter = take ? { take, leaseMs } : null;
+  adoptEffects(adopter: EffectAdopter | null): void {
+    this.adopter = adopter;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
