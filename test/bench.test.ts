@@ -36,6 +36,7 @@ const MEASURES = [
   "records.sequential",
   "records.sequential_vs_inserts",
   "records.grouped_inserts",
+  "records.raw_parts",
   "audit.export",
   "audit.verify",
   // A quick run scales one configuration: PostgreSQL with two instances (bench/scale.ts).
