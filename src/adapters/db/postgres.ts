@@ -97,7 +97,10 @@ export class PostgresStore implements Store {
   /** Who takes effects leased at birth (see adoptEffects). */
   private adopter: EffectAdopter | null = null;
   /** Each open transaction's effects leased at birth, and the adopter's slots it holds. */
-  private readonly births = new WeakMap<PgTx, { born: Effect[]; reserved: number }>();
+  private readonly births = new WeakMap<
+    PgTx,
+    { adopter: EffectAdopter | null; born: Effect[]; reserved: number }
+  >();
   private closed = false;
 
   private constructor(
@@ -179,8 +182,9 @@ export class PostgresStore implements Store {
     for (let attempt = 1; ; attempt++) {
       // The effects this attempt leases at birth (see adoptEffects): handed over only
       // once it has committed; an attempt rolled back leaves nothing behind but frees its slots.
-      const births = { born: [] as Effect[], reserved: 0 };
+      // The adopter is fixed for the attempt: the one that held the slots is the one told.
       const adopter = this.adopter;
+      const births = { adopter, born: [] as Effect[], reserved: 0 };
       try {
         // Named, not left to the server's default: the log's head is read after its lock is
         // granted, which sees the previous record only at READ COMMITTED.
@@ -438,8 +442,8 @@ export class PostgresStore implements Store {
     now: number,
   ): Promise<void> {
     if (!effects.length) return;
-    const adopter = this.adopter;
     const births = this.births.get(tx);
+    const adopter = births?.adopter ?? null;
     // Due at once, with an adopter that has a slot: written leased (its first attempt),
     // handed over after the commit by write(). A duplicate (its key already in the outbox)
     // returns no row.
