@@ -239,8 +239,8 @@ describe("EffectRunner", () => {
   it("hands over only what committed, and nothing once stopped", async () => {
     const runs = startRunner({}, 64, 30_000, 3_600_000);
     await new Promise((r) => setTimeout(r, 50));
-    // Two writes in one group; the second fails after writing its effect (no signing key
-    // for its immediate verdict), so its savepoint, and its effect, are rolled back.
+    // Two writes in one group; one fails after writing its effect (no signing key for its
+    // immediate verdict), so its savepoint, and its effect, are rolled back.
     const failing = actionWith([{ kind: "post_card", dedupeKey: "e:rolled-back" }], {
       outcome: { verdict: "denied", reasonCode: "policy", reasonText: "denied by policy" },
       claims: {} as never,
