@@ -23,6 +23,7 @@ import {
   log,
   newPrefix,
   percentile,
+  postedCardAction,
   type Row,
   removeDir,
   row,
@@ -193,11 +194,8 @@ async function floorRun(
   const sim = await SlackApiSim.start({ botToken: BOT_TOKEN, teamId: TEAM, users: USERS });
   const postedAt = new Map<string, number>();
   const unsubscribe = sim.subscribe((c: SlackCall) => {
-    if (c.method === "chat.postMessage" && c.response.ok === true) {
-      const md = c.args.metadata as { event_payload?: { action_id?: string } } | undefined;
-      const id = md?.event_payload?.action_id;
-      if (id) postedAt.set(id, c.at);
-    }
+    const id = postedCardAction(c);
+    if (id) postedAt.set(id, c.at);
     sim.calls.length = 0;
   });
   const spec: FloorSpec = {

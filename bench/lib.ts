@@ -9,6 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
+import type { SlackCall } from "../src/simulator/slack-api.js";
 import { deleteKeys, dropSchema as dropTestSchema } from "../test/support/harness.js";
 
 export type Target =
@@ -71,6 +72,13 @@ export function row(r: {
 }
 
 /** Nearest-rank percentile (p in 0..100) of unsorted samples; null for none. */
+/** The action whose card this stand-in call posted (a successful chat.postMessage with a card's metadata), if any. */
+export function postedCardAction(c: SlackCall): string | undefined {
+  if (c.method !== "chat.postMessage" || c.response.ok !== true) return undefined;
+  const md = c.args.metadata as { event_payload?: { action_id?: string } } | undefined;
+  return md?.event_payload?.action_id;
+}
+
 export function percentile(samples: readonly number[], p: number): number | null {
   if (samples.length === 0) return null;
   const sorted = [...samples].sort((a, b) => a - b);

@@ -25,6 +25,7 @@ import {
   dropSchema,
   newPrefix,
   newSchema,
+  postedCardAction,
   releasePrefix,
   removeDir,
   tempDir,
@@ -159,17 +160,14 @@ export async function startRig(o: RigOptions): Promise<Rig> {
   const sim = await SlackApiSim.start({ botToken: BOT_TOKEN, teamId: TEAM, users: USERS });
   const cards = new Map<string, Card>();
   const unsubscribe = sim.subscribe((c: SlackCall) => {
-    if (c.method === "chat.postMessage" && c.response.ok === true) {
-      const md = c.args.metadata as { event_payload?: { action_id?: string } } | undefined;
-      const actionId = md?.event_payload?.action_id;
-      if (actionId) {
-        cards.set(actionId, {
-          actionId,
-          channel: String(c.response.channel),
-          ts: String(c.response.ts),
-          at: c.at,
-        });
-      }
+    const actionId = postedCardAction(c);
+    if (actionId) {
+      cards.set(actionId, {
+        actionId,
+        channel: String(c.response.channel),
+        ts: String(c.response.ts),
+        at: c.at,
+      });
     }
     // The stand-in keeps every call for tests to inspect; at 100k requests that log alone
     // would be gigabytes in this process. Cards are taken from the stream instead.
