@@ -170,9 +170,9 @@ export class SqliteStore implements Store {
    * alone capped verdicts near 5k/s, while the same rows at 100 per transaction reached
    * 15k/s (docs/performance.md). So `fn` does not run at once: it joins the writes asked
    * for in this turn of the event loop, and the group runs on the next turn
-   * (setImmediate) as one transaction, each write in a savepoint of its own, in arrival
-   * order. A write that throws rolls back its own savepoint and rejects alone; the others
-   * go on. Each promise settles only after the COMMIT: nothing is acknowledged before it
+   * (setImmediate) as one transaction, in arrival order. A write that throws rejects
+   * alone and the others go on (see commitOptimistically: the group is then run again with
+   * a savepoint per write). Each promise settles only after the COMMIT: nothing is acknowledged before it
    * is durable, and if the commit fails every write of the group rejects.
    *
    * Reads do not wait for a group: they see what is committed, and a caller that awaits
