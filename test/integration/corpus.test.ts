@@ -43,6 +43,7 @@ import {
   type SlackCase,
   strangerKey,
   surfaceProblems,
+  textBytes,
   validProof,
 } from "../support/corpus.js";
 import {
@@ -250,7 +251,7 @@ interface Answer {
 
 async function post(
   h: Harness,
-  text: string | undefined,
+  text: string | Uint8Array | undefined,
   authorization: string | null,
   contentType = "application/json",
 ) {
@@ -288,7 +289,7 @@ async function httpAuthorization(
   h: Harness,
   c: HttpCase,
   body: unknown,
-  text: string,
+  text: string | Uint8Array,
 ): Promise<string | null> {
   const agentId = agentOf(body);
   switch (c.token) {
@@ -323,16 +324,26 @@ async function httpAuthorization(
 // What a confused agent might put in Basic auth; it must not be taken as any credential.
 const BILLING_SECRET_HINT = "billing-agent-secret";
 
-function httpBody(c: HttpCase, ids: Ids): { body: unknown; text: string } {
+/**
+ * What is sent, and the value a token is minted over: what a lenient server would read
+ * (JSON.parse, and for raw bytes Node's own decoding, which replaces what is not UTF-8),
+ * so that only the strictness under test can refuse the case.
+ */
+function httpBody(c: HttpCase, ids: Ids): { body: unknown; text: string | Uint8Array } {
+  const lenient = (text: string): unknown => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  };
   if (c.bodyText !== undefined) {
     const text = expandText(c.bodyText, ids);
-    let body: unknown = null;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = null;
-    }
-    return { body, text };
+    return { body: lenient(text), text };
+  }
+  if (c.bodyBytes !== undefined) {
+    const bytes = textBytes(expandText(c.bodyBytes, ids));
+    return { body: lenient(Buffer.from(bytes).toString("utf8")), text: bytes };
   }
   const body = expand(c.body, ids);
   return { body, text: JSON.stringify(body) };
@@ -350,10 +361,16 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   const accepted = c.expect.status < 300;
   await settle(h);
   const before = await snapshot(h);
+  const sentAt = performance.now();
   const r = await post(h, text, authorization, c.contentType);
+  const tookMs = performance.now() - sentAt;
   expect({ status: r.status, code: r.json?.code }, `answer: ${JSON.stringify(r.json).slice(0, 400)}`).toEqual(
     { status: c.expect.status, code: accepted ? undefined : c.expect.code },
   );
+  if (c.expect.within_ms !== undefined) {
+    expect(tookMs, `answered within ${c.expect.within_ms} ms`).toBeLessThanOrEqual(c.expect.within_ms);
+  }
+  await expectHealthy(h);
   if (accepted) {
     await checkCard(h, String(r.json.action_id), c.expect.card!);
     return;
@@ -370,6 +387,14 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   }
   await settle(h);
   expect(await snapshot(h), "a refused request changes nothing").toEqual(before);
+}
+
+/** After a hostile request the server still answers its health and readiness checks. */
+async function expectHealthy(h: Harness): Promise<void> {
+  for (const path of ["/healthz", "/readyz"]) {
+    const r = await fetch(`${h.app.url}${path}`, { signal: AbortSignal.timeout(5_000) });
+    expect({ path, status: r.status }, "the server stays healthy").toEqual({ path, status: 200 });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -428,6 +453,7 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   const ev = await lastEvent(h, "rejected");
   expect(ev?.id ?? 0, "an audit event for the refusal").toBeGreaterThan(lastRejected);
   expect(ev?.data).toMatchObject({ code: c.expect.failedReason!.split(": ")[1], via: "queue" });
+  await expectHealthy(h);
 }
 
 function escapeRegExp(s: string): string {

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Approvals } from "../../app/approvals.js";
 import type { ActionRow, Store } from "../../app/ports.js";
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
-import { parseStrictJson } from "../../domain/json.js";
+import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
 import type { VerdictBus } from "../queue/verdicts.js";
 import { problem } from "./server.js";
@@ -41,10 +41,13 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
       }),
     );
   });
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
-    if (body === "") return done(null, undefined);
+  // As bytes, not as a string: a string would already have had bytes that are not UTF-8
+  // silently replaced, and the replacement characters would then be hashed and shown.
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
+    const bytes = body as Buffer;
+    if (bytes.length === 0) return done(null, undefined);
     try {
-      done(null, parseStrictJson(body as string));
+      done(null, parseStrictJson(decodeUtf8(bytes)));
     } catch (e) {
       done(e as Error, undefined);
     }
