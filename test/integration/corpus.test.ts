@@ -39,6 +39,7 @@ import {
   loadCorpus,
   type MintContext,
   makeEdAgent,
+  parseCsv,
   type QueueCase,
   type SlackCase,
   strangerKey,
@@ -112,11 +113,13 @@ routes:
 `;
 }
 
+const AUDITOR_TOKEN = `corpus-auditor-${randomUUID()}`;
+
 async function corpusHarness(): Promise<Harness> {
   // Cards are not paced here: pacing is tested elsewhere, and the corpus posts many.
   return startHarness({
     policy: corpusPolicy(),
-    env: { SLACK_CHANNEL_RATE: "500", SLACK_CHANNEL_BURST: "500" },
+    env: { SLACK_CHANNEL_RATE: "500", SLACK_CHANNEL_BURST: "500", AUDITOR_TOKENS: AUDITOR_TOKEN },
   });
 }
 
@@ -224,6 +227,19 @@ async function checkCard(h: Harness, actionId: string, e: CardExpect): Promise<v
   const view = opened.args.view as { blocks: unknown };
   expect(surfaceProblems({ blocks: view.blocks }, mentions), "the modal's own promises").toEqual([]);
   expect(expectationProblems({ blocks: view.blocks }, e, "modal"), "what the modal shows").toEqual([]);
+}
+
+/** The action's row in the auditors' CSV export, held to the cells the case names. */
+async function checkCsv(h: Harness, actionId: string, cells: Record<string, string>): Promise<void> {
+  const r = await fetch(`${h.app.url}/v1/audit/records?format=csv`, {
+    headers: { authorization: `Bearer ${AUDITOR_TOKEN}` },
+  });
+  expect(r.status, "the auditors' CSV export").toBe(200);
+  const [header, ...rows] = parseCsv(await r.text());
+  const row = rows.find((x) => x[header!.indexOf("action_id")] === actionId);
+  expect(row, `a CSV row for ${actionId}`).toBeDefined();
+  const got = Object.fromEntries(Object.keys(cells).map((k) => [k, row![header!.indexOf(k)]]));
+  expect(got).toEqual(cells);
 }
 
 // ---------------------------------------------------------------------------
@@ -372,7 +388,8 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   }
   await expectHealthy(h);
   if (accepted) {
-    await checkCard(h, String(r.json.action_id), c.expect.card!);
+    if (c.expect.card) await checkCard(h, String(r.json.action_id), c.expect.card);
+    if (c.expect.csv) await checkCsv(h, String(r.json.action_id), c.expect.csv);
     return;
   }
   expect(r.type).toContain("application/problem+json");

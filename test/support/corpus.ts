@@ -92,6 +92,11 @@ export interface HttpCase extends Common {
     /** The answer must arrive within this many milliseconds of sending. */
     within_ms?: number;
     card?: CardExpect;
+    /**
+     * For a request the policy decides at once (no card): cells of its row in the
+     * auditors' CSV export, by column, exactly as a spreadsheet would receive them.
+     */
+    csv?: Record<string, string>;
   };
 }
 
@@ -128,7 +133,7 @@ const COMMON_KEYS = ["name", "door", "why", "known_bug"];
 const ALLOWED: Record<Door, { keys: string[]; expect: string[] }> = {
   http: {
     keys: [...COMMON_KEYS, "body", "bodyText", "bodyBytes", "contentType", "token", "before"],
-    expect: ["status", "code", "paths", "detail", "within_ms", "card"],
+    expect: ["status", "code", "paths", "detail", "within_ms", "card", "csv"],
   },
   queue: {
     keys: [...COMMON_KEYS, "request", "data", "proof"],
@@ -233,9 +238,16 @@ function checkCase(file: string, raw: unknown): CorpusCase {
     if (expect.within_ms !== undefined && (typeof expect.within_ms !== "number" || expect.within_ms <= 0))
       fail(file, "expect.within_ms must be a positive number of milliseconds");
     if (typeof expect.status !== "number") fail(file, "expect.status is required");
-    if (expect.status >= 400 && expect.card) fail(file, "a refused request has no card to check");
+    if (expect.status >= 400 && (expect.card || expect.csv))
+      fail(file, "a refused request has no card or record to check");
+    if (
+      expect.csv !== undefined &&
+      (!isObj(expect.csv) || !Object.values(expect.csv).every((v) => typeof v === "string"))
+    )
+      fail(file, "expect.csv must map CSV columns to the exact cell text");
     if (expect.status >= 400 && typeof expect.code !== "string") fail(file, "a refusal must name its code");
-    if (expect.status < 300 && !expect.card) fail(file, "an accepted case must say what its card shows");
+    if (expect.status < 300 && !expect.card && !expect.csv)
+      fail(file, "an accepted case must say what its card (or, decided at once, its CSV row) shows");
     return { ...base, token: token(raw.token, "token") } as unknown as HttpCase;
   }
   if (door === "queue") {
@@ -589,4 +601,37 @@ export function expectationProblems(
     }
   }
   return problems;
+}
+
+// ---------------------------------------------------------------------------
+// CSV, read back as a spreadsheet would
+
+/** An RFC 4180 reader (quoted fields, doubled quotes, CRLF rows), apart from the writer. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      row.push(cell);
+      cell = "";
+    } else if (c === "\r" && text[i + 1] === "\n") {
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = "";
+      i++;
+    } else cell += c;
+  }
+  if (quoted) throw new Error("unterminated quoted CSV field");
+  return rows;
 }
