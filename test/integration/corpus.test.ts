@@ -419,6 +419,7 @@ async function expectHealthy(h: Harness): Promise<void> {
 
 async function queueData(h: Harness, c: QueueCase, ids: Ids): Promise<unknown> {
   if (c.data !== undefined) return expand(c.data, ids);
+  if (c.dataText !== undefined) return undefined;
   const req = expand(c.request, ids);
   const agentId = agentOf(req);
   switch (c.proof) {
@@ -458,7 +459,15 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   await settle(h);
   const before = await snapshot(h);
   const lastRejected = (await lastEvent(h, "rejected"))?.id ?? 0;
-  const job = await h.queue.add("approval", data);
+  let job: Awaited<ReturnType<typeof h.queue.add>>;
+  if (c.dataText === undefined) job = await h.queue.add("approval", data);
+  else {
+    // Parked as delayed, its data replaced in Redis, then let go: what the worker reads is
+    // exactly the text, whatever BullMQ's client could have written.
+    job = await h.queue.add("approval", {}, { delay: 3_600_000 });
+    await h.redis.hset(`${h.prefix}:approval-requests:${job.id}`, "data", expandText(c.dataText, ids));
+    await job.promote();
+  }
   await expect(job.waitUntilFinished(h.events, 10_000)).rejects.toThrow();
   const done = await h.queue.getJob(job.id!);
   expect(done?.failedReason).toMatch(new RegExp(`^${escapeRegExp(c.expect.failedReason!)}`));

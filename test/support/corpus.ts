@@ -105,6 +105,11 @@ export interface QueueCase extends Common {
   request?: unknown;
   /** Raw job data, sent as is (no proof added). */
   data?: unknown;
+  /**
+   * Job data as raw JSON text, written into the job's Redis hash as any Redis client
+   * could, for data that BullMQ's own client cannot serialize (10,000 levels deep).
+   */
+  dataText?: TextTemplate;
   proof: TokenKind;
   expect: { failedReason?: string; contains?: string[]; accepted?: boolean; card?: CardExpect };
 }
@@ -136,7 +141,7 @@ const ALLOWED: Record<Door, { keys: string[]; expect: string[] }> = {
     expect: ["status", "code", "paths", "detail", "within_ms", "card", "csv"],
   },
   queue: {
-    keys: [...COMMON_KEYS, "request", "data", "proof"],
+    keys: [...COMMON_KEYS, "request", "data", "dataText", "proof"],
     expect: ["failedReason", "contains", "accepted", "card"],
   },
   slack: {
@@ -251,8 +256,10 @@ function checkCase(file: string, raw: unknown): CorpusCase {
     return { ...base, token: token(raw.token, "token") } as unknown as HttpCase;
   }
   if (door === "queue") {
-    if ((raw.request === undefined) === (raw.data === undefined))
-      fail(file, "give exactly one of request and data");
+    const given = [raw.request, raw.data, raw.dataText].filter((d) => d !== undefined).length;
+    if (given !== 1) fail(file, "give exactly one of request, data and dataText");
+    if (raw.dataText !== undefined && !isTextTemplate(raw.dataText))
+      fail(file, `dataText must be a string or a list of strings and {"$repeat": text, "count": n}`);
     if (expect.accepted === true) {
       if (!expect.card) fail(file, "an accepted case must say what its card shows");
     } else if (typeof expect.failedReason !== "string" || !expect.failedReason.startsWith("rejected: ")) {
