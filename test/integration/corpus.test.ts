@@ -616,6 +616,7 @@ async function runSlack(h: Harness, c: SlackCase): Promise<void> {
     expect(now?.status).toBe("pending");
     expect(now?.votes.length ?? 0).toBe(card === a && c.replay ? 1 : 0);
   }
+  await expectHealthy(h);
 }
 
 // ---------------------------------------------------------------------------
