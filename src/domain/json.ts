@@ -385,6 +385,33 @@ class StrictParser {
   }
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8Lossy = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * Reads a body's bytes as UTF-8, the only encoding JSON has between systems (RFC 8259
+ * 8.1). Bytes that are not UTF-8 are refused, never replaced with U+FFFD: a replaced
+ * character would be hashed and shown as something the agent never sent. A byte order
+ * mark is kept, for the parser to refuse.
+ */
+export function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    // Up to the first bad byte, the lossy decoding re-encodes to the very same bytes.
+    const lossy = new TextEncoder().encode(utf8Lossy.decode(bytes));
+    let at = 0;
+    while (at < bytes.length && at < lossy.length && bytes[at] === lossy[at]) at++;
+    const shown = Array.from(bytes.subarray(at, at + 4), (b) => `0x${b.toString(16).toUpperCase()}`);
+    throw invalidRequest([
+      {
+        path: "",
+        message: `the body is not UTF-8: bytes ${shown.join(" ")} at byte offset ${at} do not form a character; send JSON encoded as UTF-8`,
+      },
+    ]);
+  }
+}
+
 /**
  * Parses a body that arrives as text (the HTTP API) and refuses what is not I-JSON.
  * On success the result equals `JSON.parse(text)`. Malformed text is refused at its

@@ -85,7 +85,7 @@ export interface SlackCall {
   /** When it was answered, ms since the epoch. */
   at: number;
   response: Record<string, unknown>;
-  /** The HTTP status sent back. */
+  /** The HTTP status sent back; 0 when the connection was closed without an answer. */
   status: number;
 }
 
@@ -103,6 +103,11 @@ export interface SlackFault {
    * as when Slack did the work but its answer was lost. Default false.
    */
   effect?: boolean;
+  /**
+   * Close the connection without any answer, a network-level failure (the client sees a
+   * reset or "socket hang up"), after the work when `effect` is set. Recorded with status 0.
+   */
+  reset?: boolean;
 }
 
 export interface SlackApiOptions {
@@ -591,6 +596,13 @@ export class SlackApiSim {
     delete args.token;
 
     const fault = this.takeFault(method);
+    if (fault?.reset) {
+      const response = fault.effect ? this.dispatch(method, args, token) : {};
+      if (fault.delayMs) await this.delay(fault.delayMs);
+      req.socket.destroy();
+      this.record({ method, args, at: Date.now(), response, status: 0 });
+      return;
+    }
     const failing = fault !== undefined && (fault.status !== undefined || fault.error !== undefined);
     let answer: { status: number; body: Obj; headers?: Record<string, string> };
     if (failing && !fault.effect) {

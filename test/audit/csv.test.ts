@@ -139,3 +139,34 @@ describe("CSV export", () => {
     expect(csvCell(42)).toBe("42");
   });
 });
+
+// OWASP's CSV injection list has tab and carriage return beside = + - @: a spreadsheet
+// may strip either and then read the formula behind it.
+describe("CSV export: cells that start with a tab or a carriage return", () => {
+  const TRICKS = [
+    { summary: "\t=cmd|' /C calc'!A0", reasonText: '\r=HYPERLINK("http://evil.example")' },
+    { summary: "\r+1 refund", reasonText: "\t@SUM(A1:A9)" },
+  ];
+  let tricks: TestLog;
+  beforeAll(async () => {
+    tricks = await buildLog(TRICKS.map((t) => ({ ...t, agent: "billing-agent" })));
+  });
+  afterAll(() => tricks.cleanup());
+
+  it("prefixes each such cell with a quote, and the rest of the cell is the signed text", async () => {
+    const db = tricks.open();
+    const [header, ...rows] = parseCsv(await exportText(db, { format: "csv" }));
+    db.close();
+    expect(rows).toHaveLength(TRICKS.length);
+    rows.forEach((row, i) => {
+      const cells = Object.fromEntries(header!.map((h, j) => [h, row[j]!]));
+      expect(cells["summary"]).toBe(`'${TRICKS[i]!.summary}`);
+      expect(cells["reason_text"]).toBe(`'${TRICKS[i]!.reasonText}`);
+    });
+  });
+
+  it("quotes a cell with a carriage return after the prefix", () => {
+    expect(csvCell("\t=1")).toBe("'\t=1");
+    expect(csvCell("\r=1")).toBe(`"'\r=1"`);
+  });
+});

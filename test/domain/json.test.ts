@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { iJsonProblems, MAX_JSON_DEPTH, parseStrictJson } from "../../src/domain/json.js";
+import { decodeUtf8, iJsonProblems, MAX_JSON_DEPTH, parseStrictJson } from "../../src/domain/json.js";
 import { RejectionError } from "../../src/domain/types.js";
 
 function rejection(text: string): RejectionError {
@@ -212,5 +212,40 @@ describe("iJsonProblems on parsed values", () => {
     let deep: unknown = 1;
     for (let i = 0; i < 100_000; i++) deep = [deep];
     expect(iJsonProblems(deep)).toHaveLength(1);
+  });
+});
+
+describe("decodeUtf8: bodies must be UTF-8", () => {
+  const bytes = (...parts: (string | number[])[]): Uint8Array =>
+    new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p as string))));
+  const refusal = (b: Uint8Array): RejectionError => {
+    try {
+      decodeUtf8(b);
+    } catch (err) {
+      if (err instanceof RejectionError) return err;
+      throw err;
+    }
+    throw new Error("expected the bytes to be refused");
+  };
+
+  it("reads UTF-8 as it is, the byte order mark kept for the parser to refuse", () => {
+    expect(decodeUtf8(bytes('{"s":"é € 😀"}'))).toBe('{"s":"é € 😀"}');
+    expect(decodeUtf8(bytes([0xef, 0xbb, 0xbf], "{}"))).toBe("\uFEFF{}");
+    // A replacement character the agent really sent is text like any other.
+    expect(decodeUtf8(bytes('"\uFFFD"'))).toBe('"\uFFFD"');
+  });
+
+  it.each([
+    ["a Latin-1 byte", bytes('{"s":"M', [0xe9], 'ller"}'), 7],
+    ["0xFF", bytes('"a', [0xff], '"'), 2],
+    ["an overlong '/'", bytes('"', [0xc0, 0xaf], '"'), 1],
+    ["a surrogate encoded in three bytes", bytes('"', [0xed, 0xa0, 0xbd], '"'), 1],
+    ["a stray continuation byte", bytes("{", [0x80], "}"), 1],
+    ["a sequence cut off at the end", bytes('"', [0xe2, 0x82]), 1],
+  ])("refuses %s, naming the byte offset", (_what, body, at) => {
+    const err = refusal(body);
+    expect(err.code).toBe("invalid_request");
+    expect(err.message).toContain("not UTF-8");
+    expect(err.message).toContain(`byte offset ${at} `);
   });
 });

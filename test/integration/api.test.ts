@@ -149,9 +149,44 @@ describe("GET /v1/actions/:id", () => {
     expect(Date.now() - t).toBeGreaterThanOrEqual(900);
   });
 
-  it("refuses wait outside 1-60", async () => {
+  it("refuses wait outside 1-60, 0 included, with text that says 1 to 60", async () => {
     const { json } = await h.api("POST", "/v1/actions", { body: request() });
-    expect((await h.api("GET", `/v1/actions/${json.action_id}?wait=61`)).status).toBe(400);
+    for (const wait of ["0", "61", "-1", "1.5", "", "ten"]) {
+      const r = await h.api("GET", `/v1/actions/${json.action_id}?wait=${wait}`);
+      expect({ wait, status: r.status, code: r.json.code }).toEqual({
+        wait,
+        status: 400,
+        code: "invalid_request",
+      });
+      expect(r.json.detail).toContain("from 1 to 60");
+      expect(r.json.errors).toEqual([{ path: "wait", message: expect.stringContaining("1 to 60") }]);
+    }
+    expect((await h.api("GET", `/v1/actions/${json.action_id}?wait=1`)).status).toBe(200);
+    expect((await h.api("GET", `/v1/actions/${json.action_id}`)).status).toBe(200);
+  });
+
+  it("spends a GET token: the same token a second time is 401 replayed_proof", async () => {
+    const { json } = await h.api("POST", "/v1/actions", { body: request() });
+    const token = await h.proof(undefined);
+    const first = await h.api("GET", `/v1/actions/${json.action_id}`, { token });
+    expect(first.status).toBe(200);
+    const again = await h.api("GET", `/v1/actions/${json.action_id}`, { token });
+    expect({ status: again.status, code: again.json.code }).toEqual({ status: 401, code: "replayed_proof" });
+    expect(again.type).toContain("application/problem+json");
+    // A long-poll's token is spent as well, even when the wait runs out without a verdict.
+    const pollToken = await h.proof(undefined);
+    expect((await h.api("GET", `/v1/actions/${json.action_id}?wait=1`, { token: pollToken })).status).toBe(
+      200,
+    );
+    const replayedPoll = await h.api("GET", `/v1/actions/${json.action_id}?wait=1`, { token: pollToken });
+    expect(replayedPoll.json.code).toBe("replayed_proof");
+  });
+
+  it("refuses a token bound to a body (a POST's) on a GET", async () => {
+    const req = request();
+    const { json } = await h.api("POST", "/v1/actions", { body: req });
+    const r = await h.api("GET", `/v1/actions/${json.action_id}`, { token: await h.proof(req) });
+    expect({ status: r.status, code: r.json.code }).toEqual({ status: 401, code: "bad_proof" });
   });
 });
 

@@ -39,10 +39,12 @@ import {
   loadCorpus,
   type MintContext,
   makeEdAgent,
+  parseCsv,
   type QueueCase,
   type SlackCase,
   strangerKey,
   surfaceProblems,
+  textBytes,
   validProof,
 } from "../support/corpus.js";
 import {
@@ -111,11 +113,13 @@ routes:
 `;
 }
 
+const AUDITOR_TOKEN = `corpus-auditor-${randomUUID()}`;
+
 async function corpusHarness(): Promise<Harness> {
   // Cards are not paced here: pacing is tested elsewhere, and the corpus posts many.
   return startHarness({
     policy: corpusPolicy(),
-    env: { SLACK_CHANNEL_RATE: "500", SLACK_CHANNEL_BURST: "500" },
+    env: { SLACK_CHANNEL_RATE: "500", SLACK_CHANNEL_BURST: "500", AUDITOR_TOKENS: AUDITOR_TOKEN },
   });
 }
 
@@ -225,6 +229,19 @@ async function checkCard(h: Harness, actionId: string, e: CardExpect): Promise<v
   expect(expectationProblems({ blocks: view.blocks }, e, "modal"), "what the modal shows").toEqual([]);
 }
 
+/** The action's row in the auditors' CSV export, held to the cells the case names. */
+async function checkCsv(h: Harness, actionId: string, cells: Record<string, string>): Promise<void> {
+  const r = await fetch(`${h.app.url}/v1/audit/records?format=csv`, {
+    headers: { authorization: `Bearer ${AUDITOR_TOKEN}` },
+  });
+  expect(r.status, "the auditors' CSV export").toBe(200);
+  const [header, ...rows] = parseCsv(await r.text());
+  const row = rows.find((x) => x[header!.indexOf("action_id")] === actionId);
+  expect(row, `a CSV row for ${actionId}`).toBeDefined();
+  const got = Object.fromEntries(Object.keys(cells).map((k) => [k, row![header!.indexOf(k)]]));
+  expect(got).toEqual(cells);
+}
+
 // ---------------------------------------------------------------------------
 // HTTP
 
@@ -250,7 +267,7 @@ interface Answer {
 
 async function post(
   h: Harness,
-  text: string | undefined,
+  text: string | Uint8Array | undefined,
   authorization: string | null,
   contentType = "application/json",
 ) {
@@ -288,7 +305,7 @@ async function httpAuthorization(
   h: Harness,
   c: HttpCase,
   body: unknown,
-  text: string,
+  text: string | Uint8Array,
 ): Promise<string | null> {
   const agentId = agentOf(body);
   switch (c.token) {
@@ -323,16 +340,26 @@ async function httpAuthorization(
 // What a confused agent might put in Basic auth; it must not be taken as any credential.
 const BILLING_SECRET_HINT = "billing-agent-secret";
 
-function httpBody(c: HttpCase, ids: Ids): { body: unknown; text: string } {
+/**
+ * What is sent, and the value a token is minted over: what a lenient server would read
+ * (JSON.parse, and for raw bytes Node's own decoding, which replaces what is not UTF-8),
+ * so that only the strictness under test can refuse the case.
+ */
+function httpBody(c: HttpCase, ids: Ids): { body: unknown; text: string | Uint8Array } {
+  const lenient = (text: string): unknown => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  };
   if (c.bodyText !== undefined) {
     const text = expandText(c.bodyText, ids);
-    let body: unknown = null;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = null;
-    }
-    return { body, text };
+    return { body: lenient(text), text };
+  }
+  if (c.bodyBytes !== undefined) {
+    const bytes = textBytes(expandText(c.bodyBytes, ids));
+    return { body: lenient(Buffer.from(bytes).toString("utf8")), text: bytes };
   }
   const body = expand(c.body, ids);
   return { body, text: JSON.stringify(body) };
@@ -350,12 +377,19 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   const accepted = c.expect.status < 300;
   await settle(h);
   const before = await snapshot(h);
+  const sentAt = performance.now();
   const r = await post(h, text, authorization, c.contentType);
+  const tookMs = performance.now() - sentAt;
   expect({ status: r.status, code: r.json?.code }, `answer: ${JSON.stringify(r.json).slice(0, 400)}`).toEqual(
     { status: c.expect.status, code: accepted ? undefined : c.expect.code },
   );
+  if (c.expect.within_ms !== undefined) {
+    expect(tookMs, `answered within ${c.expect.within_ms} ms`).toBeLessThanOrEqual(c.expect.within_ms);
+  }
+  await expectHealthy(h);
   if (accepted) {
-    await checkCard(h, String(r.json.action_id), c.expect.card!);
+    if (c.expect.card) await checkCard(h, String(r.json.action_id), c.expect.card);
+    if (c.expect.csv) await checkCsv(h, String(r.json.action_id), c.expect.csv);
     return;
   }
   expect(r.type).toContain("application/problem+json");
@@ -372,11 +406,20 @@ async function runHttp(h: Harness, c: HttpCase): Promise<void> {
   expect(await snapshot(h), "a refused request changes nothing").toEqual(before);
 }
 
+/** After a hostile request the server still answers its health and readiness checks. */
+async function expectHealthy(h: Harness): Promise<void> {
+  for (const path of ["/healthz", "/readyz"]) {
+    const r = await fetch(`${h.app.url}${path}`, { signal: AbortSignal.timeout(5_000) });
+    expect({ path, status: r.status }, "the server stays healthy").toEqual({ path, status: 200 });
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Queue
 
 async function queueData(h: Harness, c: QueueCase, ids: Ids): Promise<unknown> {
   if (c.data !== undefined) return expand(c.data, ids);
+  if (c.dataText !== undefined) return undefined;
   const req = expand(c.request, ids);
   const agentId = agentOf(req);
   switch (c.proof) {
@@ -416,7 +459,15 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   await settle(h);
   const before = await snapshot(h);
   const lastRejected = (await lastEvent(h, "rejected"))?.id ?? 0;
-  const job = await h.queue.add("approval", data);
+  let job: Awaited<ReturnType<typeof h.queue.add>>;
+  if (c.dataText === undefined) job = await h.queue.add("approval", data);
+  else {
+    // Parked as delayed, its data replaced in Redis, then let go: what the worker reads is
+    // exactly the text, whatever BullMQ's client could have written.
+    job = await h.queue.add("approval", {}, { delay: 3_600_000 });
+    await h.redis.hset(`${h.prefix}:approval-requests:${job.id}`, "data", expandText(c.dataText, ids));
+    await job.promote();
+  }
   await expect(job.waitUntilFinished(h.events, 10_000)).rejects.toThrow();
   const done = await h.queue.getJob(job.id!);
   expect(done?.failedReason).toMatch(new RegExp(`^${escapeRegExp(c.expect.failedReason!)}`));
@@ -428,6 +479,7 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   const ev = await lastEvent(h, "rejected");
   expect(ev?.id ?? 0, "an audit event for the refusal").toBeGreaterThan(lastRejected);
   expect(ev?.data).toMatchObject({ code: c.expect.failedReason!.split(": ")[1], via: "queue" });
+  await expectHealthy(h);
 }
 
 function escapeRegExp(s: string): string {
@@ -564,6 +616,7 @@ async function runSlack(h: Harness, c: SlackCase): Promise<void> {
     expect(now?.status).toBe("pending");
     expect(now?.votes.length ?? 0).toBe(card === a && c.replay ? 1 : 0);
   }
+  await expectHealthy(h);
 }
 
 // ---------------------------------------------------------------------------

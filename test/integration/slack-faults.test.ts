@@ -6,6 +6,24 @@ const posts = (h: Harness, channel: string) =>
     (c) => c.method === "chat.postMessage" && c.args.channel === channel && !c.args.thread_ts,
   );
 
+/** Every chat.postMessage the stand-in saw for an action's card, answered or not. */
+const postsFor = (h: Harness, actionId: string) =>
+  h.sim.calls.filter(
+    (c) =>
+      c.method === "chat.postMessage" &&
+      (c.args.metadata as { event_payload?: { action_id?: string } } | undefined)?.event_payload
+        ?.action_id === actionId,
+  );
+
+/** The messages Slack shows for an action's card. */
+const cardsFor = (h: Harness, actionId: string) =>
+  h.sim
+    .messages("C0EUAPPROVALS")
+    .filter(
+      (m) =>
+        (m.metadata as { event_payload?: { action_id?: string } })?.event_payload?.action_id === actionId,
+    );
+
 describe("passing Slack faults: the card still arrives, and never twice", () => {
   let h: Harness;
   beforeAll(async () => {
@@ -26,11 +44,22 @@ describe("passing Slack faults: the card still arrives, and never twice", () => 
   });
 
   it("retries a 5xx and a network-level failure", async () => {
-    h.sim.failNext("chat.postMessage", { status: 500 });
+    // Nothing else may take the faults meant for this card.
+    await eventually(
+      async () => (await h.app.store.pendingEffectCount(Date.now())) === 0,
+      "the outbox to settle",
+    );
     h.sim.failNext("chat.postMessage", { status: 503 });
+    h.sim.failNext("chat.postMessage", { reset: true });
     const req = request();
     await h.submit(req);
-    await h.card(req.request_id);
+    const card = await h.card(req.request_id, 0, 30_000);
+    // The stand-in saw the card's post three times: refused with a 503, cut off with no
+    // answer at all, then answered. The card arrived once.
+    const tries = postsFor(h, card.actionId);
+    expect(tries.map((c) => c.status)).toEqual([503, 0, 200]);
+    expect(tries.at(-1)!.response).toMatchObject({ ok: true, ts: card.ts });
+    expect(cardsFor(h, card.actionId)).toHaveLength(1);
   });
 
   it("finds the posted card when Slack's answer was lost, instead of posting a second", async () => {
@@ -50,6 +79,21 @@ describe("passing Slack faults: the card still arrives, and never twice", () => 
     expect(stored).toHaveLength(1);
     expect(stored[0]!.ts).toBe(card.ts);
     expect(posts(h, "C0EUAPPROVALS").length - before).toBe(1);
+  });
+
+  it("finds the posted card when the connection dropped after Slack stored it", async () => {
+    await eventually(
+      async () => (await h.app.store.pendingEffectCount(Date.now())) === 0,
+      "the outbox to settle",
+    );
+    h.sim.failNext("chat.postMessage", { reset: true, effect: true });
+    const req = request();
+    await h.submit(req);
+    const card = await h.card(req.request_id, 0, 30_000);
+    expect(postsFor(h, card.actionId).map((c) => c.status)).toEqual([0]);
+    const shown = cardsFor(h, card.actionId);
+    expect(shown).toHaveLength(1);
+    expect(shown[0]!.ts).toBe(card.ts);
   });
 });
 

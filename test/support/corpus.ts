@@ -7,7 +7,7 @@
  * naming the file, since a misspelt expectation would otherwise be silently ignored and
  * the case could never fail.
  */
-import { createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { SignJWT } from "jose";
@@ -28,6 +28,11 @@ export const TOKEN_KINDS = [
   "expired",
   "long-lifetime",
   "future-iat",
+  "iat-past-skew",
+  "iat-within-skew",
+  "lifetime-301",
+  "lifetime-300",
+  "no-jti",
   "wrong-audience",
   "alg-none",
   "key-confusion",
@@ -66,10 +71,15 @@ interface Common {
   known_bug?: string;
 }
 
+/** Raw text, or pieces joined: strings and {"$repeat": s, "count": n}. */
+export type TextTemplate = string | (string | { $repeat: string; count: number })[];
+
 export interface HttpCase extends Common {
   door: "http";
   body?: unknown;
-  bodyText?: string;
+  bodyText?: TextTemplate;
+  /** Like bodyText, then each `\xHH` becomes that one byte (for bytes that are not UTF-8). */
+  bodyBytes?: TextTemplate;
   contentType?: string;
   token: TokenKind;
   /** Steps sent first (shared placeholders), each with the status it must get. */
@@ -79,7 +89,14 @@ export interface HttpCase extends Common {
     code?: string;
     paths?: string[];
     detail?: string;
+    /** The answer must arrive within this many milliseconds of sending. */
+    within_ms?: number;
     card?: CardExpect;
+    /**
+     * For a request the policy decides at once (no card): cells of its row in the
+     * auditors' CSV export, by column, exactly as a spreadsheet would receive them.
+     */
+    csv?: Record<string, string>;
   };
 }
 
@@ -88,6 +105,11 @@ export interface QueueCase extends Common {
   request?: unknown;
   /** Raw job data, sent as is (no proof added). */
   data?: unknown;
+  /**
+   * Job data as raw JSON text, written into the job's Redis hash as any Redis client
+   * could, for data that BullMQ's own client cannot serialize (10,000 levels deep).
+   */
+  dataText?: TextTemplate;
   proof: TokenKind;
   expect: { failedReason?: string; contains?: string[]; accepted?: boolean; card?: CardExpect };
 }
@@ -115,11 +137,11 @@ export type CorpusCase = HttpCase | QueueCase | SlackCase;
 const COMMON_KEYS = ["name", "door", "why", "known_bug"];
 const ALLOWED: Record<Door, { keys: string[]; expect: string[] }> = {
   http: {
-    keys: [...COMMON_KEYS, "body", "bodyText", "contentType", "token", "before"],
-    expect: ["status", "code", "paths", "detail", "card"],
+    keys: [...COMMON_KEYS, "body", "bodyText", "bodyBytes", "contentType", "token", "before"],
+    expect: ["status", "code", "paths", "detail", "within_ms", "card", "csv"],
   },
   queue: {
-    keys: [...COMMON_KEYS, "request", "data", "proof"],
+    keys: [...COMMON_KEYS, "request", "data", "dataText", "proof"],
     expect: ["failedReason", "contains", "accepted", "card"],
   },
   slack: {
@@ -212,17 +234,32 @@ function checkCase(file: string, raw: unknown): CorpusCase {
   const base = { ...raw, file, name: raw.name, door } as Record<string, unknown>;
 
   if (door === "http") {
-    if ((raw.body === undefined) === (raw.bodyText === undefined))
-      fail(file, "give exactly one of body and bodyText");
+    const given = [raw.body, raw.bodyText, raw.bodyBytes].filter((b) => b !== undefined).length;
+    if (given !== 1) fail(file, "give exactly one of body, bodyText and bodyBytes");
+    for (const k of ["bodyText", "bodyBytes"] as const) {
+      if (raw[k] !== undefined && !isTextTemplate(raw[k]))
+        fail(file, `${k} must be a string or a list of strings and {"$repeat": text, "count": n}`);
+    }
+    if (expect.within_ms !== undefined && (typeof expect.within_ms !== "number" || expect.within_ms <= 0))
+      fail(file, "expect.within_ms must be a positive number of milliseconds");
     if (typeof expect.status !== "number") fail(file, "expect.status is required");
-    if (expect.status >= 400 && expect.card) fail(file, "a refused request has no card to check");
+    if (expect.status >= 400 && (expect.card || expect.csv))
+      fail(file, "a refused request has no card or record to check");
+    if (
+      expect.csv !== undefined &&
+      (!isObj(expect.csv) || !Object.values(expect.csv).every((v) => typeof v === "string"))
+    )
+      fail(file, "expect.csv must map CSV columns to the exact cell text");
     if (expect.status >= 400 && typeof expect.code !== "string") fail(file, "a refusal must name its code");
-    if (expect.status < 300 && !expect.card) fail(file, "an accepted case must say what its card shows");
+    if (expect.status < 300 && !expect.card && !expect.csv)
+      fail(file, "an accepted case must say what its card (or, decided at once, its CSV row) shows");
     return { ...base, token: token(raw.token, "token") } as unknown as HttpCase;
   }
   if (door === "queue") {
-    if ((raw.request === undefined) === (raw.data === undefined))
-      fail(file, "give exactly one of request and data");
+    const given = [raw.request, raw.data, raw.dataText].filter((d) => d !== undefined).length;
+    if (given !== 1) fail(file, "give exactly one of request, data and dataText");
+    if (raw.dataText !== undefined && !isTextTemplate(raw.dataText))
+      fail(file, `dataText must be a string or a list of strings and {"$repeat": text, "count": n}`);
     if (expect.accepted === true) {
       if (!expect.card) fail(file, "an accepted case must say what its card shows");
     } else if (typeof expect.failedReason !== "string" || !expect.failedReason.startsWith("rejected: ")) {
@@ -296,8 +333,39 @@ export function expand(t: unknown, ids: Ids, index?: number): unknown {
   return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, expand(v, ids, index)]));
 }
 
-export function expandText(text: string, ids: Ids): string {
-  return text.replaceAll("$request_id_2", ids.request_id_2).replaceAll("$request_id", ids.request_id);
+function isTextTemplate(t: unknown): t is TextTemplate {
+  if (typeof t === "string") return true;
+  return (
+    Array.isArray(t) &&
+    t.every(
+      (p) =>
+        typeof p === "string" ||
+        (isObj(p) &&
+          typeof p.$repeat === "string" &&
+          typeof p.count === "number" &&
+          Object.keys(p).length === 2),
+    )
+  );
+}
+
+export function expandText(text: TextTemplate, ids: Ids): string {
+  const joined =
+    typeof text === "string"
+      ? text
+      : text.map((p) => (typeof p === "string" ? p : p.$repeat.repeat(p.count))).join("");
+  return joined.replaceAll("$request_id_2", ids.request_id_2).replaceAll("$request_id", ids.request_id);
+}
+
+/** The text as UTF-8, except that each `\xHH` in it becomes the single byte HH. */
+export function textBytes(text: string): Uint8Array {
+  const parts: Buffer[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/\\x([0-9A-Fa-f]{2})/g)) {
+    parts.push(Buffer.from(text.slice(last, m.index), "utf8"), Buffer.from([Number.parseInt(m[1]!, 16)]));
+    last = m.index + m[0].length;
+  }
+  parts.push(Buffer.from(text.slice(last), "utf8"));
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 // ---------------------------------------------------------------------------
@@ -392,6 +460,25 @@ export async function hostileProof(
       return validProof(ctx, agentId, request, { ttlSeconds: 3600 });
     case "future-iat":
       return validProof(ctx, agentId, request, { now: new Date(Date.now() + 10 * 60_000) });
+    // The clock rules' edges: 30 s of skew is allowed, so 45 s ahead is refused and 15 s
+    // ahead is not (margins a slow run cannot cross); a lifetime of 300 s is the most.
+    case "iat-past-skew":
+      return validProof(ctx, agentId, request, { now: new Date(Date.now() + 45_000) });
+    case "iat-within-skew":
+      return validProof(ctx, agentId, request, { now: new Date(Date.now() + 15_000) });
+    case "lifetime-301":
+      return validProof(ctx, agentId, request, { ttlSeconds: 301 });
+    case "lifetime-300":
+      return validProof(ctx, agentId, request, { ttlSeconds: 300 });
+    case "no-jti": {
+      const { jti: _dropped, ...claims } = claimsFor(agentId, request);
+      const jwt = new SignJWT(claims);
+      return agentId === ctx.ed.id
+        ? jwt.setProtectedHeader({ alg: "EdDSA", typ: "JWT" }).sign(createPrivateKey(ctx.ed.privatePem))
+        : jwt
+            .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+            .sign(enc.encode(agentId === "ops-agent" ? OPS_SECRET : BILLING_SECRET));
+    }
     case "wrong-audience":
       return new SignJWT({ ...claimsFor(agentId, request), aud: "https://other-countersign.example" })
         .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -521,4 +608,37 @@ export function expectationProblems(
     }
   }
   return problems;
+}
+
+// ---------------------------------------------------------------------------
+// CSV, read back as a spreadsheet would
+
+/** An RFC 4180 reader (quoted fields, doubled quotes, CRLF rows), apart from the writer. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      row.push(cell);
+      cell = "";
+    } else if (c === "\r" && text[i + 1] === "\n") {
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = "";
+      i++;
+    } else cell += c;
+  }
+  if (quoted) throw new Error("unterminated quoted CSV field");
+  return rows;
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Approvals } from "../../app/approvals.js";
 import type { ActionRow, Store } from "../../app/ports.js";
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
-import { parseStrictJson } from "../../domain/json.js";
+import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
 import type { VerdictBus } from "../queue/verdicts.js";
 import { problem } from "./server.js";
@@ -41,10 +41,13 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
       }),
     );
   });
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
-    if (body === "") return done(null, undefined);
+  // As bytes, not as a string: a string would already have had bytes that are not UTF-8
+  // silently replaced, and the replacement characters would then be hashed and shown.
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
+    const bytes = body as Buffer;
+    if (bytes.length === 0) return done(null, undefined);
     try {
-      done(null, parseStrictJson(body as string));
+      done(null, parseStrictJson(decodeUtf8(bytes)));
     } catch (e) {
       done(e as Error, undefined);
     }
@@ -83,13 +86,23 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
   app.get<{ Params: { id: string }; Querystring: { wait?: string } }>(
     "/v1/actions/:id",
     async (req, reply) => {
-      const claims = await bearer(req, {});
-      const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
-      if (!Number.isInteger(wait) || wait < 0 || wait > 60) {
-        throw new RejectionError("invalid_request", "wait must be a whole number of seconds from 1 to 60", [
-          { path: "wait", message: "1-60" },
-        ]);
+      // A read has no body: its token signs the empty string's digest, so a token minted
+      // for another call (a POST's) is no key to this one.
+      const claims = await bearer(req, { expectedDigest: EMPTY_DIGEST });
+      // No wait at all is a plain read; `?wait=0` is refused with the rest, so the answer
+      // and its error text state one range, 1 to 60 (docs/agents.md).
+      const raw = req.query.wait;
+      const wait = raw === undefined ? 0 : /^[0-9]{1,2}$/.test(raw) ? Number(raw) : Number.NaN;
+      if (raw !== undefined && !(wait >= 1 && wait <= 60)) {
+        throw new RejectionError(
+          "invalid_request",
+          `wait must be a whole number of seconds from 1 to 60, not ${JSON.stringify(String(raw).slice(0, 20))}; leave it out to answer at once`,
+          [{ path: "wait", message: "a whole number of seconds from 1 to 60" }],
+        );
       }
+      // Each token works once, reads included (docs/agents.md): a GET token copied from a
+      // log or a proxy cannot be used again to watch the action.
+      await d.store.spendProof(claims.iss, claims, Date.now());
       let a = await own(req.params.id, claims.iss);
       if (a.status === "pending" && wait > 0) {
         const abort = new AbortController();
