@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeJws, jwsDigest, signRecord } from "../../src/adapters/crypto/signing.js";
+import { formatTimeline, GRANT_EVENTS } from "../../src/audit/events.js";
 import { CSV_COLUMNS, type ExportSource, exportChunks, parseExportQuery } from "../../src/audit/export.js";
 import { ExportVerifier, type VerifyReport } from "../../src/audit/verify.js";
 import { type Decided, TestChain } from "./chain.js";
@@ -337,5 +338,65 @@ describe("audit verify: a log with receipts", () => {
     first["record"] = signRecord(KEY, d.claims);
     lines[0] = JSON.stringify(first);
     expect(failure(verify(lines))).toEqual({ seq: 2, reason: "unknown_key" });
+  });
+});
+
+describe("audit events: what happened to the approval", () => {
+  it("shows grant events and lists the receipts under the record, control characters made visible", () => {
+    const chain = new TestChain(KEY);
+    const d = chain.decision();
+    const redeemed = chain.receipt(d, { kind: "redeemed", by: PAYMENTS });
+    const outcome = chain.receipt(d, {
+      kind: "outcome",
+      by: PAYMENTS,
+      status: "failed",
+      detail: "declined\u001b[2J\u202e",
+    });
+    const at = Date.parse(d.claims.decided_at);
+    const text = formatTimeline(
+      {
+        id: d.claims.action_id,
+        agentId: "billing-agent",
+        requestId: d.claims.request_id,
+        actionType: "payments.refund",
+        status: "approved",
+        requestedAt: at - 30_000,
+      },
+      [
+        {
+          type: GRANT_EVENTS.redeemRefused,
+          actor: "executor:crm-api",
+          at: at + 500,
+          data: { code: "forbidden", reason: "may_redeem does not cover payments.refund", record: d.jws },
+        },
+        {
+          type: GRANT_EVENTS.redeemed,
+          actor: "executor:payments-api",
+          at: at + 1000,
+          data: { receipt_seq: 2 },
+        },
+        {
+          type: GRANT_EVENTS.outcomeReported,
+          actor: "executor:payments-api",
+          at: at + 2000,
+          data: { status: "failed", receipt_seq: 3 },
+        },
+      ],
+      { seq: 1, verdict: "approved", decidedAt: at, decisionId: d.claims.jti, digest: jwsDigest(d.jws) },
+      [
+        { seq: 2, jws: redeemed },
+        { seq: 3, jws: outcome },
+      ],
+    );
+    expect(text).toMatch(/redeem_refused\s+code=forbidden/);
+    expect(text).not.toContain(d.jws);
+    expect(text).toMatch(/outcome_reported\s+status=failed receipt_seq=3/);
+    const lines = text.trimEnd().split("\n");
+    expect(lines.at(-2)).toBe(
+      `receipt seq 2: redeemed at ${String(decodeJws(redeemed).payload["at"])} by executor payments-api, sha256 ${jwsDigest(redeemed)}`,
+    );
+    expect(lines.at(-1)).toMatch(
+      /^receipt seq 3: outcome at \S+ by executor payments-api, status=failed detail=declined\[U\+001B\]\[2J\[U\+202E\], sha256 /,
+    );
   });
 });
