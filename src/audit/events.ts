@@ -3,7 +3,12 @@
  * reads in a terminal. Event data carries agent-written text, so every value is shown
  * with invisible and control characters made visible: an agent must not be able to
  * rewrite an auditor's terminal with escape sequences or hide text with bidi controls.
+ *
+ * After the verdict, an approval's life (redeemed, its outcome, revoked, and every refused
+ * attempt) is in the same timeline as events (GRANT_EVENTS), and its receipts, the signed
+ * entries of the log, are listed under the record.
  */
+import { sha256B64url } from "../domain/canonical.js";
 import { LINE_BREAK_MARK, showInvisible } from "../domain/text.js";
 
 export interface TimelineAction {
@@ -23,6 +28,32 @@ export interface TimelineEvent {
   readonly data: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * The event types written for what happens to an approval after its verdict; each refusal
+ * is an event too, with `code` (the HTTP problem code) and `reason` in its data. The
+ * events that a receipt backs carry `receipt_seq`; the receipt's JWS stays in the log.
+ */
+export const GRANT_EVENTS = {
+  /** An executor redeemed the approval: data {executor, receipt_seq}. */
+  redeemed: "redeemed",
+  /** A redemption was refused: data {executor, code, reason}. */
+  redeemRefused: "redeem_refused",
+  /** An outcome was recorded: data {status, detail?, receipt_seq}; the actor says who reported it. */
+  outcomeReported: "outcome_reported",
+  /** An outcome report was refused: data {code, reason}. */
+  outcomeRefused: "outcome_refused",
+  /** The approval was revoked: data {reason_text, receipt_seq}; actor `slack:U...` or `cli`. */
+  revoked: "revoked",
+  /** A revocation was refused (already redeemed, expired, not allowed): data {code, reason}. */
+  revokeRefused: "revoke_refused",
+} as const;
+
+/** A receipt of the action, as stored: the timeline shows what it signs. */
+export interface TimelineReceipt {
+  readonly seq: number;
+  readonly jws: string;
+}
+
 export interface TimelineRecord {
   readonly seq: number;
   readonly verdict: string;
@@ -37,6 +68,8 @@ export interface TimelineRecord {
  */
 const HIDDEN_KEYS: Readonly<Record<string, readonly string[]>> = {
   routed: ["explanation"],
+  // A refused redemption may carry what was posted; the record is in the log already.
+  [GRANT_EVENTS.redeemRefused]: ["record", "request"],
 };
 
 /** One value is cut after this many characters, so a 32 KiB detail cannot bury the timeline. */
@@ -46,6 +79,7 @@ export function formatTimeline(
   action: TimelineAction,
   events: readonly TimelineEvent[],
   record: TimelineRecord | null,
+  receipts: readonly TimelineReceipt[] = [],
 ): string {
   const out: string[] = [
     `action ${show(action.id)}: ${show(action.actionType)} by agent ${show(action.agentId)}, request ${show(action.requestId)}`,
@@ -66,7 +100,35 @@ export function formatTimeline(
       ? `record seq ${record.seq}: ${show(record.verdict)}, decided ${iso(record.decidedAt)}, decision ${show(record.decisionId)}, sha256 ${record.digest}`
       : `no record: the action is ${show(action.status)}, without a verdict yet`,
   );
+  for (const r of receipts) out.push(receiptLine(r));
   return `${out.join("\n")}\n`;
+}
+
+/** `receipt seq 7: redeemed at ... by executor payments-api, sha256 ...`, from the signed claims. */
+function receiptLine(r: TimelineReceipt): string {
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(Buffer.from(r.jws.split(".")[1] ?? "", "base64url").toString("utf8")) as Record<
+      string,
+      unknown
+    >;
+  } catch {
+    return `receipt seq ${r.seq}: unreadable (not a compact JWS with a JSON payload)`;
+  }
+  const by = typeof c["by"] === "object" && c["by"] !== null ? (c["by"] as Record<string, unknown>) : {};
+  const who =
+    typeof by["executor"] === "string"
+      ? `executor ${show(by["executor"])}`
+      : typeof by["agent"] === "string"
+        ? `agent ${show(by["agent"])}`
+        : by["cli"] === true
+          ? "the CLI"
+          : typeof by["user"] === "string"
+            ? `slack:${show(by["user"])}`
+            : "unknown";
+  const extra = { status: c["status"], detail: c["detail"], reason_text: c["reason_text"] };
+  const data = formatData(extra);
+  return `receipt seq ${r.seq}: ${show(String(c["kind"]))} at ${show(String(c["at"]))} by ${who}${data ? `, ${data}` : ""}, sha256 ${sha256B64url(r.jws)}`;
 }
 
 function iso(ms: number): string {

@@ -9,6 +9,11 @@
  * `{seq, record_sha256, omitted: true}`, so `audit verify` sees every seq from 1 and can
  * check each link that is there. `since` and `until` bound `decided_at` the same way:
  * `since` inclusive, `until` exclusive, and records outside are omitted lines, not cut.
+ *
+ * Receipts (redeemed, outcome, revoked) are entries of the same log. A filter keeps a
+ * receipt exactly when it keeps the receipt's decision, judged on that decision's signed
+ * claims, so a filtered export shows each approval with everything that happened to it.
+ * The CSV stays one row per decision; its last columns say what happened after.
  */
 import { jwsDigest } from "../adapters/crypto/signing.js";
 import { VERDICTS, type Verdict } from "../domain/types.js";
@@ -32,11 +37,28 @@ export interface ExportQuery {
   readonly format: ExportFormat;
 }
 
-/** A record as the database holds it, with the request JSON it covers. */
+/**
+ * An entry of the log as the database holds it: a decision record with the request JSON
+ * it covers, or a receipt.
+ */
 export interface ExportSource {
   readonly seq: number;
   readonly jws: string;
+  /** A decision's request; unused for a receipt. */
   readonly requestJson: string | null;
+  /**
+   * A receipt's decision record (its JWS), so a filter judges the receipt by its decision
+   * without the exporter remembering every decision it passed. When a reader leaves it
+   * out, the exporter remembers which approvals the filter kept instead (memory grows with
+   * the approvals of a filtered export).
+   */
+  readonly decisionJws?: string | null;
+  /**
+   * A decision's receipts (their JWS) up to the export's last seq, for the CSV's
+   * `redeemed_at`, `outcome` and `revoked_at`: a CSV row is written when its decision is,
+   * before the receipts' own places in the log. Left out, those cells are empty.
+   */
+  readonly receipts?: readonly string[];
 }
 
 export interface ExportStats {
@@ -50,9 +72,14 @@ export class ExportError extends Error {
   override readonly name = "ExportError" as const;
 }
 
-/** The decoded fields of a JSONL line, in the order they are written; `record` and `request` follow. */
+/**
+ * The decoded fields of a decision's JSONL line, in the order they are written; `record`
+ * and `request` follow. `kind` is always "decision" (exports made before receipts existed
+ * have no `kind`, and verify still reads them).
+ */
 export const LINE_FIELDS = [
   "seq",
+  "kind",
   "decided_at",
   "agent_id",
   "action_type",
@@ -67,15 +94,26 @@ export const LINE_FIELDS = [
   "decision_id",
 ] as const;
 
-/** The CSV columns, in order (SPEC "CLI"): the line's fields, then the record itself. */
-export const CSV_COLUMNS = [...LINE_FIELDS, "record"] as const;
+/**
+ * The CSV columns, in order (docs/audit.md): the line's fields but `kind` (every row is a
+ * decision), the record itself, then what happened to an approval after its verdict.
+ */
+export const CSV_COLUMNS = [
+  ...LINE_FIELDS.filter((k): k is Exclude<(typeof LINE_FIELDS)[number], "kind"> => k !== "kind"),
+  "record",
+  "redeemed_at",
+  "outcome",
+  "revoked_at",
+] as const;
 
 export type LineFields = {
   readonly [K in (typeof LINE_FIELDS)[number]]: K extends "seq"
     ? number
-    : K extends "approvers"
-      ? readonly string[]
-      : string;
+    : K extends "kind"
+      ? "decision"
+      : K extends "approvers"
+        ? readonly string[]
+        : string;
 };
 
 /**
@@ -98,6 +136,7 @@ export function lineFields(claims: Record<string, unknown>): LineFields {
   };
   return {
     seq: claims["seq"] as number,
+    kind: "decision",
     decided_at: s("decided_at"),
     agent_id: s("sub"),
     action_type: s("action_type"),
@@ -111,6 +150,42 @@ export function lineFields(claims: Record<string, unknown>): LineFields {
     action_id: s("action_id"),
     decision_id: s("jti"),
   };
+}
+
+/**
+ * Claims of a receipt that its line does not repeat: the chain's own (`ver`, `iss`, `iat`,
+ * `seq`, `prev`), and those the line shows under another name (`jti` as `receipt_id`, `sub`
+ * as `agent_id`). `decision_sha256` is checked by verify against the decision itself.
+ */
+const RECEIPT_UNSHOWN = new Set([
+  "ver",
+  "iss",
+  "iat",
+  "seq",
+  "prev",
+  "kind",
+  "jti",
+  "sub",
+  "decision_sha256",
+]);
+
+/**
+ * What a receipt's line shows beside the receipt, derived from its signed claims only:
+ * `kind`, `receipt_id`, `agent_id` (when it is about an agent's action), then every other
+ * claim under its own name (`at`, `action_id`, `decision`, `by`, and the kind's own:
+ * `status` and `detail`, `reason_text`, ...), so a new kind needs no change here. Verify
+ * derives them again the same way and compares.
+ */
+export function receiptLineFields(claims: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { kind: claims["kind"], receipt_id: claims["jti"] };
+  if (claims["sub"] !== undefined) out["agent_id"] = claims["sub"];
+  for (const [k, v] of Object.entries(claims)) if (!RECEIPT_UNSHOWN.has(k)) out[k] = v;
+  return out;
+}
+
+/** A receipt's payload carries `kind`; a decision record's never does. */
+export function isReceiptClaims(claims: Record<string, unknown>): boolean {
+  return claims["kind"] !== undefined;
 }
 
 export function matchesFilter(claims: Record<string, unknown>, f: ExportFilter): boolean {
@@ -149,13 +224,42 @@ export async function* exportChunks(
 ): AsyncGenerator<string> {
   const stats = opts.stats ?? { records: 0, omitted: 0 };
   const csv = opts.format === "csv";
+  const f = opts.filter;
+  const filtered =
+    f.agent !== undefined ||
+    f.region !== undefined ||
+    f.verdict !== undefined ||
+    f.since !== undefined ||
+    f.until !== undefined;
+  // Approvals the filter kept, by decision id, for receipts whose reader gave no decisionJws.
+  const keptApprovals = new Set<string>();
   let chunk = csv ? csvRow(CSV_COLUMNS) : "";
   for await (const page of pages) {
     for (const r of page) {
       const claims = decodePayload(r);
-      if (matchesFilter(claims, opts.filter)) {
+      const receipt = isReceiptClaims(claims);
+      let keep: boolean;
+      if (!receipt) {
+        keep = matchesFilter(claims, f);
+        if (keep && filtered && r.decisionJws === undefined && claims["verdict"] === "approved") {
+          keptApprovals.add(String(claims["jti"]));
+        }
+      } else if (!filtered) {
+        keep = true;
+      } else if (typeof r.decisionJws === "string") {
+        const decision = decodePayload({ seq: r.seq, jws: r.decisionJws, requestJson: null });
+        keep = decision["jti"] === claims["decision"] && matchesFilter(decision, f);
+      } else {
+        keep = keptApprovals.has(String(claims["decision"]));
+      }
+      if (keep) {
         stats.records++;
-        chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
+        if (receipt) {
+          // The CSV is one row per decision: a receipt shows in its decision's row.
+          if (!csv) chunk += receiptLine(r, claims);
+        } else {
+          chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
+        }
       } else {
         stats.omitted++;
         // The digest is base64url: nothing in it needs escaping.
@@ -240,6 +344,29 @@ function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+/** A receipt's line: `{seq, kind, receipt_id, agent_id, at, action_id, decision, by, ..., receipt}`. */
+function receiptLine(r: ExportSource, claims: Record<string, unknown>): string {
+  // seq from the row, as for decisions: verify catches a row moved from its signed place.
+  return `${JSON.stringify({ seq: r.seq, ...receiptLineFields(claims), receipt: r.jws })}\n`;
+}
+
+/** The CSV's last three cells: when it was redeemed, the reported outcome, when it was revoked. */
+function afterVerdict(r: ExportSource): [string, string, string] {
+  let redeemed = "";
+  let outcome = "";
+  let revoked = "";
+  for (const jws of r.receipts ?? []) {
+    const c = decodePayload({ seq: r.seq, jws, requestJson: null });
+    const at = typeof c["at"] === "string" ? c["at"] : "";
+    // The first of each kind: the log never holds two (verify refuses a second), and an
+    // export shows what is stored without judging it.
+    if (c["kind"] === "redeemed" && redeemed === "") redeemed = at;
+    else if (c["kind"] === "outcome" && outcome === "") outcome = String(c["status"]);
+    else if (c["kind"] === "revoked" && revoked === "") revoked = at;
+  }
+  return [redeemed, outcome, revoked];
+}
+
 function csvLine(r: ExportSource, claims: Record<string, unknown>): string {
   const f = lineFields(claims);
   return csvRow([
@@ -257,6 +384,7 @@ function csvLine(r: ExportSource, claims: Record<string, unknown>): string {
     f.action_id,
     f.decision_id,
     r.jws,
+    ...afterVerdict(r),
   ]);
 }
 

@@ -6,7 +6,7 @@
  */
 import type { PublicJwk } from "../adapters/crypto/signing.js";
 import type { LogHead } from "./checkpoint.js";
-import type { TimelineAction, TimelineEvent, TimelineRecord } from "./events.js";
+import type { TimelineAction, TimelineEvent, TimelineReceipt, TimelineRecord } from "./events.js";
 import type { ExportSource } from "./export.js";
 
 /** What the timeline needs of an action: the audit formatter's own type. */
@@ -42,7 +42,13 @@ export interface AuditReader {
   findAction(actionId: string): Promise<ActionSummary | null>;
   /** The decision path of one action, in the order it was written. */
   actionEvents(actionId: string): Promise<AuditEvent[]>;
+  /** The decision record of the action (never one of its receipts). */
   actionRecord(actionId: string): Promise<ActionRecordRef | null>;
+  /**
+   * The action's receipts in seq order, for `audit events`. Optional until the store keeps
+   * receipts; a reader without it shows none.
+   */
+  actionReceipts?(actionId: string): Promise<TimelineReceipt[]>;
   /** Releases what the reader opened (a file handle, a connection pool). */
   close(): Promise<void>;
 }

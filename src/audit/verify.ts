@@ -10,6 +10,16 @@
  *    line's `record_sha256`), null for seq 1;
  * 5. with a checkpoint, record `seq`'s digest equals its `head`, and the export reaches it.
  *
+ * Receipts (redeemed, outcome, revoked) are entries of the same chain and get the same
+ * checks (`typ` receipt+jwt), and then the rules of what may happen to an approval
+ * (docs/audit.md): each names an approved decision earlier in the log, by its id and the
+ * digest of its JWS; no decision is redeemed twice, after its revocation, or at or after
+ * its `valid_until`; none has two outcomes, nor an outcome from anyone but its redeemer
+ * (the agent only when nothing redeemed it); none is revoked twice. The log's order is
+ * the order of commits, so "after" means a higher seq. To apply them verify remembers
+ * every approval it has passed: memory grows with the approvals in the export, about a
+ * hundred bytes each.
+ *
  * The first failure ends the run and names its seq and reason. A seq that jumps ahead is
  * told apart from a swap by reading on: if a missing seq turns up later, the lines were
  * reordered; if not, records were dropped.
@@ -18,9 +28,10 @@
  * signature check and one hash per record.
  */
 import { jwsDigest, type PublicJwk, verifyJws } from "../adapters/crypto/signing.js";
-import { requestDigest } from "../domain/canonical.js";
+import { canonicalJson, requestDigest } from "../domain/canonical.js";
+import { RECEIPT_KINDS, type ReceiptKind } from "../domain/types.js";
 import type { Checkpoint } from "./checkpoint.js";
-import { LINE_FIELDS, lineFields } from "./export.js";
+import { LINE_FIELDS, lineFields, receiptLineFields } from "./export.js";
 
 export type FailureReason =
   /** A line that is not an export line at all. */
@@ -38,12 +49,32 @@ export type FailureReason =
   /** `prev` does not match the previous record: the log was spliced or an omitted line forged. */
   | "broken_chain"
   /** The checkpoint does not verify, or the log does not match it. */
-  | "checkpoint_mismatch";
+  | "checkpoint_mismatch"
+  /** A receipt names a decision that is not an approved decision earlier in the export. */
+  | "unknown_decision"
+  /** A receipt's decision_sha256, action, agent or issuer differ from the decision it names. */
+  | "decision_mismatch"
+  /** A second redemption of one decision: the approval was used twice. */
+  | "redeemed_twice"
+  /** A redemption after the decision's revocation. */
+  | "redeemed_after_revocation"
+  /** A redemption at or after the decision's valid_until. */
+  | "redeemed_after_expiry"
+  /** A second outcome for one decision. */
+  | "two_outcomes"
+  /** An outcome reported by someone other than the executor that redeemed it (or the agent, when nothing did). */
+  | "outcome_not_by_redeemer"
+  /** A second revocation of one decision. */
+  | "revoked_twice";
 
 export interface VerifySuccess {
   readonly ok: true;
-  /** Records checked in full. */
+  /** Entries checked in full: decisions and receipts. */
   readonly records: number;
+  /** Decision records checked in full. */
+  readonly decisions: number;
+  /** Receipts checked in full. */
+  readonly receipts: number;
   /** Omitted lines (records a filter left out): their links are checked, their content is not in the file. */
   readonly omitted: number;
   readonly lastSeq: number;
@@ -78,7 +109,23 @@ export interface VerifyOptions {
 }
 
 const FULL_LINE_KEYS = new Set<string>([...LINE_FIELDS, "record", "request"]);
+/** Exports made before receipts have no `kind` on decision lines; they still verify. */
+const OPTIONAL_LINE_KEYS = new Set<string>(["kind"]);
 const DIGEST = /^[A-Za-z0-9_-]{43}$/;
+
+/** What verify remembers of an approved decision, to judge the receipts that name it. */
+interface Approval {
+  readonly seq: number;
+  readonly digest: string;
+  readonly iss: unknown;
+  readonly sub: unknown;
+  readonly actionId: unknown;
+  /** Unix ms; NaN when the record has none (then every redemption is late). */
+  readonly validUntil: number;
+  redeemed: { readonly seq: number; readonly executor: string } | null;
+  revokedSeq: number | null;
+  outcomeSeq: number | null;
+}
 
 class Failure extends Error {
   constructor(
@@ -105,8 +152,10 @@ export class ExportVerifier {
   private expected = 1;
   private prevDigest: string | null = null;
   private prevOmitted = false;
-  private records = 0;
+  private decisions = 0;
+  private receipts = 0;
   private omitted = 0;
+  private readonly approvals = new Map<string, Approval>();
   private readonly kids: Record<string, number> = {};
   private readonly knownKids: Set<string>;
   private gap: Gap | null = null;
@@ -159,7 +208,9 @@ export class ExportVerifier {
     }
     return {
       ok: true,
-      records: this.records,
+      records: this.decisions + this.receipts,
+      decisions: this.decisions,
+      receipts: this.receipts,
       omitted: this.omitted,
       lastSeq,
       head: this.prevDigest,
@@ -189,7 +240,12 @@ export class ExportVerifier {
     if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
       throw new Failure(expected, "malformed", `line ${this.lineNo} has no seq (a whole number from 1)`);
     }
-    const digest = line["omitted"] === true ? this.omittedLine(line, seq) : this.fullLine(line, seq);
+    const digest =
+      line["omitted"] === true
+        ? this.omittedLine(line, seq)
+        : "receipt" in line
+          ? this.receiptLine(line, seq)
+          : this.fullLine(line, seq);
     if (digest === null) return;
     const cp = this.opts.checkpoint;
     if (cp && cp.seq === seq && cp.head !== digest) {
@@ -231,7 +287,9 @@ export class ExportVerifier {
 
   private fullLine(line: Record<string, unknown>, seq: number): string | null {
     for (const k of FULL_LINE_KEYS) {
-      if (!(k in line)) throw new Failure(seq, "malformed", `the line for seq ${seq} has no ${k}`);
+      if (!(k in line) && !OPTIONAL_LINE_KEYS.has(k)) {
+        throw new Failure(seq, "malformed", `the line for seq ${seq} has no ${k}`);
+      }
     }
     for (const k of Object.keys(line)) {
       // Anything beside the record is trusted only because verify compares it with the
@@ -249,30 +307,7 @@ export class ExportVerifier {
       throw new Failure(seq, "malformed", `the line for seq ${seq}: record is not a JWS`);
 
     // 1. Signature.
-    const kid = headerKid(jws);
-    if (kid === undefined) {
-      throw new Failure(seq, "malformed", `the record for seq ${seq} is not a compact JWS with a kid`);
-    }
-    if (!this.knownKids.has(kid)) {
-      throw new Failure(
-        seq,
-        "unknown_key",
-        `record seq ${seq} is signed with key ${kid}, which is not in the JWKS (it holds ${[...this.knownKids].join(", ") || "no keys"})`,
-      );
-    }
-    let claims: Record<string, unknown>;
-    try {
-      claims = verifyJws(jws, this.opts.jwks, "decision+jwt").payload;
-    } catch (e) {
-      throw new Failure(seq, "bad_signature", `record seq ${seq}: ${(e as Error).message} (key ${kid})`);
-    }
-    if (claims["ver"] !== 1) {
-      throw new Failure(
-        seq,
-        "malformed",
-        `record seq ${seq} has ver ${String(claims["ver"])}; this verifier knows ver 1`,
-      );
-    }
+    const { kid, claims } = this.signed(jws, seq, "record", "decision+jwt");
 
     // 2. Claims.
     if (claims["seq"] !== seq) {
@@ -284,7 +319,7 @@ export class ExportVerifier {
     }
     const signed = lineFields(claims);
     for (const k of LINE_FIELDS) {
-      if (k === "seq") continue;
+      if (k === "seq" || (OPTIONAL_LINE_KEYS.has(k) && !(k in line))) continue;
       const a = line[k];
       const b = signed[k];
       const same = Array.isArray(b)
@@ -317,26 +352,238 @@ export class ExportVerifier {
     }
 
     // 3. Place, 4. link.
-    if (!this.inPlace(seq)) return null;
+    if (!this.linked(seq, claims, "record")) return null;
+    const digest = jwsDigest(jws);
+    if (claims["verdict"] === "approved") {
+      const until = claims["valid_until"];
+      this.approvals.set(String(claims["jti"]), {
+        seq,
+        digest,
+        iss: claims["iss"],
+        sub: claims["sub"],
+        actionId: claims["action_id"],
+        validUntil: typeof until === "string" ? Date.parse(until) : Number.NaN,
+        redeemed: null,
+        revokedSeq: null,
+        outcomeSeq: null,
+      });
+    }
+    this.decisions++;
+    this.kids[kid] = (this.kids[kid] ?? 0) + 1;
+    return digest;
+  }
+
+  /** Steps 1 to 4 for a receipt, then the rules of what may happen to an approval. */
+  private receiptLine(line: Record<string, unknown>, seq: number): string | null {
+    const jws = line["receipt"];
+    if (typeof jws !== "string")
+      throw new Failure(seq, "malformed", `the line for seq ${seq}: receipt is not a JWS`);
+
+    // 1. Signature.
+    const { kid, claims } = this.signed(jws, seq, "receipt", "receipt+jwt");
+
+    // 2. Claims: the line shows exactly the fields the receipt signs, with their values.
+    if (claims["seq"] !== seq) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `the line says seq ${seq}, but its receipt was signed as seq ${String(claims["seq"])}`,
+      );
+    }
+    const shown = receiptLineFields(claims);
+    for (const k of Object.keys(line)) {
+      if (k !== "seq" && k !== "receipt" && !(k in shown)) {
+        throw new Failure(
+          seq,
+          "edited_claim",
+          `the line for seq ${seq} has a field ${k} that its receipt does not sign`,
+        );
+      }
+    }
+    for (const [k, b] of Object.entries(shown)) {
+      if (!(k in line)) throw new Failure(seq, "malformed", `the line for seq ${seq} has no ${k}`);
+      const a = line[k];
+      if (!sameJson(a, b)) {
+        throw new Failure(
+          seq,
+          "edited_claim",
+          `the line for seq ${seq} says ${k} ${JSON.stringify(a)}, but the receipt signed ${JSON.stringify(b)}`,
+        );
+      }
+    }
+    const kind = claims["kind"];
+    if (!RECEIPT_KINDS.includes(kind as ReceiptKind)) {
+      throw new Failure(
+        seq,
+        "malformed",
+        `receipt seq ${seq} has kind ${JSON.stringify(kind)}; this verifier knows ${RECEIPT_KINDS.join(", ")}`,
+      );
+    }
+    const at = typeof claims["at"] === "string" ? Date.parse(claims["at"]) : Number.NaN;
+    if (Number.isNaN(at)) {
+      throw new Failure(seq, "malformed", `receipt seq ${seq} has no at (an ISO 8601 time)`);
+    }
+
+    // 3. Place, 4. link.
+    if (!this.linked(seq, claims, "receipt")) return null;
+
+    // 5. What may happen to an approval.
+    this.applyReceipt(seq, kind as ReceiptKind, claims, at);
+    this.receipts++;
+    this.kids[kid] = (this.kids[kid] ?? 0) + 1;
+    return jwsDigest(jws);
+  }
+
+  private applyReceipt(seq: number, kind: ReceiptKind, claims: Record<string, unknown>, at: number): void {
+    const id = String(claims["decision"]);
+    const a = typeof claims["decision"] === "string" ? this.approvals.get(id) : undefined;
+    if (a === undefined) {
+      throw new Failure(
+        seq,
+        "unknown_decision",
+        `${kind} receipt seq ${seq} names decision ${JSON.stringify(claims["decision"])}, which is not an approved decision earlier in this export`,
+      );
+    }
+    if (claims["decision_sha256"] !== a.digest) {
+      throw new Failure(
+        seq,
+        "decision_mismatch",
+        `${kind} receipt seq ${seq} signed decision_sha256 ${String(claims["decision_sha256"])}, but decision ${id} (seq ${a.seq}) hashes to ${a.digest}`,
+      );
+    }
+    for (const [claim, value] of [
+      ["action_id", a.actionId],
+      ["sub", a.sub],
+      ["iss", a.iss],
+    ] as const) {
+      if (claims[claim] !== value) {
+        throw new Failure(
+          seq,
+          "decision_mismatch",
+          `${kind} receipt seq ${seq} says ${claim} ${JSON.stringify(claims[claim])}, but decision ${id} (seq ${a.seq}) signed ${JSON.stringify(value)}`,
+        );
+      }
+    }
+    const by = (typeof claims["by"] === "object" && claims["by"] !== null ? claims["by"] : {}) as Record<
+      string,
+      unknown
+    >;
+    switch (kind) {
+      case "redeemed": {
+        if (a.redeemed !== null) {
+          throw new Failure(
+            seq,
+            "redeemed_twice",
+            `decision ${id} (seq ${a.seq}) is redeemed again at seq ${seq}, after its redemption at seq ${a.redeemed.seq}: an approval covers one execution`,
+          );
+        }
+        if (a.revokedSeq !== null) {
+          throw new Failure(
+            seq,
+            "redeemed_after_revocation",
+            `decision ${id} (seq ${a.seq}) is redeemed at seq ${seq}, after its revocation at seq ${a.revokedSeq}`,
+          );
+        }
+        if (!(at < a.validUntil)) {
+          throw new Failure(
+            seq,
+            "redeemed_after_expiry",
+            `decision ${id} (seq ${a.seq}) is redeemed at ${String(claims["at"])}, not before its valid_until ${Number.isNaN(a.validUntil) ? "(none signed)" : new Date(a.validUntil).toISOString()}`,
+          );
+        }
+        a.redeemed = { seq, executor: String(by["executor"]) };
+        return;
+      }
+      case "outcome": {
+        if (a.outcomeSeq !== null) {
+          throw new Failure(
+            seq,
+            "two_outcomes",
+            `decision ${id} (seq ${a.seq}) has a second outcome at seq ${seq}, after the one at seq ${a.outcomeSeq}`,
+          );
+        }
+        const ok =
+          typeof by["executor"] === "string"
+            ? a.redeemed !== null && a.redeemed.executor === by["executor"]
+            : typeof by["agent"] === "string" && by["agent"] === a.sub && a.redeemed === null;
+        if (!ok) {
+          throw new Failure(
+            seq,
+            "outcome_not_by_redeemer",
+            `the outcome at seq ${seq} for decision ${id} is by ${JSON.stringify(by)}, but ${a.redeemed ? `executor ${JSON.stringify(a.redeemed.executor)} redeemed it (seq ${a.redeemed.seq})` : `nothing redeemed it, so only its agent ${JSON.stringify(a.sub)} may report`}`,
+          );
+        }
+        a.outcomeSeq = seq;
+        return;
+      }
+      case "revoked": {
+        if (a.revokedSeq !== null) {
+          throw new Failure(
+            seq,
+            "revoked_twice",
+            `decision ${id} (seq ${a.seq}) is revoked again at seq ${seq}, after its revocation at seq ${a.revokedSeq}`,
+          );
+        }
+        a.revokedSeq = seq;
+        return;
+      }
+    }
+  }
+
+  /** Step 1 for either kind of entry: the key by kid, then the signature with the expected typ. */
+  private signed(
+    jws: string,
+    seq: number,
+    what: "record" | "receipt",
+    typ: "decision+jwt" | "receipt+jwt",
+  ): { kid: string; claims: Record<string, unknown> } {
+    const kid = headerKid(jws);
+    if (kid === undefined) {
+      throw new Failure(seq, "malformed", `the ${what} for seq ${seq} is not a compact JWS with a kid`);
+    }
+    if (!this.knownKids.has(kid)) {
+      throw new Failure(
+        seq,
+        "unknown_key",
+        `${what} seq ${seq} is signed with key ${kid}, which is not in the JWKS (it holds ${[...this.knownKids].join(", ") || "no keys"})`,
+      );
+    }
+    let claims: Record<string, unknown>;
+    try {
+      claims = verifyJws(jws, this.opts.jwks, typ).payload;
+    } catch (e) {
+      throw new Failure(seq, "bad_signature", `${what} seq ${seq}: ${(e as Error).message} (key ${kid})`);
+    }
+    if (claims["ver"] !== 1) {
+      throw new Failure(
+        seq,
+        "malformed",
+        `${what} seq ${seq} has ver ${String(claims["ver"])}; this verifier knows ver 1`,
+      );
+    }
+    return { kid, claims };
+  }
+
+  /** Steps 3 and 4: false when seq jumps ahead (see inPlace); throws when prev does not link. */
+  private linked(seq: number, claims: Record<string, unknown>, what: "record" | "receipt"): boolean {
+    if (!this.inPlace(seq)) return false;
     const expectedPrev = seq === 1 ? null : this.prevDigest;
     if (claims["prev"] !== expectedPrev) {
       if (this.prevOmitted) {
         throw new Failure(
           seq - 1,
           "broken_chain",
-          `the omitted line for seq ${seq - 1} has record_sha256 ${expectedPrev}, but record seq ${seq} signed prev ${String(claims["prev"])}: that omitted line does not stand for the real record`,
+          `the omitted line for seq ${seq - 1} has record_sha256 ${expectedPrev}, but ${what} seq ${seq} signed prev ${String(claims["prev"])}: that omitted line does not stand for the real entry`,
         );
       }
       throw new Failure(
         seq,
         "broken_chain",
-        `record seq ${seq} signed prev ${String(claims["prev"])}, but the record before it hashes to ${String(expectedPrev)}: they are not from one unbroken log`,
+        `${what} seq ${seq} signed prev ${String(claims["prev"])}, but the entry before it hashes to ${String(expectedPrev)}: they are not from one unbroken log`,
       );
     }
     this.prevOmitted = false;
-    this.records++;
-    this.kids[kid] = (this.kids[kid] ?? 0) + 1;
-    return jwsDigest(jws);
+    return true;
   }
 
   /** False when seq jumps ahead: not yet a failure, the rest of the file tells a swap from a drop. */
@@ -369,6 +616,15 @@ export class ExportVerifier {
         `seq ${gap.from} is out of place: line ${gap.line} holds seq ${gap.found} where seq ${gap.from} belongs, and seq ${seq} comes later, at line ${this.lineNo}`,
       );
     }
+  }
+}
+
+/** RFC 8785 equality; a value that has no canonical form (a number beyond double range) equals nothing. */
+function sameJson(a: unknown, b: unknown): boolean {
+  try {
+    return canonicalJson(a) === canonicalJson(b);
+  } catch {
+    return false;
   }
 }
 

@@ -166,7 +166,7 @@ export function describeReport(r: VerifyReport): string {
   const cp = r.checkpoint
     ? `; matches the checkpoint of seq ${r.checkpoint.seq} signed ${new Date(r.checkpoint.iat * 1000).toISOString()}`
     : "";
-  return `verified ${r.records} records (${r.omitted} omitted)${span}${signed}${cp}`;
+  return `verified ${r.records} entries (${r.decisions} decisions, ${r.receipts} receipts, ${r.omitted} omitted)${span}${signed}${cp}`;
 }
 
 async function keysFor(

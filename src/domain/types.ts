@@ -225,3 +225,67 @@ export interface RecordClaims {
   readonly seq: number;
   readonly prev: string | null;
 }
+
+// ---------------------------------------------------------------------------
+// Receipts: what happened to an approval after its verdict (redeemed, its outcome,
+// revoked), as entries of the same log as the decision records. Every kind shares the
+// chain fields; a kind about an action also names the decision it concerns. A kind that
+// is about no action (a passkey registration) extends ReceiptBase directly, so adding one
+// is one more member of ReceiptClaims.
+
+/** Fields every receipt carries: its place in the log and when it happened. */
+export interface ReceiptBase {
+  readonly ver: 1;
+  readonly iss: string;
+  /** The receipt's own id. */
+  readonly jti: string;
+  readonly iat: number;
+  readonly seq: number;
+  readonly prev: string | null;
+  /** ISO 8601: when it was committed. */
+  readonly at: string;
+}
+
+/** A receipt about one approved decision. */
+export interface ActionReceiptBase extends ReceiptBase {
+  /** The agent whose approval it is (the decision's `sub`). */
+  readonly sub: string;
+  readonly action_id: string;
+  /** The decision's `jti`. */
+  readonly decision: string;
+  /** base64url SHA-256 of the decision's JWS text. */
+  readonly decision_sha256: string;
+}
+
+/** An executor used the approval: at most one per decision, before `valid_until`, never after a revocation. */
+export interface RedeemedReceiptClaims extends ActionReceiptBase {
+  readonly kind: "redeemed";
+  readonly by: { readonly executor: string };
+}
+
+export type OutcomeStatus = "succeeded" | "failed";
+
+/** How the execution went: at most one per decision, by the redeeming executor (or the agent when none redeemed it). */
+export interface OutcomeReceiptClaims extends ActionReceiptBase {
+  readonly kind: "outcome";
+  readonly by: { readonly agent: string } | { readonly executor: string };
+  readonly status: OutcomeStatus;
+  /** At most 1000 characters; absent when none was given. */
+  readonly detail?: string;
+}
+
+/** The approval was withdrawn before anyone redeemed it. */
+export interface RevokedReceiptClaims extends ActionReceiptBase {
+  readonly kind: "revoked";
+  readonly by: { readonly user: string; readonly team: string } | { readonly cli: true };
+  readonly reason_text: string;
+}
+
+/** The payload of a receipt (`typ: receipt+jwt`), exactly as signed. */
+export type ReceiptClaims = RedeemedReceiptClaims | OutcomeReceiptClaims | RevokedReceiptClaims;
+export type ReceiptKind = ReceiptClaims["kind"];
+export const RECEIPT_KINDS: readonly ReceiptKind[] = ["redeemed", "outcome", "revoked"];
+
+/** A receipt's claims before the log gives it a place (distributes over the kinds). */
+export type UnchainedReceiptClaims = Unchained<ReceiptClaims>;
+type Unchained<C> = C extends unknown ? Omit<C, "seq" | "prev"> : never;

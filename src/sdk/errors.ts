@@ -135,3 +135,64 @@ export class WaitTimeout extends CountersignError {
     super(`no decision on request ${requestId} within ${timeoutMs} ms; it is still pending`);
   }
 }
+
+/** Codes Countersign answers a redemption or an outcome report with (docs/agents.md). */
+export type GrantRefusedCode =
+  | "bad_record"
+  | "forbidden"
+  | "not_approved"
+  | "action_mismatch"
+  | "already_redeemed"
+  | "revoked"
+  | "grant_expired"
+  | "outcome_exists"
+  | "not_found"
+  | "unauthenticated"
+  | "unknown_executor"
+  | "unknown_agent"
+  | "bad_proof"
+  | "proof_expired"
+  | "replayed_proof"
+  | "invalid_request";
+
+/**
+ * Countersign refused to redeem an approval or to record an outcome. Whatever the code,
+ * an executor must not execute on a refused redemption.
+ */
+export class GrantRefused extends CountersignError {
+  override readonly name: string = "GrantRefused";
+  constructor(
+    readonly code: GrantRefusedCode | (string & {}),
+    /** The HTTP status it came with (409, 410, 403, ...). */
+    readonly status: number,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/**
+ * The approval was redeemed before. `receipt` is the first redemption's receipt: a
+ * redeemer that retries after a lost answer finds its own executor id in it, but cannot
+ * tell from it whether its earlier attempt went on to execute, so it must not run again.
+ */
+export class AlreadyRedeemed extends GrantRefused {
+  override readonly name = "AlreadyRedeemed" as const;
+  constructor(
+    message: string,
+    /** The first redemption's receipt (JWS), as Countersign answered it. */
+    readonly receipt: string | null,
+    /** ISO 8601, when it was redeemed. */
+    readonly redeemedAt: string | null,
+  ) {
+    super("already_redeemed", 409, message);
+  }
+}
+
+/** An answer's receipt did not verify against the pinned JWKS, or is about something else: do NOT act on it. */
+export class InvalidReceipt extends CountersignError {
+  override readonly name = "InvalidReceipt" as const;
+  constructor(message: string) {
+    super(`receipt is not valid: ${message}`);
+  }
+}

@@ -31,6 +31,20 @@ export {
   TransportError,
   WaitTimeout,
 } from "./errors.js";
+export {
+  AlreadyRedeemed,
+  type ExecutorIdentity,
+  type ExecutorOptions,
+  GrantRefused,
+  type GrantRefusedCode,
+  InvalidReceipt,
+  type OutcomeOptions,
+  type OutcomeStatus,
+  type ReceiptClaims,
+  type RedeemedGrant,
+  redeemGrant,
+  reportOutcome,
+} from "./grants.js";
 export { type JWKS, type VerifyDecisionOptions, verify, verifyDecision } from "./verify.js";
 
 export interface AgentIdentity {

@@ -53,7 +53,18 @@ function signatureFailure(e: unknown, kid: unknown, alg: unknown): InvalidRecord
  * request, and for an approval that `valid_until` is still ahead. Any verdict verifies;
  * acting on it is the caller's choice. Throws InvalidRecord naming the failed check.
  */
-export async function verifyDecision(record: string, o: VerifyDecisionOptions): Promise<RecordClaims> {
+export function verifyDecision(record: string, o: VerifyDecisionOptions): Promise<RecordClaims> {
+  return checkRecord(record, o);
+}
+
+/**
+ * verifyDecision's checks, with the agent optional: an executor verifies a record about
+ * whichever agent handed it over (`agentId` null), or one of the agents it serves.
+ */
+export async function checkRecord(
+  record: string,
+  o: Omit<VerifyDecisionOptions, "agentId"> & { agentId: string | readonly string[] | null },
+): Promise<RecordClaims> {
   if (typeof record !== "string" || record.split(".").length !== 3) {
     throw new InvalidRecord("format", "expected a compact JWS: three base64url parts separated by dots");
   }
@@ -98,10 +109,11 @@ export async function verifyDecision(record: string, o: VerifyDecisionOptions): 
   if (claims["iss"] !== o.issuer) {
     throw new InvalidRecord("iss", `iss is ${JSON.stringify(claims["iss"])}, expected "${o.issuer}"`);
   }
-  if (claims["sub"] !== o.agentId) {
+  const agents = o.agentId === null ? null : typeof o.agentId === "string" ? [o.agentId] : o.agentId;
+  if (agents !== null && !agents.includes(claims["sub"] as string)) {
     throw new InvalidRecord(
       "sub",
-      `sub is ${JSON.stringify(claims["sub"])}: the record is about another agent, not "${o.agentId}"`,
+      `sub is ${JSON.stringify(claims["sub"])}: the record is about another agent, not ${agents.map((a) => `"${a}"`).join(" or ")}`,
     );
   }
   const digest = requestDigest(o.request);

@@ -57,7 +57,7 @@ describe("countersign audit export and verify", () => {
     const v = await run(["audit", "verify", file("all.jsonl")]);
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(
-      /^verified 5 records \(0 omitted\), seq 1-5, head [\w-]{43}; signed by [\w-]+ \(5\)\n$/,
+      /^verified 5 entries \(5 decisions, 0 receipts, 0 omitted\), seq 1-5, head [\w-]{43}; signed by [\w-]+ \(5\)\n$/,
     );
     expect(v.stderr).toMatch(/checking against this installation's 1 key\(s\)/);
   });
@@ -69,7 +69,7 @@ describe("countersign audit export and verify", () => {
       DATABASE_URL: "file:/nonexistent/countersign.db",
     });
     expect(v).toMatchObject({ code: 0, stderr: "" });
-    expect(v.stdout).toMatch(/^verified 2 records \(3 omitted\)/);
+    expect(v.stdout).toMatch(/^verified 2 entries \(2 decisions, 0 receipts, 3 omitted\)/);
   });
 
   it("fetches the JWKS once from a URL", async () => {
@@ -109,7 +109,7 @@ describe("countersign audit export and verify", () => {
     await run(["audit", "export", "--out", file("s.jsonl")]);
     const v = await runCli(["audit", "verify", "-", "--jwks", file("jwks.json")], env, file("s.jsonl"));
     expect(v.code).toBe(0);
-    expect(v.stdout).toMatch(/^verified 5 records/);
+    expect(v.stdout).toMatch(/^verified 5 entries/);
   });
 
   it("writes CSV to stdout", async () => {

@@ -86,6 +86,9 @@ describe("CSV export", () => {
       "action_id",
       "decision_id",
       "record",
+      "redeemed_at",
+      "outcome",
+      "revoked_at",
     ]);
     expect(CSV_COLUMNS).toEqual(rows[0]);
   });

@@ -74,7 +74,7 @@ describe("countersign audit on PostgreSQL", () => {
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(
       new RegExp(
-        `^verified 5 records \\(0 omitted\\), seq 1-5, head [\\w-]{43}; signed by ${KEY.kid} \\(5\\)\\n$`,
+        `^verified 5 entries \\(5 decisions, 0 receipts, 0 omitted\\), seq 1-5, head [\\w-]{43}; signed by ${KEY.kid} \\(5\\)\\n$`,
       ),
     );
     // Where the keys came from, named without the connection URL's user or password.

@@ -124,7 +124,7 @@ describe("GET /v1/audit/records", () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers["content-type"]).toMatch(/^text\/csv/);
     expect(res.body.split("\r\n")[0]).toBe(
-      "seq,decided_at,agent_id,action_type,summary,risk_class,region,verdict,reason_code,reason_text,approvers,action_id,decision_id,record",
+      "seq,decided_at,agent_id,action_type,summary,risk_class,region,verdict,reason_code,reason_text,approvers,action_id,decision_id,record,redeemed_at,outcome,revoked_at",
     );
     expect(res.body.split("\r\n").filter(Boolean)).toHaveLength(8);
   });

@@ -1,5 +1,5 @@
 /**
- * Countersign's own Ed25519 keys: the JWKS, decision records and checkpoints. Signing and
+ * Countersign's own Ed25519 keys: the JWKS, decision records, receipts and checkpoints. Signing and
  * verifying use node:crypto directly (an audit verifies every record of the log), and the
  * output is plain RFC 7515 compact JWS that any JOSE library verifies with the JWKS.
  */
@@ -12,7 +12,7 @@ import {
   verify,
 } from "node:crypto";
 import { sha256B64url } from "../../domain/canonical.js";
-import type { RecordClaims } from "../../domain/types.js";
+import type { ReceiptClaims, RecordClaims } from "../../domain/types.js";
 
 export interface PublicJwk {
   kty: "OKP";
@@ -82,8 +82,10 @@ function b64urlJson(value: unknown): string {
   return Buffer.from(JSON.stringify(value), "utf8").toString("base64url");
 }
 
+export type JwsTyp = "decision+jwt" | "receipt+jwt" | "checkpoint+jwt";
+
 /** Compact JWS, protected header `{alg: "EdDSA", kid, typ}`. */
-export function signJws(key: SigningKey, typ: "decision+jwt" | "checkpoint+jwt", payload: object): string {
+export function signJws(key: SigningKey, typ: JwsTyp, payload: object): string {
   const input = `${b64urlJson({ alg: "EdDSA", kid: key.kid, typ })}.${b64urlJson(payload)}`;
   const signature = sign(null, Buffer.from(input, "utf8"), key.privateKey).toString("base64url");
   return `${input}.${signature}`;
@@ -92,6 +94,15 @@ export function signJws(key: SigningKey, typ: "decision+jwt" | "checkpoint+jwt",
 /** A decision record (SPEC "Decision record"). */
 export function signRecord(key: SigningKey, claims: RecordClaims): string {
   return signJws(key, "decision+jwt", claims);
+}
+
+/**
+ * A receipt (redeemed, outcome, revoked): an entry of the same log as the records, so it
+ * carries its own seq and prev and is signed the same way, with its own `typ` so that a
+ * receipt can never pass for a decision record or the other way round.
+ */
+export function signReceipt(key: SigningKey, claims: ReceiptClaims): string {
+  return signJws(key, "receipt+jwt", claims);
 }
 
 function decodeSegment(segment: string, what: "header" | "payload"): Record<string, unknown> {
