@@ -3,6 +3,7 @@
  * real CLI, against a real Countersign (the harness) whose cards are clicked in the Slack
  * simulator. What the server reports as approved must verify with the SDK on our side too.
  */
+import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -199,5 +200,22 @@ describe("countersign mcp", () => {
     } finally {
       await c.close();
     }
+  });
+
+  it("a misconfigured server exits at once with the reason, before speaking MCP", () => {
+    const r = spawnSync(process.execPath, [BIN, "mcp", "--agent", "nobody"], {
+      cwd: h.dir,
+      env: {
+        PATH: process.env.PATH ?? "",
+        COUNTERSIGN_FROM_SOURCE: "1",
+        COUNTERSIGN_URL: h.app.url,
+        POLICY_FILE: path.join(h.dir, "policy.yml"),
+      },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("agent nobody is not in");
   });
 });
