@@ -157,6 +157,31 @@ program
 
 registerAuditCommands(program, { loadConfig });
 
+program
+  .command("mcp")
+  .description(
+    "an MCP server over stdio: the tools request_approval and get_approval, as AGENT_ID (docs/mcp.md)",
+  )
+  .requiredOption("--agent <agentId>", "the agent in the policy that asks")
+  .option(
+    "--key <file>",
+    "the agent's Ed25519 private key (PEM); HMAC agents use their secret from the environment",
+  )
+  .option("--jwks <file>", "a pinned JWKS; default: Countersign's /.well-known/jwks.json")
+  .option("--url <url>", "Countersign's base URL (default: COUNTERSIGN_URL)")
+  .action(async (opts: { agent: string; key?: string; jwks?: string; url?: string }) => {
+    const config = loadConfig();
+    const { runMcp } = await import("../mcp/run.js");
+    await runMcp({
+      agentId: opts.agent,
+      url: opts.url ?? config.secrets["COUNTERSIGN_URL"] ?? "",
+      policyFile: config.policyFile,
+      secrets: config.secrets,
+      ...(opts.key ? { keyFile: opts.key } : {}),
+      ...(opts.jwks ? { jwksFile: opts.jwks } : {}),
+    });
+  });
+
 const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
 webhooks
   .command("list <actionId>")

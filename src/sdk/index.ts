@@ -19,6 +19,7 @@ import {
 import { type JWKS, verifyDecision } from "./verify.js";
 
 export type { ActionRequest, FieldError, RecordClaims, Verdict } from "../domain/types.js";
+export { type ActionAnswer, AgentClient, type AgentClientOptions, type Settled } from "./client.js";
 export {
   Cancelled,
   CountersignError,
@@ -46,6 +47,16 @@ export {
   reportOutcome,
 } from "./grants.js";
 export { type JWKS, type VerifyDecisionOptions, verify, verifyDecision } from "./verify.js";
+export {
+  type ApprovalAsk,
+  type ApprovalExecutor,
+  type ApprovalGrant,
+  NotApproved,
+  type NotApprovedResult,
+  type NotApprovedStatus,
+  type WithApprovalOptions,
+  withApproval,
+} from "./with-approval.js";
 
 export interface AgentIdentity {
   /** The agent's id in the policy: the proof's `iss`, the record's `sub`. */

@@ -200,6 +200,8 @@ function view(a: ActionRow, record: string | null) {
     status: a.status === "pending" ? "pending" : a.verdict,
     ...(a.verdict ? { verdict: a.verdict } : {}),
     ...(record ? { record } : {}),
+    // The request as decided: what an agent that did not keep its own checks the record against.
+    ...(a.status === "decided" ? { request: a.request } : {}),
     route: a.routeName,
     deadline: a.deadlineAt ? new Date(a.deadlineAt).toISOString() : null,
     created_at: new Date(a.requestedAt).toISOString(),
