@@ -40,6 +40,14 @@ const ANSWERED_MAX = 10_000;
 /** What to tell the person once Slack has been answered (null: nothing). */
 type After = (() => Promise<void>) | null;
 
+/**
+ * A commit's time to answer Slack. A write not yet begun when it has run out is not begun
+ * at all (check() throws), so a person told "not recorded" finds nothing recorded.
+ */
+interface Budget {
+  check(): void;
+}
+
 /** An interaction whose vote or refusal could not be committed within the budget. */
 export class NotCommitted extends Error {
   override readonly name = "NotCommitted" as const;
@@ -191,6 +199,7 @@ function registerHandlers(
    * already counted (a re-sent click or submission) writes nothing and tells nothing.
    */
   async function voteFrom(
+    b: Budget,
     userId: string,
     payloadTeam: string | undefined,
     card: { actionId: string; level: number; channel: string },
@@ -198,7 +207,9 @@ function registerHandlers(
     comment?: string,
   ): Promise<After> {
     if (await approvals.hasVoted(card.actionId, userId)) return null;
-    const r = await approvals.vote(card.actionId, await voterOf(userId, payloadTeam), {
+    const voter = await voterOf(userId, payloadTeam);
+    b.check();
+    const r = await approvals.vote(card.actionId, voter, {
       vote,
       cardLevel: card.level,
       ...(comment ? { comment } : {}),
@@ -210,8 +221,9 @@ function registerHandlers(
   }
 
   /** A click on no current card: the attempt is committed as an event, the note comes after the answer. */
-  async function refuseClick(body: BlockAction, why: string): Promise<After> {
+  async function refuseClick(b: Budget, body: BlockAction, why: string): Promise<After> {
     const userId = body.user.id;
+    b.check();
     await store.appendEvents(
       null,
       null,
@@ -247,12 +259,17 @@ function registerHandlers(
   async function commitThenAck(
     key: string,
     ack: (r?: never) => Promise<void>,
-    commit: () => Promise<After>,
+    commit: (b: Budget) => Promise<After>,
     late?: () => Promise<void>,
   ): Promise<void> {
     if (answered.has(key)) return ack();
     let timer: NodeJS.Timeout | undefined;
-    const work = commit();
+    let spent = false;
+    const work = commit({
+      check() {
+        if (spent) throw new NotCommitted(`not written: the ${COMMIT_BUDGET_MS} ms to answer Slack ran out`);
+      },
+    });
     const budget = new Promise<"late">((resolve) => {
       timer = setTimeout(() => resolve("late"), COMMIT_BUDGET_MS);
     });
@@ -263,7 +280,10 @@ function registerHandlers(
       clearTimeout(timer);
     }
     if (after === "late") {
-      work.catch((err: unknown) => log.error({ err }, "slack: a late commit failed"));
+      spent = true;
+      work.catch((err: unknown) => {
+        if (!(err instanceof NotCommitted)) log.error({ err }, "slack: a late commit failed");
+      });
       log.warn({ key }, "slack: could not commit an interaction in time; answered with an error");
       if (late) return late();
       throw new NotCommitted(`could not commit within ${COMMIT_BUDGET_MS} ms`);
@@ -283,10 +303,10 @@ function registerHandlers(
     `click|${body.user.id}|${(body.actions[0] as ButtonAction | undefined)?.action_ts ?? ""}|${body.container?.message_ts ?? ""}`;
 
   app.action<BlockAction<ButtonAction>>(ACTION_IDS.approve, async ({ ack, body, action }) => {
-    await commitThenAck(clickKey(body), ack, async () => {
+    await commitThenAck(clickKey(body), ack, async (b) => {
       const card = await clickedCard(body, action);
-      if (!card) return refuseClick(body, "this button does not belong to a current approval card");
-      return voteFrom(body.user.id, body.user.team_id, card, "approve");
+      if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+      return voteFrom(b, body.user.id, body.user.team_id, card, "approve");
     });
   });
 
@@ -299,11 +319,12 @@ function registerHandlers(
   ] as const) {
     app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action }) => {
       let open: { actionId: string; level: number; channel: string; ts: string } | null = null;
-      await commitThenAck(clickKey(body), ack, async () => {
+      await commitThenAck(clickKey(body), ack, async (b) => {
         const card = await clickedCard(body, action);
-        if (!card) return refuseClick(body, "this button does not belong to a current approval card");
+        if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
         const voter = await voterOf(body.user.id, body.user.team_id);
         const vote = actionId === ACTION_IDS.deny ? "deny" : "approve";
+        b.check();
         const may = await approvals.mayVote(card.actionId, voter, { vote, cardLevel: card.level });
         if (may.kind === "refused") {
           return () => note(card.channel, body.user.id, renderNotApproverNote(may.reason));
@@ -344,9 +365,9 @@ function registerHandlers(
 
   app.action<BlockAction<ButtonAction>>(ACTION_IDS.viewFull, async ({ ack, body, action }) => {
     let actionId: string | null = null;
-    await commitThenAck(clickKey(body), ack, async () => {
+    await commitThenAck(clickKey(body), ack, async (b) => {
       const card = await clickedCard(body, action);
-      if (!card) return refuseClick(body, "this button does not belong to a current approval card");
+      if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
       actionId = card.actionId;
       return null;
     });
@@ -429,7 +450,7 @@ function registerHandlers(
       await commitThenAck(
         `view|${userId}|${view.id}|${view.hash}`,
         ack as (r?: never) => Promise<void>,
-        async () => {
+        async (b) => {
           let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
           try {
             meta = JSON.parse(view.private_metadata);
@@ -439,6 +460,7 @@ function registerHandlers(
           // The modal carries the card it came from; check it again, it passed through the client.
           const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
           if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+            b.check();
             await store.appendEvents(
               null,
               null,
@@ -453,7 +475,7 @@ function registerHandlers(
             );
             return null;
           }
-          return voteFrom(userId, body.user.team_id ?? undefined, { ...card }, vote, text.slice(0, 1000));
+          return voteFrom(b, userId, body.user.team_id ?? undefined, { ...card }, vote, text.slice(0, 1000));
         },
         () =>
           ack({
