@@ -196,7 +196,8 @@ function registerHandlers(
 
   /**
    * Casts a vote and answers what to tell the person afterwards (null: nothing). A vote
-   * already counted (a re-sent click or submission) writes nothing and tells nothing.
+   * already counted writes nothing: a second click gets an "already voted" note, a
+   * retry of Slack's (`resent`) not even that.
    */
   async function voteFrom(
     b: Budget,
@@ -204,9 +205,14 @@ function registerHandlers(
     payloadTeam: string | undefined,
     card: { actionId: string; level: number; channel: string },
     vote: "approve" | "deny",
+    resent: boolean,
     comment?: string,
   ): Promise<After> {
-    if (await approvals.hasVoted(card.actionId, userId)) return null;
+    if (await approvals.hasVoted(card.actionId, userId)) {
+      return resent
+        ? null
+        : () => note(card.channel, userId, renderNotApproverNote("you have already voted"));
+    }
     const voter = await voterOf(userId, payloadTeam);
     b.check();
     const r = await approvals.vote(card.actionId, voter, {
@@ -214,7 +220,7 @@ function registerHandlers(
       cardLevel: card.level,
       ...(comment ? { comment } : {}),
     });
-    if (r.kind === "refused" && r.code !== "already_voted") {
+    if (r.kind === "refused") {
       return () => note(card.channel, userId, renderNotApproverNote(r.reason));
     }
     return null;
@@ -302,11 +308,11 @@ function registerHandlers(
   const clickKey = (body: BlockAction) =>
     `click|${body.user.id}|${(body.actions[0] as ButtonAction | undefined)?.action_ts ?? ""}|${body.container?.message_ts ?? ""}`;
 
-  app.action<BlockAction<ButtonAction>>(ACTION_IDS.approve, async ({ ack, body, action }) => {
+  app.action<BlockAction<ButtonAction>>(ACTION_IDS.approve, async ({ ack, body, action, context }) => {
     await commitThenAck(clickKey(body), ack, async (b) => {
       const card = await clickedCard(body, action);
       if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
-      return voteFrom(b, body.user.id, body.user.team_id, card, "approve");
+      return voteFrom(b, body.user.id, body.user.team_id, card, "approve", context.retryNum !== undefined);
     });
   });
 
@@ -437,7 +443,7 @@ function registerHandlers(
     [CALLBACK_IDS.deny, "reason", "deny"],
     [CALLBACK_IDS.approveComment, "comment", "approve"],
   ] as const) {
-    app.view<ViewSubmitAction>(callbackId, async ({ ack, body, view }) => {
+    app.view<ViewSubmitAction>(callbackId, async ({ ack, body, view, context }) => {
       const text = (view.state.values[field]?.[field]?.value ?? "").trim();
       if (!text) {
         await ack({
@@ -475,7 +481,15 @@ function registerHandlers(
             );
             return null;
           }
-          return voteFrom(b, userId, body.user.team_id ?? undefined, { ...card }, vote, text.slice(0, 1000));
+          return voteFrom(
+            b,
+            userId,
+            body.user.team_id ?? undefined,
+            { ...card },
+            vote,
+            context.retryNum !== undefined,
+            text.slice(0, 1000),
+          );
         },
         () =>
           ack({
