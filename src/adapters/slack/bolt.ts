@@ -323,7 +323,7 @@ function registerHandlers(
     [ACTION_IDS.deny, renderDenyModal],
     [ACTION_IDS.approveWithComment, renderApproveCommentModal],
   ] as const) {
-    app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action }) => {
+    app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action, context }) => {
       let open: { actionId: string; level: number; channel: string; ts: string } | null = null;
       await commitThenAck(clickKey(body), ack, async (b) => {
         const card = await clickedCard(body, action);
@@ -334,6 +334,9 @@ function registerHandlers(
         const may = await approvals.mayVote(card.actionId, voter, { vote, cardLevel: card.level });
         if (may.kind === "refused") {
           return () => note(card.channel, body.user.id, renderNotApproverNote(may.reason));
+        }
+        if (may.kind === "counted" && context.retryNum === undefined) {
+          return () => note(card.channel, body.user.id, renderNotApproverNote("you have already voted"));
         }
         if (may.kind === "ok") open = card;
         return null;
