@@ -239,6 +239,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   effects.start();
   timers.start();
   intake.start();
+  // The database is the truth: verdicts committed and not yet released are released now.
+  intake.releaseUnreleased().then(
+    (n) => n && log.info({ verdicts: n }, "start: released verdicts left unreleased"),
+    (err) => log.error({ err }, "start: could not release unreleased verdicts; their effects will"),
+  );
   await slack.start();
   log.info({ port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
 

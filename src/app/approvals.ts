@@ -14,6 +14,7 @@ import {
   type Step,
   startLevel,
   type Voter,
+  voteRefusal,
 } from "../domain/decision.js";
 import { newId } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
@@ -272,6 +273,46 @@ export class Approvals {
       return this.plan(cur, step, now, `slack:${voter.user}`, { voter, ballot });
     });
     return this.after(result);
+  }
+
+  /**
+   * Before a vote is asked for (a Deny or comment modal opened): may `voter` vote on the
+   * card of `cardLevel` now, by the same rules castVote applies. `counted` means their vote
+   * is already in (a re-sent or double click: nothing to do, nothing to record). A
+   * refusal is committed as an audit event before this returns, judged again inside the
+   * transaction, so the door can acknowledge it as done.
+   */
+  async mayVote(
+    actionId: string,
+    voter: Voter,
+    ballot: { vote: "approve" | "deny"; cardLevel: number },
+  ): Promise<
+    | { readonly kind: "ok" | "counted" | "not_found" }
+    | { readonly kind: "refused"; readonly code: string; readonly reason: string }
+  > {
+    const seen = await this.d.store.getAction(actionId);
+    if (!seen) return { kind: "not_found" };
+    if (hasVoted(seen, voter.user)) return { kind: "counted" };
+    const team = this.d.policy.slack.team_id;
+    if (!voteRefusal(state(seen), voter, ballot, team)) return { kind: "ok" };
+    const now = this.d.now();
+    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+      if (hasVoted(cur, voter.user))
+        return { refused: { code: "counted", reason: "already counted" }, events: [] };
+      const refusal = voteRefusal(state(cur), voter, ballot, team);
+      if (!refusal) return { refused: { code: "ok", reason: "may vote" }, events: [] };
+      return this.plan(cur, refusal, now, `slack:${voter.user}`, { voter, ballot }) as Refused;
+    });
+    if (result.kind === "not_found") return result;
+    if (result.kind !== "refused") return { kind: "ok" };
+    if (result.code === "ok" || result.code === "counted") return { kind: result.code };
+    return { kind: "refused", code: result.code, reason: result.reason };
+  }
+
+  /** Whether `voter`'s vote on this action is already in: a re-sent click or submission. */
+  async hasVoted(actionId: string, user: string): Promise<boolean> {
+    const a = await this.d.store.getAction(actionId);
+    return a !== null && hasVoted(a, user);
   }
 
   /** A timer fired for `level`. Safe to call late, early or twice. */
@@ -606,6 +647,10 @@ function state(a: ActionWithVotes): ActionState {
     onBehalfOf: a.request.on_behalf_of?.slack_user ?? null,
     votes: a.votes,
   };
+}
+
+function hasVoted(a: ActionWithVotes, user: string): boolean {
+  return a.votes.some((v) => v.user === user);
 }
 
 function refusedResult(a: ActionWithVotes): MutateResult {

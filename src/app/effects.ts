@@ -5,6 +5,11 @@
  * in between; the runner also claims what is due when kicked, and polls (retries, effects
  * due later, effects left by a crashed process whose lease ran out).
  *
+ * Leases are short (OUTBOX_LEASE_MS, default 5 s) and renewed by a heartbeat, every third
+ * of a lease, for as long as this process holds the effect: a slow webhook keeps its lease
+ * while its holder lives, and a killed holder's effects (a verdict's release among them)
+ * are taken over within one lease of its death rather than after the longest run.
+ *
  * At-least-once: an effect that ran but was not marked done runs again after its lease.
  * Handlers make that harmless (cards are keyed on action and level; releases and
  * timers are idempotent; webhooks carry the same id on every attempt).
@@ -58,6 +63,11 @@ export class EffectRunner {
   /** The last claim was cut short by `batch`: more may be due, claim again when a slot frees. */
   private backlog = false;
   private readonly opts: Required<EffectRunnerOptions>;
+  /** Each effect held (claimed or adopted, not yet recorded): its lease as last renewed. */
+  private readonly leases = new Map<number, number>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  /** The renewal under way: an outcome is recorded only once it has settled, with the lease it left. */
+  private renewing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -67,7 +77,7 @@ export class EffectRunner {
   ) {
     this.opts = {
       pollMs: opts.pollMs ?? 500,
-      leaseMs: opts.leaseMs ?? 30_000,
+      leaseMs: opts.leaseMs ?? 5_000,
       batch: opts.batch ?? 64,
       baseBackoffMs: opts.baseBackoffMs ?? 1_000,
       maxBackoffMs: opts.maxBackoffMs ?? 5 * 60_000,
@@ -93,6 +103,30 @@ export class EffectRunner {
       this.timer.unref();
     };
     tick();
+    this.heartbeat = setInterval(() => this.renew(), Math.max(200, Math.floor(this.opts.leaseMs / 3)));
+    this.heartbeat.unref();
+  }
+
+  /** Renews the lease of every effect this process holds (see the module comment). */
+  private renew(): void {
+    // Also while stopping: the runs still going keep their leases until they are recorded.
+    if (!this.leases.size) return;
+    const held = [...this.leases].map(([id, lease]) => ({ id, lease }));
+    const lease = this.now() + this.opts.leaseMs;
+    this.renewing = this.renewing
+      .then(() => this.store.renewEffects(held, lease))
+      .then(
+        (renewed) => {
+          const ok = new Set(renewed);
+          for (const h of held) {
+            // Recorded meanwhile, or taken over by another process: not ours to renew again.
+            if (this.leases.get(h.id) !== h.lease) continue;
+            if (ok.has(h.id)) this.leases.set(h.id, lease);
+            else this.leases.delete(h.id);
+          }
+        },
+        (err: unknown) => this.log.warn({ err }, "outbox: could not renew leases; retrying at the next beat"),
+      );
   }
 
   /** Run what is due now. Cheap to call often: concurrent kicks fold into one drain. */
@@ -163,20 +197,24 @@ export class EffectRunner {
    */
   private schedule(e: Effect): void {
     this.running++;
+    this.leases.set(e.id, e.lease);
     const key = INDEPENDENT.has(e.kind) || e.actionId === null ? null : e.actionId;
     const before = key === null ? undefined : this.chains.get(key);
     const run: Promise<void> = (before ?? Promise.resolve())
       .then(() => {
         // It waited behind its action's earlier effects: if its lease ran out meanwhile,
         // another process may hold it now, and running it here would only double the work.
-        if (e.lease <= this.now()) {
+        const lease = this.leases.get(e.id) ?? 0;
+        if (lease <= this.now()) {
           this.log.debug(
             { effect: e.kind, action: e.actionId },
             "outbox: lease ran out before the effect started",
           );
+          this.leases.delete(e.id);
           return;
         }
-        return this.runOne(e);
+        // With the lease as renewed, which is the one its handler may name (a webhook's attempt).
+        return this.runOne({ ...e, lease });
       })
       .catch((err: unknown) => this.log.error({ err, effect: e.kind }, "outbox: effect run failed"))
       .finally(() => {
@@ -225,7 +263,11 @@ export class EffectRunner {
     return outcome;
   }
 
-  private async record(e: Effect, outcome: EffectOutcome): Promise<void> {
+  private async record(held: Effect, outcome: EffectOutcome): Promise<void> {
+    // The lease as the heartbeat left it; from here on the heartbeat leaves it alone.
+    await this.renewing;
+    const e = { ...held, lease: this.leases.get(held.id) ?? held.lease };
+    this.leases.delete(held.id);
     try {
       let held: boolean;
       if (outcome.kind === "done") held = await this.store.completeEffect(e.id, e.lease, this.now());
@@ -264,6 +306,8 @@ export class EffectRunner {
     await this.draining;
     // Runs still going record their outcomes as they end: wait for those writes too.
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.renewing;
   }
 }
 

@@ -229,6 +229,14 @@ export interface Store {
   adoptEffects(adopter: EffectAdopter | null): void;
   /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
+  /**
+   * The heartbeat of a living holder: moves each effect's lease from `held.lease` to
+   * `lease`, where it is still `held.lease`. Leases are short and renewed while their
+   * holder lives, so a killed process's effects are taken over within a lease, not
+   * after the longest an effect could run. Returns the ids renewed (the others were
+   * taken over, or finished).
+   */
+  renewEffects(held: readonly { id: number; lease: number }[], lease: number): Promise<number[]>;
   /** These four return false, changing nothing, when `lease` is no longer the effect's lease. */
   completeEffect(id: number, lease: number, now: number): Promise<boolean>;
   retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean>;

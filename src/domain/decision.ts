@@ -81,17 +81,18 @@ export function approvals(votes: readonly Vote[]): number {
 }
 
 /**
- * A vote from a click. `cardLevel` is the level of the card that was clicked: a click
- * counts only for the card it was on, so a button on an old level's card cannot vote
- * after an escalation.
+ * Whether `voter` may vote now, by the one rule set every door asks: null, or why not.
+ * The Slack door asks it before opening a modal (a Deny reason typed into a modal that
+ * could never count would be wasted), and castVote asks it inside the transaction.
+ * `cardLevel` is the level of the card that was clicked: a click counts only for the card
+ * it was on, so a button on an old level's card cannot vote after an escalation.
  */
-export function castVote(
+export function voteRefusal(
   s: ActionState,
   voter: Voter,
-  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+  ballot: { cardLevel: number },
   policyTeam: string,
-  now: Date,
-): Step {
+): Refusal | null {
   if (s.status === "decided") return refuse("already_decided", "this request has already been decided");
   if (ballot.cardLevel !== s.level) {
     return refuse("stale_card", "this card is from an earlier escalation level; vote on the current card");
@@ -107,6 +108,19 @@ export function castVote(
   if (!s.eligible.includes(voter.user))
     return refuse("not_an_approver", "you are not an approver at this level");
   if (s.votes.some((v) => v.user === voter.user)) return refuse("already_voted", "you have already voted");
+  return null;
+}
+
+/** A vote from a click, judged by voteRefusal. */
+export function castVote(
+  s: ActionState,
+  voter: Voter,
+  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+  policyTeam: string,
+  now: Date,
+): Step {
+  const refusal = voteRefusal(s, voter, ballot, policyTeam);
+  if (refusal) return refusal;
 
   const vote: Vote = {
     user: voter.user,

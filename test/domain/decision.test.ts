@@ -7,6 +7,7 @@ import {
   onDeadline,
   startLevel,
   type Voter,
+  voteRefusal,
 } from "../../src/domain/decision.js";
 import type { Route, RouteLevel } from "../../src/domain/types.js";
 
@@ -91,6 +92,12 @@ describe("castVote", () => {
     ],
   ])("refuses %s", (_n, state, v, code) => {
     expect(castVote(state, v, approve, T, now)).toMatchObject({ kind: "refused", code });
+    // The door asks the same rules before it opens a modal: the same refusal, word for word.
+    expect(voteRefusal(state, v, approve, T)).toEqual(castVote(state, v, approve, T, now));
+  });
+
+  it("voteRefusal lets an eligible approver vote", () => {
+    expect(voteRefusal(base, voter("U1"), { cardLevel: 0 }, T)).toBeNull();
   });
 });
 

@@ -676,6 +676,17 @@ export class PostgresStore implements Store {
       }));
   }
 
+  async renewEffects(held: readonly { id: number; lease: number }[], lease: number): Promise<number[]> {
+    if (!held.length) return [];
+    const r = await this.db.execute<{ id: number }>(sql`
+      UPDATE outbox o SET lease_until = ${lease}
+      FROM unnest(${`{${held.map((h) => h.id).join(",")}}`}::bigint[],
+                  ${`{${held.map((h) => h.lease).join(",")}}`}::bigint[]) AS h(id, lease)
+      WHERE o.id = h.id AND o.lease_until = h.lease
+      RETURNING o.id`);
+    return r.rows.map((x) => Number(x.id));
+  }
+
   async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
     return this.finishEffect(id, lease, { state: "done", doneAt: now, leaseUntil: null });
   }

@@ -698,6 +698,14 @@ export class SqliteStore implements Store {
       }));
   }
 
+  async renewEffects(held: readonly { id: number; lease: number }[], lease: number): Promise<number[]> {
+    if (!held.length) return [];
+    return this.write(() => {
+      const renew = this.prep("UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_until = ?");
+      return held.filter((h) => renew.run(lease, h.id, h.lease).changes === 1).map((h) => h.id);
+    });
+  }
+
   async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
     return this.finish(
       "UPDATE outbox SET state = 'done', done_at = ?, lease_until = NULL WHERE id = ? AND lease_until = ?",

@@ -32,7 +32,10 @@ export interface IntakeOptions {
   readonly concurrency?: number;
   /** How long a parked job sleeps before it looks again by itself, should a release be missed. */
   readonly safetyNetMs?: number;
-  /** BullMQ lock: how soon a job held by a dead process is taken over (renewed at half). */
+  /**
+   * BullMQ lock: how soon a job held by a dead process is taken over (renewed at half; the
+   * stalled check runs every half lock, so a dead holder's job is back within 1.5 locks).
+   */
   readonly lockMs?: number;
 }
 
@@ -55,8 +58,14 @@ export class Intake {
       connection: this.o.connection,
       prefix: this.o.prefix,
       concurrency: this.o.concurrency ?? 64,
-      lockDuration: this.o.lockMs ?? 30_000,
-      stalledInterval: this.o.lockMs ?? 30_000,
+      lockDuration: this.o.lockMs ?? 6_000,
+      stalledInterval: Math.max(500, Math.floor((this.o.lockMs ?? 6_000) / 2)),
+      // A stalled job (its holder killed, or a loop blocked past the short lock) goes back to
+      // wait and is taken up again, however often: process() is idempotent (the job's key
+      // finds its action). BullMQ's default of 1 would fail a job that stalled twice with
+      // "job stalled more than allowable limit", which is not a refusal: the agent must
+      // only ever see a failure with a `rejected:` reason.
+      maxStalledCount: Number.MAX_SAFE_INTEGER,
       // A parked job is promoted, not retried: failures here are refusals, which never retry.
       autorun: true,
     });
@@ -124,8 +133,28 @@ export class Intake {
 
   /** The `release` effect: wake every job waiting for this action's verdict. */
   async release(e: Effect): Promise<EffectOutcome> {
-    if (!e.actionId) return { kind: "done" };
-    const jobs = await this.store.unreleasedJobs(e.actionId);
+    if (e.actionId) await this.releaseAction(e.actionId);
+    return { kind: "done" };
+  }
+
+  /**
+   * At start: the verdicts committed but not yet released (a process killed between its
+   * commit and its release) are released now, rather than when the dead process's lease
+   * on their `release` effect runs out. Releasing twice is harmless. Returns how many.
+   */
+  async releaseUnreleased(): Promise<number> {
+    let n = 0;
+    for (let round = 0; round < 1_000; round++) {
+      const ids = await this.store.unreleasedDecided(100);
+      for (const id of ids) await this.releaseAction(id);
+      n += ids.length;
+      if (ids.length < 100) break;
+    }
+    return n;
+  }
+
+  private async releaseAction(actionId: string): Promise<void> {
+    const jobs = await this.store.unreleasedJobs(actionId);
     const released: string[] = [];
     for (const j of jobs) {
       const job = await this.queue.getJob(j.id);
@@ -138,7 +167,6 @@ export class Intake {
       released.push(j.key);
     }
     await this.store.markJobsReleased(released, Date.now());
-    return { kind: "done" };
   }
 
   async stop(): Promise<void> {

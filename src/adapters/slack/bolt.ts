@@ -1,6 +1,6 @@
 /**
- * The Slack door: Bolt parses, checks the signature and acknowledges; each handler then
- * calls one use-case. In HTTP mode Bolt's own HTTPReceiver handles `/slack/events` (its
+ * The Slack door: Bolt parses and checks the signature; each handler calls one use-case
+ * and acknowledges once what it changed is committed (commitThenAck). In HTTP mode Bolt's own HTTPReceiver handles `/slack/events` (its
  * request verification is the reference implementation: signature, 5-minute staleness);
  * with SLACK_APP_TOKEN it uses Socket Mode instead.
  */
@@ -18,6 +18,7 @@ import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import type { Approvals, Directory } from "../../app/approvals.js";
 import type { Store } from "../../app/ports.js";
+import type { Voter } from "../../domain/decision.js";
 import {
   ACTION_IDS,
   CALLBACK_IDS,
@@ -28,6 +29,32 @@ import {
   renderRequestModal,
 } from "./blocks.js";
 import { renderApprovalsList, renderHome } from "./home.js";
+
+/** Slack allows 3 s for an answer; a commit not done by then is answered with an error. */
+const COMMIT_BUDGET_MS = 2_500;
+/** How long a click on a card Slack already shows waits for that card to be saved. */
+const CARD_WAIT_MS = 1_500;
+/** Interactions answered lately, remembered so a re-send is answered at once. */
+const ANSWERED_MAX = 10_000;
+
+/** What to tell the person once Slack has been answered (null: nothing). */
+type After = (() => Promise<void>) | null;
+
+/**
+ * A commit's time to answer Slack. A write not yet begun when it has run out is not begun
+ * at all (check() throws), so a person told "not recorded" finds nothing recorded.
+ */
+interface Budget {
+  check(): void;
+}
+
+/** An interaction whose vote or refusal could not be committed within the budget. */
+export class NotCommitted extends Error {
+  override readonly name = "NotCommitted" as const;
+  readonly code = "countersign_not_committed" as const;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface SlackDoorOptions {
   readonly botToken: string;
@@ -83,7 +110,9 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
       signingSecret: o.signingSecret,
       endpoints: "/slack/events",
       logger,
-      // Acknowledge first, work after: Slack wants an answer within 3 seconds.
+      // The response goes out when a handler calls ack(), which ours do only after the
+      // commit (see commitThenAck); holding it until the handler returns would also hold
+      // it for the ephemeral notes and modals that follow.
       processBeforeResponse: false,
       unhandledRequestTimeoutMillis: 2_900,
     });
@@ -112,6 +141,7 @@ function registerHandlers(
   o: SlackDoorOptions,
 ) {
   const { store, log } = o;
+  const answered = new Set<string>();
 
   /** Which card was clicked, checked against our own record of the card. */
   async function clickedCard(body: BlockAction, action: ButtonAction) {
@@ -119,11 +149,28 @@ function registerHandlers(
     const channel = body.container?.channel_id ?? body.channel?.id;
     const ts = body.container?.message_ts ?? body.message?.ts;
     if (!parsed || !channel || !ts) return null;
-    const card = await store.findCardByMessage(channel, ts);
+    let card = await store.findCardByMessage(channel, ts);
+    // Slack shows a card the moment chat.postMessage answers, a little before the card
+    // effect has saved which message it is: a click in that gap waits for the save rather
+    // than being refused. Only while the card named by the button is still unsaved, so a
+    // forged or stale button is refused without waiting.
+    if (!card && (await cardBeingPosted(parsed))) {
+      const until = Date.now() + CARD_WAIT_MS;
+      while (!card && Date.now() < until) {
+        await sleep(50);
+        card = await store.findCardByMessage(channel, ts);
+      }
+    }
     // A button names its action, and counts only for the card it was on: a value edited
     // to point at another action, or copied to another message, is refused.
     if (!card || card.actionId !== parsed.actionId || card.level !== parsed.level) return null;
     return { ...parsed, channel, ts };
+  }
+
+  async function cardBeingPosted(ref: { actionId: string; level: number }): Promise<boolean> {
+    const a = await store.getAction(ref.actionId);
+    if (a?.status !== "pending" || a.level !== ref.level || a.eligible === null) return false;
+    return !(await store.getCards(ref.actionId)).some((c) => c.level === ref.level);
   }
 
   async function note(channel: string | undefined, user: string, text: string) {
@@ -135,32 +182,54 @@ function registerHandlers(
     }
   }
 
+  async function voterOf(userId: string, payloadTeam: string | undefined): Promise<Voter> {
+    const u = await directory.user(userId);
+    const team = payloadTeam && u && payloadTeam !== u.team ? payloadTeam : (u?.team ?? payloadTeam ?? "");
+    return {
+      user: userId,
+      team,
+      isGuest: u ? u.isGuest : true,
+      ...(u?.email ? { email: u.email } : {}),
+      ...(u?.realName ? { realName: u.realName } : {}),
+    };
+  }
+
+  /**
+   * Casts a vote and answers what to tell the person afterwards (null: nothing). A vote
+   * already counted writes nothing: a second click gets an "already voted" note, a
+   * retry of Slack's (`resent`) not even that.
+   */
   async function voteFrom(
+    b: Budget,
     userId: string,
     payloadTeam: string | undefined,
     card: { actionId: string; level: number; channel: string },
     vote: "approve" | "deny",
+    resent: boolean,
     comment?: string,
-  ) {
-    const u = await directory.user(userId);
-    const team = payloadTeam && u && payloadTeam !== u.team ? payloadTeam : (u?.team ?? payloadTeam ?? "");
-    const r = await approvals.vote(
-      card.actionId,
-      {
-        user: userId,
-        team,
-        isGuest: u ? u.isGuest : true,
-        ...(u?.email ? { email: u.email } : {}),
-        ...(u?.realName ? { realName: u.realName } : {}),
-      },
-      { vote, cardLevel: card.level, ...(comment ? { comment } : {}) },
-    );
-    if (r.kind === "refused") await note(card.channel, userId, renderNotApproverNote(r.reason));
-    return r;
+  ): Promise<After> {
+    if (await approvals.hasVoted(card.actionId, userId)) {
+      return resent
+        ? null
+        : () => note(card.channel, userId, renderNotApproverNote("you have already voted"));
+    }
+    const voter = await voterOf(userId, payloadTeam);
+    b.check();
+    const r = await approvals.vote(card.actionId, voter, {
+      vote,
+      cardLevel: card.level,
+      ...(comment ? { comment } : {}),
+    });
+    if (r.kind === "refused") {
+      return () => note(card.channel, userId, renderNotApproverNote(r.reason));
+    }
+    return null;
   }
 
-  async function refuseClick(body: BlockAction, why: string) {
+  /** A click on no current card: the attempt is committed as an event, the note comes after the answer. */
+  async function refuseClick(b: Budget, body: BlockAction, why: string): Promise<After> {
     const userId = body.user.id;
+    b.check();
     await store.appendEvents(
       null,
       null,
@@ -177,45 +246,103 @@ function registerHandlers(
       ],
       Date.now(),
     );
-    await note(body.container?.channel_id ?? body.channel?.id, userId, renderNotApproverNote(why));
+    return () => note(body.container?.channel_id ?? body.channel?.id, userId, renderNotApproverNote(why));
   }
 
-  /** Before opening a modal: only someone who could vote now gets one. */
-  async function mayVote(card: { actionId: string; level: number }, userId: string): Promise<string | null> {
-    const a = await store.getAction(card.actionId);
-    if (!a) return "this request no longer exists";
-    if (a.status !== "pending") return "this request has already been decided";
-    if (a.level !== card.level) return "this card is from an earlier escalation level";
-    if (!a.eligible?.includes(userId)) return "you are not an approver at this level";
-    if (a.votes.some((v) => v.user === userId)) return "you have already voted";
-    return null;
-  }
-
-  app.action<BlockAction<ButtonAction>>(ACTION_IDS.approve, async ({ ack, body, action }) => {
+  /**
+   * Acknowledge after commit: `commit` writes the vote or the refusal, and only then is
+   * Slack answered (HTTP 200, or the Socket Mode ack), so whatever the person was told
+   * happened is in the database; a process killed before the answer leaves nothing half
+   * done and the person clicks again. Slack allows 3 s: a commit that takes longer than
+   * COMMIT_BUDGET_MS is answered with `late` (a modal's `errors`), or, with no `late`,
+   * an error status (the handler throws; see app.error), never a silent 200. What to
+   * tell the person afterwards (ephemeral notes, a modal) runs after the answer.
+   *
+   * Retries (X-Slack-Retry-Num) and identical re-sends of an interaction answered here
+   * before are answered at once, changing nothing; one that reached another instance, or
+   * this one before a restart, finds its vote already counted and writes nothing.
+   */
+  async function commitThenAck(
+    key: string,
+    ack: (r?: never) => Promise<void>,
+    commit: (b: Budget) => Promise<After>,
+    late?: () => Promise<void>,
+  ): Promise<void> {
+    if (answered.has(key)) return ack();
+    let timer: NodeJS.Timeout | undefined;
+    let spent = false;
+    const work = commit({
+      check() {
+        if (spent) throw new NotCommitted(`not written: the ${COMMIT_BUDGET_MS} ms to answer Slack ran out`);
+      },
+    });
+    const budget = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), COMMIT_BUDGET_MS);
+    });
+    let after: After | "late";
+    try {
+      after = await Promise.race([work, budget]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (after === "late") {
+      spent = true;
+      work.catch((err: unknown) => {
+        if (!(err instanceof NotCommitted)) log.error({ err }, "slack: a late commit failed");
+      });
+      log.warn({ key }, "slack: could not commit an interaction in time; answered with an error");
+      if (late) return late();
+      throw new NotCommitted(`could not commit within ${COMMIT_BUDGET_MS} ms`);
+    }
+    remember(key);
     await ack();
-    const card = await clickedCard(body, action);
-    if (!card) return refuseClick(body, "this button does not belong to a current approval card");
-    await voteFrom(body.user.id, body.user.team_id, card, "approve");
+    if (after) await after();
+  }
+
+  function remember(key: string) {
+    answered.add(key);
+    // Bounded: a re-send comes within seconds; Slack gives up retrying within minutes.
+    if (answered.size > ANSWERED_MAX) answered.delete(answered.values().next().value as string);
+  }
+
+  const clickKey = (body: BlockAction) =>
+    `click|${body.user.id}|${(body.actions[0] as ButtonAction | undefined)?.action_ts ?? ""}|${body.container?.message_ts ?? ""}`;
+
+  app.action<BlockAction<ButtonAction>>(ACTION_IDS.approve, async ({ ack, body, action, context }) => {
+    await commitThenAck(clickKey(body), ack, async (b) => {
+      const card = await clickedCard(body, action);
+      if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+      return voteFrom(b, body.user.id, body.user.team_id, card, "approve", context.retryNum !== undefined);
+    });
   });
 
+  // Opening a modal changes nothing, so it is answered before the modal opens; but a
+  // click that could never count is refused (and the refusal committed) first, by the
+  // same rules a vote is judged by.
   for (const [actionId, render] of [
     [ACTION_IDS.deny, renderDenyModal],
     [ACTION_IDS.approveWithComment, renderApproveCommentModal],
   ] as const) {
-    app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action }) => {
-      await ack();
-      const card = await clickedCard(body, action);
-      if (!card) return refuseClick(body, "this button does not belong to a current approval card");
-      const why = await mayVote(card, body.user.id);
-      if (why) {
-        // Cast it anyway so the refusal is judged and recorded by the one rule set.
-        return void (await voteFrom(
-          body.user.id,
-          body.user.team_id,
-          card,
-          actionId === ACTION_IDS.deny ? "deny" : "approve",
-        ));
-      }
+    app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action, context }) => {
+      let open: { actionId: string; level: number; channel: string; ts: string } | null = null;
+      await commitThenAck(clickKey(body), ack, async (b) => {
+        const card = await clickedCard(body, action);
+        if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+        const voter = await voterOf(body.user.id, body.user.team_id);
+        const vote = actionId === ACTION_IDS.deny ? "deny" : "approve";
+        b.check();
+        const may = await approvals.mayVote(card.actionId, voter, { vote, cardLevel: card.level });
+        if (may.kind === "refused") {
+          return () => note(card.channel, body.user.id, renderNotApproverNote(may.reason));
+        }
+        if (may.kind === "counted" && context.retryNum === undefined) {
+          return () => note(card.channel, body.user.id, renderNotApproverNote("you have already voted"));
+        }
+        if (may.kind === "ok") open = card;
+        return null;
+      });
+      const card = open as { actionId: string; level: number; channel: string; ts: string } | null;
+      if (!card) return;
       const a = await store.getAction(card.actionId);
       await client.views.open({
         trigger_id: body.trigger_id,
@@ -246,10 +373,14 @@ function registerHandlers(
   }
 
   app.action<BlockAction<ButtonAction>>(ACTION_IDS.viewFull, async ({ ack, body, action }) => {
-    await ack();
-    const card = await clickedCard(body, action);
-    if (!card) return refuseClick(body, "this button does not belong to a current approval card");
-    const view = await fullRequestView(card.actionId, 1);
+    let actionId: string | null = null;
+    await commitThenAck(clickKey(body), ack, async (b) => {
+      const card = await clickedCard(body, action);
+      if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+      actionId = card.actionId;
+      return null;
+    });
+    const view = actionId ? await fullRequestView(actionId, 1) : null;
     if (view) await client.views.open({ trigger_id: body.trigger_id, view: view as never });
   });
 
@@ -315,7 +446,7 @@ function registerHandlers(
     [CALLBACK_IDS.deny, "reason", "deny"],
     [CALLBACK_IDS.approveComment, "comment", "approve"],
   ] as const) {
-    app.view<ViewSubmitAction>(callbackId, async ({ ack, body, view }) => {
+    app.view<ViewSubmitAction>(callbackId, async ({ ack, body, view, context }) => {
       const text = (view.state.values[field]?.[field]?.value ?? "").trim();
       if (!text) {
         await ack({
@@ -324,23 +455,60 @@ function registerHandlers(
         });
         return;
       }
-      await ack();
-      let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
-      try {
-        meta = JSON.parse(view.private_metadata);
-      } catch {
-        return;
-      }
-      if (!meta.actionId || meta.level === undefined || !meta.channel || !meta.ts) return;
-      // The modal carries the card it came from; check it again, it passed through the client.
-      const card = await store.findCardByMessage(meta.channel, meta.ts);
-      if (!card || card.actionId !== meta.actionId || card.level !== meta.level) return;
-      await voteFrom(body.user.id, body.user.team_id ?? undefined, { ...card }, vote, text.slice(0, 1000));
+      const userId = body.user.id;
+      await commitThenAck(
+        `view|${userId}|${view.id}|${view.hash}`,
+        ack as (r?: never) => Promise<void>,
+        async (b) => {
+          let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
+          try {
+            meta = JSON.parse(view.private_metadata);
+          } catch {
+            meta = {};
+          }
+          // The modal carries the card it came from; check it again, it passed through the client.
+          const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
+          if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+            b.check();
+            await store.appendEvents(
+              null,
+              null,
+              [
+                {
+                  type: "vote_refused",
+                  actor: `slack:${userId}`,
+                  data: { code: "unknown_card", reason: "the modal names no current card", vote },
+                },
+              ],
+              Date.now(),
+            );
+            return null;
+          }
+          return voteFrom(
+            b,
+            userId,
+            body.user.team_id ?? undefined,
+            { ...card },
+            vote,
+            context.retryNum !== undefined,
+            text.slice(0, 1000),
+          );
+        },
+        () =>
+          ack({
+            response_action: "errors",
+            errors: { [field]: "Your vote could not be recorded just now. Please submit again." },
+          }),
+      );
     });
   }
 
   app.error(async (err) => {
     log.error({ err }, "slack: handler failed");
+    // Thrown on to the receiver: a handler that failed before its answer gets an error
+    // status (HTTP 500; in Socket Mode no ack, so Slack sends it again), never a 200.
+    // After the answer the receiver only logs it.
+    throw err;
   });
 }
 
