@@ -45,6 +45,8 @@ export interface EnvelopeRecord {
   ack?: Record<string, unknown>;
   /** Given up: never acked within the attempts allowed. */
   failed?: boolean;
+  /** Which connection the ack came on: 1 for the first the simulator accepted, and so on. */
+  ackedOn?: number;
 }
 
 export interface SocketModeOptions {
@@ -76,6 +78,7 @@ export class SocketModeSim {
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly tickets = new Set<string>();
   private readonly open: WebSocket[] = [];
+  private readonly ids = new WeakMap<WebSocket, number>();
   private readonly pending = new Map<string, Pending>();
   private readonly connectWaiters = new Set<() => void>();
   private readonly ackListeners = new Set<(r: EnvelopeRecord) => void>();
@@ -101,6 +104,11 @@ export class SocketModeSim {
   /** How many of the app's connections are open now. */
   get openConnections(): number {
     return this.open.length;
+  }
+
+  /** How many connections were ever accepted; the newest one's number (see `ackedOn`). */
+  get acceptedConnections(): number {
+    return this.connections;
   }
 
   /** The `apps.connections.open` answer: a fresh one-use URL. */
@@ -225,9 +233,10 @@ export class SocketModeSim {
 
   private accept(ws: WebSocket): void {
     this.connections += 1;
+    this.ids.set(ws, this.connections);
     this.open.push(ws);
     ws.on("message", (data, isBinary) => {
-      if (!isBinary) this.read(String(data));
+      if (!isBinary) this.read(ws, String(data));
     });
     ws.on("close", () => this.forget(ws));
     ws.on("error", () => this.forget(ws));
@@ -252,7 +261,7 @@ export class SocketModeSim {
   }
 
   /** An app's message: only acks mean anything; anything else is ignored, as Slack does. */
-  private read(text: string): void {
+  private read(ws: WebSocket, text: string): void {
     let msg: unknown;
     try {
       msg = JSON.parse(text);
@@ -268,6 +277,7 @@ export class SocketModeSim {
       typeof payload === "object" && payload !== null && !Array.isArray(payload)
         ? (payload as Record<string, unknown>)
         : {};
+    record.ackedOn = this.ids.get(ws);
     for (const l of this.ackListeners) l(record);
     this.pending.get(envelope_id)?.resolve(record.ack);
   }
