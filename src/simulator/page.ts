@@ -15,7 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
-import type { SimMessage, SimUser, SlackApiSim, SlackCall } from "./slack-api.js";
+import type { AppTarget, SimMessage, SimUser, SlackApiSim, SlackCall } from "./slack-api.js";
 
 export interface PagePerson {
   readonly user: SimUser;
@@ -38,12 +38,13 @@ export interface SimPageOptions {
   readonly title?: string;
 }
 
-/** What the page acts on; known only once both the simulator and the app are running. */
-export interface PageTarget {
+/**
+ * What the page acts on; known only once both the simulator and the app are running.
+ * With `appUrl` (and its signing secret) a person's actions are signed requests to it;
+ * without, they go over the app's Socket Mode connection.
+ */
+export interface PageTarget extends AppTarget {
   readonly sim: SlackApiSim;
-  /** The app's Request URL, e.g. `http://127.0.0.1:3000/slack/events`. */
-  readonly appUrl: string;
-  readonly signingSecret: string;
 }
 
 /** A message as the page shows it: replies nested under their parent. */
@@ -290,8 +291,7 @@ export class SimPage {
         ts: field(body, "ts"),
         actionId: field(body, "actionId"),
         ...(blockId ? { blockId } : {}),
-        appUrl: t.appUrl,
-        signingSecret: t.signingSecret,
+        ...appTarget(t),
       });
       return { status: r.status, body: r.body };
     } catch (err) {
@@ -318,8 +318,7 @@ export class SimPage {
         user,
         viewId,
         values,
-        appUrl: t.appUrl,
-        signingSecret: t.signingSecret,
+        ...appTarget(t),
       });
       this.changed();
       return { status: r.status, body: r.body };
@@ -339,8 +338,7 @@ export class SimPage {
       command: m[1]!.toLowerCase(),
       text: m[2] ?? "",
       ...(channel ? { channelId: channel } : {}),
-      appUrl: t.appUrl,
-      signingSecret: t.signingSecret,
+      ...appTarget(t),
     });
     this.changed();
     return { status: r.status, body: r.body };
@@ -1071,3 +1069,9 @@ const CLIENT_APP = String.raw`
   refresh();
 })();
 `;
+
+/** The page's target without the simulator: where a person's actions go. */
+function appTarget(t: PageTarget): AppTarget {
+  const { sim: _sim, ...target } = t;
+  return target;
+}
