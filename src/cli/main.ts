@@ -42,9 +42,15 @@ program
   .option("--data <dir>", "where the demo keeps its policy, keys and database", "./data/demo")
   .option("--port <port>", "the simulator page's port", "3001")
   .option("--no-agent", "do not start the demo agent")
-  .action(async (opts: { data: string; port: string; agent: boolean }) => {
+  .option("--socket-mode", "connect the app to the simulator over Socket Mode instead of HTTP")
+  .action(async (opts: { data: string; port: string; agent: boolean; socketMode?: boolean }) => {
     const { runDemo } = await import("../simulator/demo.js");
-    await runDemo({ dataDir: path.resolve(opts.data), pagePort: Number(opts.port), agent: opts.agent });
+    await runDemo({
+      dataDir: path.resolve(opts.data),
+      pagePort: Number(opts.port),
+      agent: opts.agent,
+      socketMode: opts.socketMode === true,
+    });
   });
 
 program

@@ -15,6 +15,7 @@ import { ensureKeyFile } from "../adapters/crypto/keyfile.js";
 import { loadConfig } from "../config.js";
 import { type Countersign, startCountersign } from "../main.js";
 import { DemoAgent, demoScript } from "./demo-agent.js";
+import { SIM_APP_ID } from "./interactions.js";
 import { type PageChannel, type PagePerson, SimPage } from "./page.js";
 import { findOrStartRedis } from "./redis.js";
 import { type SimUser, SlackApiSim } from "./slack-api.js";
@@ -234,6 +235,11 @@ export interface DemoOptions {
   /** Passed to startCountersign (tests shorten them). */
   readonly pollMs?: number;
   readonly sweepMs?: number;
+  /**
+   * Run the app in Socket Mode (SLACK_APP_TOKEN set): it opens a socket on the simulator
+   * and every click, submission and command travels over it instead of to /slack/events.
+   */
+  readonly socketMode?: boolean;
 }
 
 export interface Demo {
@@ -245,6 +251,8 @@ export interface Demo {
   readonly files: DemoFiles;
   readonly redisUrl: string;
   readonly queuePrefix: string;
+  /** How Slack reaches the app: signed requests to /slack/events, or Socket Mode. */
+  readonly mode: "http" | "socket";
   readonly issuer: string;
   /** Agent id -> its HMAC secret, for a demo agent. */
   readonly agentSecrets: Readonly<Record<string, string>>;
@@ -257,6 +265,9 @@ export interface Demo {
 export async function startDemo(o: DemoOptions): Promise<Demo> {
   const files = prepareDataDir(o.dataDir);
   const page = new SimPage({ people: DEMO_PEOPLE, channels: DEMO_CHANNELS, title: "Countersign demo" });
+  // Made fresh each run and never written to secrets.json: a token there would be read
+  // back as SLACK_APP_TOKEN and switch every later run to Socket Mode.
+  const appToken = o.socketMode ? `xapp-1-${SIM_APP_ID}-${randomBytes(12).toString("hex")}` : undefined;
   let sim: SlackApiSim;
   try {
     sim = await SlackApiSim.start({
@@ -269,6 +280,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       usergroups: DEMO_GROUPS,
       channels: DEMO_CHANNELS.map((c) => c.id),
       onOtherRequest: page.handler,
+      ...(appToken ? { socketMode: { appToken } } : {}),
     });
   } catch (err) {
     page.close();
@@ -293,6 +305,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       PORT: "0",
       QUEUE_PREFIX: queuePrefix,
       LOG_LEVEL: logLevel,
+      ...(appToken ? { SLACK_APP_TOKEN: appToken } : {}),
     });
     app = await startCountersign(config, {
       log,
@@ -304,11 +317,11 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     await sim.close();
     throw err;
   }
-  page.connect({
-    sim,
-    appUrl: `${app.url}/slack/events`,
-    signingSecret: files.secrets.SLACK_SIGNING_SECRET!,
-  });
+  page.connect(
+    appToken
+      ? { sim }
+      : { sim, appUrl: `${app.url}/slack/events`, signingSecret: files.secrets.SLACK_SIGNING_SECRET! },
+  );
 
   const agentSecrets: Record<string, string> = {};
   for (const [agent, env] of Object.entries(AGENT_SECRET_ENV)) {
@@ -328,6 +341,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     files,
     redisUrl: o.redisUrl,
     queuePrefix,
+    mode: appToken ? "socket" : "http",
     issuer: app.policy.issuer,
     agentSecrets,
     names,
@@ -347,7 +361,12 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
  * and a short guide, runs the demo agent, and on Ctrl-C (SIGINT/SIGTERM) stops it all
  * and returns.
  */
-export async function runDemo(o: { dataDir: string; pagePort: number; agent: boolean }): Promise<void> {
+export async function runDemo(o: {
+  dataDir: string;
+  pagePort: number;
+  agent: boolean;
+  socketMode?: boolean;
+}): Promise<void> {
   // The environment is read by config.ts alone: REDIS_URL and LOG_LEVEL apply to the demo too.
   const env = loadConfig();
   const redis = await findOrStartRedis(env.redisUrl);
@@ -358,6 +377,7 @@ export async function runDemo(o: { dataDir: string; pagePort: number; agent: boo
       pagePort: o.pagePort,
       redisUrl: redis.url,
       logLevel: env.logLevel,
+      socketMode: o.socketMode ?? false,
     });
   } catch (err) {
     await redis.stop();
@@ -372,8 +392,12 @@ export async function runDemo(o: { dataDir: string; pagePort: number; agent: boo
     "  2. Cards arrive in #payments-approvals, #infra-approvals and #customer-data-approvals as the agent asks.",
     "     Approve needs 2 approvers; Deny asks for a reason. Left alone, a card escalates after 2 minutes",
     "     and ends 1 minute later. Low-risk reads are approved by policy at once.",
-    "  3. Every click is a real signed Slack payload to the app; every verdict below comes with its",
-    "     signed record, verified against the app's JWKS.",
+    demo.mode === "socket"
+      ? "  3. Socket Mode: the app holds a socket open to the simulator; every click is an envelope on it,"
+      : "  3. Every click is a real signed Slack payload to the app's /slack/events;",
+    demo.mode === "socket"
+      ? "     answered by the app's ack. Every verdict below comes with its signed record, checked against the JWKS."
+      : "     every verdict below comes with its signed record, verified against the app's JWKS.",
     "",
     `  app        ${demo.appUrl} (JWKS at /.well-known/jwks.json, log in ${path.join(rel, "countersign.log")})`,
     `  redis      ${redis.started ? `${redis.url} (a private redis-server, stopped on exit)` : redis.url}`,

@@ -34,6 +34,7 @@ import {
   viewObject,
   viewSubmissionPayload,
 } from "./interactions.js";
+import { type EnvelopeType, SocketModeSim } from "./socket-mode.js";
 
 export interface SimUser {
   id: string;
@@ -130,6 +131,28 @@ export interface SlackApiOptions {
   triggerTtlMs?: number;
   /** Serves paths outside /api/ and /response/ (the demo page); otherwise they are 404. */
   onOtherRequest?: RequestListener;
+  /**
+   * Slack's Socket Mode side: `apps.connections.open` with this app-level token gives a
+   * `ws://` URL here, and what a person does (click, submit, command, open Home) is sent
+   * over the app's socket whenever the caller gives no `appUrl`.
+   */
+  socketMode?: {
+    appToken: string;
+    /** How long to wait for an ack before sending the envelope again. Default 3000 ms. */
+    ackTimeoutMs?: number;
+    /** Re-sends of an unacked envelope before giving up. Default 3. */
+    retries?: number;
+  };
+}
+
+/** Where a person's action goes: the app's Request URL (signed), or with none, its socket. */
+export interface AppTarget {
+  /** The app's Request URL, e.g. `http://127.0.0.1:3000/slack/events`. Omit for Socket Mode. */
+  appUrl?: string;
+  /** Needed with appUrl: the secret the request is signed with. */
+  signingSecret?: string;
+  /** Unix seconds for the signature (HTTP only). */
+  timestamp?: number;
 }
 
 export interface SendResult {
@@ -222,6 +245,8 @@ export class SlackApiSim {
   readonly calls: SlackCall[] = [];
   readonly botUserId: string;
   readonly teamId: string;
+  /** The Socket Mode side, when the simulator was started with `socketMode`. */
+  readonly socket: SocketModeSim | undefined;
 
   private readonly opts: SlackApiOptions;
   private readonly server: Server;
@@ -253,6 +278,9 @@ export class SlackApiSim {
     this.url = `${origin}/api/`;
     this.botUserId = opts.botUserId ?? SIM_BOT_USER_ID;
     this.teamId = opts.teamId;
+    this.socket = opts.socketMode
+      ? new SocketModeSim({ ...opts.socketMode, appId: SIM_APP_ID }, server, origin.replace(/^http/, "ws"))
+      : undefined;
     this.teamDomain = opts.teamDomain ?? "countersign-sim";
     this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
     this.allowedChannels = opts.channels ? new Set(opts.channels) : undefined;
@@ -411,16 +439,15 @@ export class SlackApiSim {
    * Clicks a button: finds the message and the button's value by action_id, issues a
    * trigger id and a response URL, and sends the signed block_actions to the app.
    */
-  async click(o: {
-    user: Clicker;
-    channel: string;
-    ts: string;
-    actionId: string;
-    appUrl: string;
-    signingSecret: string;
-    blockId?: string;
-    timestamp?: number;
-  }): Promise<SendResult & { triggerId: string }> {
+  async click(
+    o: {
+      user: Clicker;
+      channel: string;
+      ts: string;
+      actionId: string;
+      blockId?: string;
+    } & AppTarget,
+  ): Promise<SendResult & { triggerId: string }> {
     const message = this.msgs.find((m) => m.channel === o.channel && m.ts === o.ts && !m.deleted);
     if (!message) {
       throw new Error(`Slack simulator: cannot click, no message ${o.ts} in channel ${o.channel}`);
@@ -444,7 +471,7 @@ export class SlackApiSim {
       responseUrl,
       teamDomain: this.teamDomain,
     });
-    const res = await sendSigned("interaction", payload, this.sendOpts(o));
+    const res = await this.deliver("interaction", payload, o);
     return { ...res, triggerId };
   }
 
@@ -453,14 +480,13 @@ export class SlackApiSim {
    * applies the app's answer as Slack does: `errors` keeps the view open, `update`
    * replaces it, `push` stacks a new one, `clear` closes the stack, anything else closes it.
    */
-  async submitView(o: {
-    user: Clicker;
-    viewId: string;
-    values: Record<string, Record<string, { type: string; value: string }>>;
-    appUrl: string;
-    signingSecret: string;
-    timestamp?: number;
-  }): Promise<SendResult> {
+  async submitView(
+    o: {
+      user: Clicker;
+      viewId: string;
+      values: Record<string, Record<string, { type: string; value: string }>>;
+    } & AppTarget,
+  ): Promise<SendResult> {
     const view = this.viewList.find((v) => v.id === o.viewId);
     if (view?.kind !== "modal" || view.closed) {
       const open = this.viewList.filter((v) => v.kind === "modal" && !v.closed).map((v) => v.id);
@@ -475,7 +501,7 @@ export class SlackApiSim {
       triggerId: this.newTriggerId(o.user.id),
       teamDomain: this.teamDomain,
     });
-    const res = await sendSigned("interaction", payload, this.sendOpts(o));
+    const res = await this.deliver("interaction", payload, o);
     if (res.status === 200) this.applyViewAnswer(view, res.body);
     return res;
   }
@@ -484,15 +510,14 @@ export class SlackApiSim {
    * Runs a slash command; an ack body with text is shown to the caller ephemerally (or
    * in the channel with `response_type: "in_channel"`), as Slack does.
    */
-  async command(o: {
-    user: Clicker;
-    command: string;
-    text?: string;
-    channelId?: string;
-    appUrl: string;
-    signingSecret: string;
-    timestamp?: number;
-  }): Promise<SendResult & { triggerId: string; channelId: string }> {
+  async command(
+    o: {
+      user: Clicker;
+      command: string;
+      text?: string;
+      channelId?: string;
+    } & AppTarget,
+  ): Promise<SendResult & { triggerId: string; channelId: string }> {
     const channelId = o.channelId ?? this.dmFor([o.user.id]).id;
     const triggerId = this.newTriggerId(o.user.id);
     const responseUrl = this.newResponseUrl({ channel: channelId, user: o.user.id });
@@ -505,18 +530,17 @@ export class SlackApiSim {
       responseUrl,
       teamDomain: this.teamDomain,
     });
-    const res = await sendSigned("command", body, this.sendOpts(o));
+    const res = await this.deliver("command", body, o);
     if (res.status === 200) this.applyCommandAck(channelId, o.user.id, res.body);
     return { ...res, triggerId, channelId };
   }
 
   /** Opens the app's Home tab: sends the app_home_opened event. */
-  async openHome(o: {
-    user: Clicker;
-    appUrl: string;
-    signingSecret: string;
-    timestamp?: number;
-  }): Promise<SendResult> {
+  async openHome(
+    o: {
+      user: Clicker;
+    } & AppTarget,
+  ): Promise<SendResult> {
     const home = this.viewList.find((v) => v.kind === "home" && v.user === o.user.id);
     const event = appHomeOpenedEvent({
       user: o.user,
@@ -525,7 +549,7 @@ export class SlackApiSim {
       channel: this.dmFor([o.user.id]).id,
       view: home ? viewObject(home, this.teamId) : undefined,
     });
-    return sendSigned("event", event, this.sendOpts(o));
+    return this.deliver("event", event, o);
   }
 
   async close(): Promise<void> {
@@ -536,6 +560,7 @@ export class SlackApiSim {
       w.reject(new Error(`Slack simulator closed while waiting for a ${w.method} call`));
     }
     this.waiters.clear();
+    await this.socket?.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -544,8 +569,36 @@ export class SlackApiSim {
 
   // ---- HTTP ---------------------------------------------------------------------
 
-  private sendOpts(o: { appUrl: string; signingSecret: string; timestamp?: number }) {
-    return { url: o.appUrl, signingSecret: o.signingSecret, timestamp: o.timestamp };
+  /**
+   * Sends what a person did as Slack would: signed to the app's Request URL, or with no
+   * URL as an envelope on the app's socket. Either way the answer comes back as the
+   * HTTP status and body (an ack's payload is the body), so what Slack then shows is
+   * worked out once.
+   */
+  private async deliver(
+    kind: "interaction" | "command" | "event",
+    body: Record<string, unknown>,
+    o: AppTarget,
+  ): Promise<SendResult> {
+    if (o.appUrl !== undefined) {
+      if (o.signingSecret === undefined) {
+        throw new Error(`Slack simulator: sending to ${o.appUrl} needs the signing secret`);
+      }
+      return sendSigned(kind, body, {
+        url: o.appUrl,
+        signingSecret: o.signingSecret,
+        timestamp: o.timestamp,
+      });
+    }
+    if (!this.socket) {
+      throw new Error("Slack simulator: no appUrl given and Socket Mode is off (start it with socketMode)");
+    }
+    const type: EnvelopeType =
+      kind === "interaction" ? "interactive" : kind === "command" ? "slash_commands" : "events_api";
+    // Slack takes an answer in the ack for modal submissions and slash commands only.
+    const acceptsResponsePayload = kind === "command" || body.type === "view_submission";
+    const { status, body: text } = await this.socket.deliver(type, body, { acceptsResponsePayload });
+    return { status, body: text };
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -620,9 +673,18 @@ export class SlackApiSim {
   }
 
   private dispatch(method: string, args: Obj, token: string | undefined): Obj {
+    // The one method for the app-level token; Slack refuses either token on the other's methods.
+    if (method === "apps.connections.open") {
+      if (!token) return { ok: false, error: "not_authed" };
+      if (!this.socket) return { ok: false, error: "invalid_auth" };
+      if (token === this.opts.botToken) return { ok: false, error: "not_allowed_token_type" };
+      if (token !== this.socket.appToken) return { ok: false, error: "invalid_auth" };
+      return this.socket.connectionsOpen();
+    }
     const handler = this.handlers.get(method);
     if (!handler) return { ok: false, error: "unknown_method", req_method: method };
     if (!token) return { ok: false, error: "not_authed" };
+    if (token === this.socket?.appToken) return { ok: false, error: "not_allowed_token_type" };
     if (token !== this.opts.botToken) return { ok: false, error: "invalid_auth" };
     try {
       return handler(args);

@@ -16,6 +16,7 @@ import type { ActionRequest } from "../../src/domain/types.js";
 import { SlackApiSim } from "../../src/simulator/slack-api.js";
 import { type Child, startChild } from "./child.js";
 import {
+  APP_TOKEN,
   BILLING_SECRET,
   BOT_TOKEN,
   deleteKeys,
@@ -53,6 +54,11 @@ export async function startChaos(
     env?: Record<string, string>;
     policy?: (yaml: string) => string;
     postgres?: boolean;
+    /**
+     * The children run in Socket Mode (SLACK_APP_TOKEN): each opens its socket on the
+     * simulator, which spreads envelopes over them and re-sends unacked ones as given.
+     */
+    socketMode?: { ackTimeoutMs?: number; retries?: number };
   } = {},
 ): Promise<Chaos> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-chaos-"));
@@ -63,6 +69,7 @@ export async function startChaos(
     teamId: TEAM,
     users: USERS,
     usergroups: { S0FIN: ["U0CAROL"] },
+    ...(k.socketMode ? { socketMode: { appToken: APP_TOKEN, ...k.socketMode } } : {}),
   });
   const prefix = `test-${randomUUID()}`;
   const dbFile = path.join(dir, "countersign.db");
@@ -87,6 +94,7 @@ export async function startChaos(
     QUEUE_LOCK_MS: "2000",
     OUTBOX_LEASE_MS: "2000",
     LOG_LEVEL: "warn",
+    ...(k.socketMode ? { SLACK_APP_TOKEN: APP_TOKEN } : {}),
     ...k.env,
   };
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });

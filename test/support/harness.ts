@@ -21,12 +21,14 @@ import { mintProof } from "../../src/adapters/crypto/proof.js";
 import { loadConfig } from "../../src/config.js";
 import type { ActionRequest } from "../../src/domain/types.js";
 import { type Countersign, startCountersign } from "../../src/main.js";
-import { type SimUser, SlackApiSim } from "../../src/simulator/slack-api.js";
+import { type AppTarget, type SimUser, SlackApiSim } from "../../src/simulator/slack-api.js";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 export const TEAM = "T0TEST";
 export const BOT_TOKEN = "xoxb-test-token";
 export const SIGNING_SECRET = "test-signing-secret-0123456789abcdef";
+/** The app-level token a Socket Mode harness runs with. */
+export const APP_TOKEN = "xapp-1-A0SIMAPP001-test-app-token";
 export const BILLING_SECRET = "billing-agent-secret-that-is-at-least-32-bytes";
 export const ISSUER = "https://countersign.test";
 export const OPS_SECRET = "ops-agent-secret-that-is-also-at-least-32-bytes";
@@ -136,6 +138,11 @@ export interface Harness {
    */
   sql<T = Record<string, unknown>>(text: string, ...params: unknown[]): Promise<T[]>;
   slackUrl: string;
+  /**
+   * Where the simulator sends what a person does: the signed Request URL, or in Socket
+   * Mode nothing (the simulator then uses the app's socket). Spread it into sim calls.
+   */
+  target: AppTarget;
   proof(
     req: unknown,
     o?: { now?: Date; jti?: string; ttlSeconds?: number; agentId?: string },
@@ -177,6 +184,11 @@ export async function startHarness(
      * Default: the store COUNTERSIGN_TEST_STORE names, else SQLite.
      */
     postgres?: boolean;
+    /**
+     * Run the app in Socket Mode (SLACK_APP_TOKEN set): the simulator's socket carries
+     * clicks, submissions and commands, with its ack window and re-sends as given.
+     */
+    socketMode?: boolean | { ackTimeoutMs?: number; retries?: number };
   } = {},
 ): Promise<Harness> {
   const onPostgres = k.postgres ?? testStore() === "postgres";
@@ -190,6 +202,9 @@ export async function startHarness(
     teamId: TEAM,
     users: USERS,
     usergroups: { S0FIN: ["U0CAROL"] },
+    ...(k.socketMode
+      ? { socketMode: { appToken: APP_TOKEN, ...(typeof k.socketMode === "object" ? k.socketMode : {}) } }
+      : {}),
   });
   const prefix = `test-${randomUUID()}`;
   const pgSchema = `test_${randomUUID().replace(/-/g, "")}`;
@@ -214,6 +229,7 @@ export async function startHarness(
     // Tests post in bursts; the pacing test sets its own rate.
     SLACK_CHANNEL_RATE: "1000",
     SLACK_CHANNEL_BURST: "1000",
+    ...(k.socketMode ? { SLACK_APP_TOKEN: APP_TOKEN } : {}),
     ...k.env,
   });
   const app = await startCountersign(config, {
@@ -233,6 +249,7 @@ export async function startHarness(
   events.on("error", () => {});
   await events.waitUntilReady();
   const slackUrl = `${app.url}/slack/events`;
+  const target: AppTarget = k.socketMode ? {} : { appUrl: slackUrl, signingSecret: SIGNING_SECRET };
   let lastTrigger: { user: string } | null = null;
   // The test's own connection for h.sql on PostgreSQL, opened on first use.
   let pgPool: pg.Pool | null = null;
@@ -260,6 +277,7 @@ export async function startHarness(
       return rows as T[];
     },
     slackUrl,
+    target,
     proof: (req, o = {}) => {
       const agentId = o.agentId ?? (req as ActionRequest | undefined)?.agent_id ?? "billing-agent";
       const secret = agentId === "ops-agent" ? OPS_SECRET : BILLING_SECRET;
@@ -328,8 +346,7 @@ export async function startHarness(
         channel: card.channel,
         ts: card.ts,
         actionId,
-        appUrl: slackUrl,
-        signingSecret: SIGNING_SECRET,
+        ...target,
       });
     },
     async submitModal(user, values) {
@@ -345,8 +362,7 @@ export async function startHarness(
         user: { id: u.id, team_id: u.team_id, name: u.name },
         viewId: view.id,
         values: vals,
-        appUrl: slackUrl,
-        signingSecret: SIGNING_SECRET,
+        ...target,
       });
     },
     async stop() {

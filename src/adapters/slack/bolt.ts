@@ -11,6 +11,7 @@ import {
   type ButtonAction,
   HTTPReceiver,
   LogLevel,
+  SocketModeReceiver,
   type ViewSubmitAction,
   webApi,
 } from "@slack/bolt";
@@ -104,7 +105,17 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
   let receiver: InstanceType<typeof HTTPReceiver> | null = null;
   let app: InstanceType<typeof App>;
   if (o.appToken) {
-    app = new App({ authorize, appToken: o.appToken, socketMode: true, logger, clientOptions });
+    // The socket's own client asks apps.connections.open (with the app-level token) for
+    // each connection's URL, at start and after every disconnect Slack asks for. It must
+    // reach the same Slack as everything else (SLACK_API_URL), and unlike our client it
+    // keeps the web-api's own retries: a reconnect that gives up after one failed call
+    // would leave the app deaf until a restart.
+    const socketReceiver = new SocketModeReceiver({
+      appToken: o.appToken,
+      logger,
+      installerOptions: { clientOptions: o.apiUrl ? { slackApiUrl: o.apiUrl } : {} },
+    });
+    app = new App({ authorize, receiver: socketReceiver, socketMode: true, logger, clientOptions });
   } else {
     receiver = new HTTPReceiver({
       signingSecret: o.signingSecret,
