@@ -231,7 +231,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     ],
     slackListener: slack.requestListener,
     redisPing,
-    metrics: async () => metricsText(await store.pendingEffectCount()),
+    metrics: async () => {
+      const all = await store.pendingEffectCount();
+      const due = await store.pendingEffectCount(Date.now());
+      return metricsText(due, all - due);
+    },
   });
   await http.listen({ host: config.http.host, port: config.http.port });
   const address = http.server.address();
@@ -317,12 +321,20 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   };
 }
 
-function metricsText(pendingEffects: number): string {
+/**
+ * `countersign_outbox_pending` counts only effects that are due: it returns to 0 when the
+ * outbox keeps up, so an alert on it means work is stuck. Effects scheduled for later (a
+ * reminder at half a deadline) are a separate gauge; counted in, they never let it fall to 0.
+ */
+function metricsText(dueEffects: number, laterEffects: number): string {
   const mem = process.memoryUsage();
   return [
-    "# HELP countersign_outbox_pending Effects waiting to be carried out.",
+    "# HELP countersign_outbox_pending Effects due and not yet carried out.",
     "# TYPE countersign_outbox_pending gauge",
-    `countersign_outbox_pending ${pendingEffects}`,
+    `countersign_outbox_pending ${dueEffects}`,
+    "# HELP countersign_outbox_scheduled Effects scheduled for later (reminders, webhook retries).",
+    "# TYPE countersign_outbox_scheduled gauge",
+    `countersign_outbox_scheduled ${Math.max(0, laterEffects)}`,
     "# HELP process_resident_memory_bytes Resident memory size in bytes.",
     "# TYPE process_resident_memory_bytes gauge",
     `process_resident_memory_bytes ${mem.rss}`,
