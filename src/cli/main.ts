@@ -301,6 +301,26 @@ function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
       );
     });
   }
+  watchNpmParent();
+}
+
+/**
+ * Under `npx`/`npm exec`/`npm run`, npm starts us through `sh -c`. On SIGTERM npm passes
+ * the signal to that shell and exits; dash dies without passing it on, and we would keep
+ * running with the port bound, orphaned. So when npm started us, losing our parent is
+ * taken as the SIGTERM it was meant to be. (Run directly, by systemd or `node
+ * bin/countersign.mjs`, signals arrive as sent and a parent that goes away is left alone:
+ * docs/deploy.md.)
+ */
+function watchNpmParent(): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    process.emit("SIGTERM", "SIGTERM");
+  }, 500);
+  timer.unref();
 }
 
 try {

@@ -3,9 +3,12 @@
  * the log says it stopped, and with Redis gone it still stops within seconds, saying what
  * it left (the database keeps it for the next start).
  */
+import { spawn } from "node:child_process";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Chaos, startChaos } from "../support/chaos.js";
+import { freePort } from "../support/child.js";
 import { sleep } from "../support/harness.js";
 import { type PrivateRedis, startPrivateRedis } from "../support/private-redis.js";
 
@@ -70,6 +73,54 @@ describe("stopping serve", () => {
       expect(child.output()).toContain("countersign: stopped");
     } finally {
       await redis.stop();
+    }
+  }, 60_000);
+
+  it("stops when npm exec (npx), which starts it through sh, gets SIGTERM: the port is freed", async () => {
+    const port = await freePort();
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const npm = spawn("npm", ["exec", "--", "countersign", "serve"], {
+      cwd: root,
+      env: { ...process.env, ...c.env, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    npm.stdout?.on("data", (d) => {
+      out += d;
+    });
+    npm.stderr?.on("data", (d) => {
+      out += d;
+    });
+    try {
+      const deadline = Date.now() + 40_000;
+      for (;;) {
+        const up = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.status === 200,
+          () => false,
+        );
+        if (up) break;
+        if (Date.now() > deadline || npm.exitCode !== null) throw new Error(`serve did not start:\n${out}`);
+        await sleep(200);
+      }
+      npm.kill("SIGTERM");
+      // npm exits at once; the server behind sh must follow within seconds.
+      let free = false;
+      for (let i = 0; i < 60 && !free; i++) {
+        await sleep(250);
+        free = await portFree(port);
+      }
+      expect(free, out).toBe(true);
+    } finally {
+      if (npm.exitCode === null) npm.kill("SIGKILL");
+      // Never leave an orphaned server behind when this fails: its pid is in its log lines.
+      const pid = Number(/"pid":(\d+)/.exec(out)?.[1]);
+      if (pid) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
     }
   }, 60_000);
 });
