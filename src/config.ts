@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import { z } from "zod";
+import { decodeWebhookSecret } from "./adapters/webhooks/sign.js";
 import { parseDuration } from "./domain/duration.js";
 
 const durationList = z
@@ -160,4 +161,33 @@ export function requireSlack(config: Config): { botToken: string; signingSecret:
   ].filter(Boolean);
   if (missing.length > 0) throw new ConfigError(`missing ${missing.join(" and ")} (see .env.example)`);
   return { botToken: config.slack.botToken!, signingSecret: config.slack.signingSecret! };
+}
+
+/**
+ * Every agent's webhook secret, checked at start: a missing variable or a value that is
+ * not `whsec_<base64>` would otherwise surface only at the first webhook, which is then
+ * retried for days against a secret that can never sign.
+ */
+export function checkWebhookSecrets(
+  agents: Readonly<Record<string, { readonly webhook_secret_env?: string | undefined }>>,
+  env: Readonly<Record<string, string | undefined>>,
+): void {
+  const problems: string[] = [];
+  for (const [id, agent] of Object.entries(agents)) {
+    const name = agent.webhook_secret_env;
+    if (name === undefined) continue;
+    const value = env[name];
+    if (value === undefined || value === "") {
+      problems.push(
+        `  ${name}: not set (agent "${id}"'s webhook secret; \`npx countersign agent secret\` prints a fresh one)`,
+      );
+      continue;
+    }
+    try {
+      decodeWebhookSecret(value);
+    } catch (e) {
+      problems.push(`  ${name}: ${(e as Error).message} (agent "${id}"'s webhook secret)`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid environment:\n${problems.join("\n")}`);
 }

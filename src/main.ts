@@ -28,7 +28,7 @@ import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
 import type { AuditReader } from "./audit/reader.js";
-import { type Config, requireSlack } from "./config.js";
+import { type Config, checkWebhookSecrets, requireSlack } from "./config.js";
 import { loadPolicyFile } from "./domain/policy.js";
 import type { Policy } from "./domain/types.js";
 
@@ -64,6 +64,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   // Everything that can be wrong in the files is found before anything starts.
   const policy = loadPolicyFile(config.policyFile);
   const agentKeys = loadAgentKeys(policy, config.secrets);
+  checkWebhookSecrets(policy.agents, config.secrets);
   let signingKey = readSigningKey(config.signingKeyFile);
 
   const store = await openStore(config);
@@ -230,7 +231,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     ],
     slackListener: slack.requestListener,
     redisPing,
-    metrics: async () => metricsText(await store.pendingEffectCount()),
+    metrics: async () => {
+      const all = await store.pendingEffectCount();
+      const due = await store.pendingEffectCount(Date.now());
+      return metricsText(due, all - due);
+    },
   });
   await http.listen({ host: config.http.host, port: config.http.port });
   const address = http.server.address();
@@ -245,11 +250,12 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     (err) => log.error({ err }, "start: could not release unreleased verdicts; their effects will"),
   );
   await slack.start();
-  log.info({ port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
+  const url = `http://${config.http.host}:${port}`;
+  log.info({ url, port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
 
   let stopping: Promise<void> | null = null;
   return {
-    url: `http://${config.http.host}:${port}`,
+    url,
     port,
     policy,
     store,
@@ -264,18 +270,52 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     log,
     stop() {
       stopping ??= (async () => {
-        const step = async (name: string, f: () => Promise<unknown>) => {
+        // Each step that waits on the outside world (Redis, a slow client, Slack) gets a
+        // bound. With Redis down, BullMQ's close would wait for a reconnection that may
+        // never come; what a step leaves unfinished is abandoned, and nothing is lost by
+        // it: the database holds every action, timer and effect, and the next start (or
+        // another instance, once the lock or lease lapses) carries them out.
+        const step = async (name: string, f: () => Promise<unknown>, boundMs: number, leaves: string) => {
           const t = Date.now();
-          await f();
-          log.debug({ ms: Date.now() - t }, `stop: ${name}`);
+          let timer: NodeJS.Timeout | undefined;
+          const done = await Promise.race([
+            f().then(
+              () => true,
+              (err: unknown) => {
+                log.warn({ err }, `stop: ${name} failed; going on`);
+                return true;
+              },
+            ),
+            new Promise<false>((r) => {
+              timer = setTimeout(() => r(false), boundMs);
+            }),
+          ]);
+          clearTimeout(timer);
+          if (done) log.debug({ ms: Date.now() - t }, `stop: ${name}`);
+          else
+            log.warn({ part: name, after_ms: boundMs }, `stop: ${name} did not finish; abandoned ${leaves}`);
         };
+        const redisUp = redis.status === "ready";
+        if (!redisUp) log.warn({ redis: redis.status }, "stop: Redis is unreachable; not waiting for it");
+        // With Redis up a worker finishes its current job (usually milliseconds); down, it cannot.
+        const queueMs = redisUp ? 5_000 : 1_000;
         clearInterval(keyWatch);
-        await step("http", () => http.close());
-        await step("intake", () => intake.stop());
-        await step("timers", () => timers.stop());
-        await step("effects", () => effects.stop());
-        await step("slack", () => slack.stop());
-        await verdicts.stop();
+        await step("http", () => http.close(), 3_000, "open requests (long-polls re-read the database)");
+        await step(
+          "intake",
+          () => intake.stop(),
+          queueMs,
+          "the intake queue's jobs in flight (taken again after their lock lapses)",
+        );
+        await step("timers", () => timers.stop(), queueMs, "the timer queue (timers are in the database)");
+        await step(
+          "effects",
+          () => effects.stop(),
+          5_000,
+          "outbox effects in flight (retried after their lease lapses)",
+        );
+        await step("slack", () => slack.stop(), 3_000, "the Slack connection");
+        await step("verdicts", () => verdicts.stop(), 1_000, "the verdict subscription");
         redis.disconnect();
         probe.disconnect();
         await auditReader.close();
@@ -286,12 +326,20 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   };
 }
 
-function metricsText(pendingEffects: number): string {
+/**
+ * `countersign_outbox_pending` counts only effects that are due: it returns to 0 when the
+ * outbox keeps up, so an alert on it means work is stuck. Effects scheduled for later (a
+ * reminder at half a deadline) are a separate gauge; counted in, they never let it fall to 0.
+ */
+function metricsText(dueEffects: number, laterEffects: number): string {
   const mem = process.memoryUsage();
   return [
-    "# HELP countersign_outbox_pending Effects waiting to be carried out.",
+    "# HELP countersign_outbox_pending Effects due and not yet carried out.",
     "# TYPE countersign_outbox_pending gauge",
-    `countersign_outbox_pending ${pendingEffects}`,
+    `countersign_outbox_pending ${dueEffects}`,
+    "# HELP countersign_outbox_scheduled Effects scheduled for later (reminders, webhook retries).",
+    "# TYPE countersign_outbox_scheduled gauge",
+    `countersign_outbox_scheduled ${Math.max(0, laterEffects)}`,
     "# HELP process_resident_memory_bytes Resident memory size in bytes.",
     "# TYPE process_resident_memory_bytes gauge",
     `process_resident_memory_bytes ${mem.rss}`,

@@ -7,12 +7,16 @@ import { promisify } from "node:util";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../src/domain/canonical.js";
-import { BILLING_SECRET, request, testPolicy } from "./support/harness.js";
+import { BILLING_SECRET, OPS_SECRET, request, testPolicy } from "./support/harness.js";
 
 let dir: string;
 let env: NodeJS.ProcessEnv;
 const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
-  promisify(execFile)(process.execPath, ["bin/countersign.mjs", ...args], { env: { ...env, ...extra } }).then(
+  promisify(execFile)(process.execPath, ["bin/countersign.mjs", ...args], {
+    env: { ...env, ...extra },
+    // A server that should have refused to start is killed rather than left running.
+    timeout: 60_000,
+  }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({
       code: e.code,
@@ -125,5 +129,64 @@ describe("a .env file", () => {
     const r = await promisify(execFile)(process.execPath, [bin, "policy", "check"], { cwd: work, env: rest });
     expect(r.stdout).toContain(`${path.join(work, "policy.yml")}: ok`);
     fs.rmSync(work, { recursive: true, force: true });
+  });
+});
+
+describe("countersign --version, --explain FILE, agent secret", () => {
+  it("prints the package's version", async () => {
+    const pkg = JSON.parse(fs.readFileSync("package.json", "utf8")) as { version: string };
+    const r = await run(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
+  it("takes --explain as a plain path, @path or inline JSON; a missing file is named", async () => {
+    const file = path.join(dir, "explain.json");
+    fs.writeFileSync(file, JSON.stringify(request()));
+    for (const arg of [file, `@${file}`]) {
+      const r = await run(["policy", "check", "--explain", arg]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain("route eu-high-payments");
+    }
+    const missing = await run(["policy", "check", "--explain", path.join(dir, "nope.json")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`cannot read ${path.join(dir, "nope.json")}: no such file`);
+    fs.writeFileSync(file, "[1]");
+    const bad = await run(["policy", "check", "--explain", file]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`${file} is not a valid request`);
+    expect(bad.stderr).not.toMatch(/^\s+: /m);
+  });
+
+  it("prints fresh agent secrets: 32 bytes for HMAC, whsec_ for webhooks", async () => {
+    const r = await run(["agent", "secret"]);
+    expect(r.stdout).toMatch(/hmac_secret_env value: +[A-Za-z0-9_-]{43}\n/);
+    expect(r.stdout).toMatch(/webhook_secret_env value: whsec_[A-Za-z0-9+/]{43}=\n/);
+    expect((await run(["agent", "secret", "--webhook"])).stdout).toMatch(/^whsec_\S+\n$/);
+  });
+});
+
+describe("serve checks webhook secrets at start", () => {
+  const serveEnv = {
+    SLACK_BOT_TOKEN: "xoxb-x",
+    SLACK_SIGNING_SECRET: "s",
+    PORT: "0",
+    OPS_AGENT_SECRET: OPS_SECRET,
+  };
+  it("stops naming a missing webhook_secret_env variable", async () => {
+    const r = await run(["serve"], { ...serveEnv, BILLING_AGENT_WEBHOOK_SECRET: "" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/BILLING_AGENT_WEBHOOK_SECRET: not set \(agent "billing-agent"/);
+  });
+
+  it("stops naming a value that is not whsec_ and base64", async () => {
+    const wrong = await run(["serve"], { ...serveEnv, BILLING_AGENT_WEBHOOK_SECRET: "hunter2" });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/BILLING_AGENT_WEBHOOK_SECRET: a webhook secret must start with "whsec_"/);
+    const notB64 = await run(["serve"], { ...serveEnv, BILLING_AGENT_WEBHOOK_SECRET: "whsec_not*base64!" });
+    expect(notB64.code).toBe(1);
+    expect(notB64.stderr).toMatch(
+      /BILLING_AGENT_WEBHOOK_SECRET: the webhook secret after "whsec_" is not base64/,
+    );
   });
 });

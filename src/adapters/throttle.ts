@@ -14,7 +14,8 @@ export function throttledWarn(log: Logger, what: string, everyMs = 30_000): (err
       suppressed++;
       return;
     }
-    log.warn({ err: typeof err === "string" ? err : err.message, suppressed }, what);
+    // The Error itself, so pino keeps its stack and code (a message alone loses both).
+    log.warn({ err, suppressed }, what);
     last = now;
     suppressed = 0;
   };

@@ -590,7 +590,8 @@ export class Approvals {
     now: Date,
   ): UnchainedClaims {
     const req = a.request;
-    const decidedAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
+    // Milliseconds kept: cut to the second, a record would say it was decided before its deciding vote.
+    const decidedAt = now;
     return {
       ver: 1,
       iss: this.d.policy.issuer,

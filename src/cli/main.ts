@@ -16,7 +16,9 @@ import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js
 import { selectRoute } from "../domain/routing.js";
 import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
+import { packagePath } from "../paths.js";
 import { registerAuditCommands } from "./audit.js";
+import { agentSecret, InitRefused, runInit, webhookSecret } from "./init.js";
 
 // A .env in the working directory (see .env.example) fills in what the environment does
 // not already set; variables set by the process manager win.
@@ -25,15 +27,39 @@ if (fs.existsSync(".env")) process.loadEnvFile(".env");
 const program = new Command()
   .name("countersign")
   .description("A human approval gate for autonomous agents.")
+  .version(packageVersion(), "-V, --version", "print the version")
   .exitOverride()
   .showHelpAfterError();
+
+program
+  .command("init")
+  .description(
+    "start an installation here: a commented policy.yml, a .env with fresh secrets, the signing key",
+  )
+  .option("--dir <dir>", "where to write them", ".")
+  .action((opts: { dir: string }) => {
+    const { written } = runInit(path.resolve(opts.dir));
+    for (const f of written) console.log(`wrote ${f}`);
+    console.log(
+      "next: put your Slack app's SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET in .env, your Slack ids in policy.yml, then `npx countersign policy check`",
+    );
+  });
 
 program
   .command("serve")
   .description("run the gate: queue worker, Slack app, HTTP API, timers")
   .action(async () => {
     const app = await startCountersign(loadConfig());
-    onSignal(() => app.stop());
+    onSignal((signal) => {
+      app.log.info({ signal }, "countersign: stopping");
+      return app.stop().then(
+        () => app.log.info("countersign: stopped"),
+        (err: unknown) => {
+          app.log.error({ err }, "countersign: stop failed");
+          throw err;
+        },
+      );
+    });
   });
 
 program
@@ -99,15 +125,27 @@ const policy = program.command("policy").description("the policy file");
 policy
   .command("check [file]")
   .description("validate a policy file; with --explain, say which route a request would take and why")
-  .option("--explain <json>", "an ActionRequest as JSON (or @file.json)")
+  .option("--explain <request>", "an ActionRequest: inline JSON, or a file (REQUEST.json or @REQUEST.json)")
   .action((file: string | undefined, opts: { explain?: string }) => {
     const config = loadConfig();
     const p = loadPolicyFile(path.resolve(file ?? config.policyFile));
     const agents = Object.keys(p.agents).length;
     console.log(`${p.file}: ok (${agents} agent(s), ${p.routes.length} route(s), sha256 ${p.sha256})`);
     if (!opts.explain) return;
-    const text = opts.explain.startsWith("@") ? fs.readFileSync(opts.explain.slice(1), "utf8") : opts.explain;
-    const request = validateRequest(parseStrictJson(text));
+    const { text, source } = explainInput(opts.explain);
+    let parsed: unknown;
+    try {
+      parsed = parseStrictJson(text);
+    } catch (e) {
+      throw new UsageError(`--explain: ${source} is not valid JSON: ${(e as Error).message}`);
+    }
+    let request: ReturnType<typeof validateRequest>;
+    try {
+      request = validateRequest(parsed);
+    } catch (e) {
+      if (e instanceof RejectionError) console.error(`--explain: ${source} is not a valid request:`);
+      throw e;
+    }
     const { agent, riskClass } = checkRequestAgainstPolicy(p, request);
     const d = selectRoute(p, {
       agent,
@@ -132,9 +170,20 @@ policy
     }
   });
 
-program
-  .command("agent")
-  .description("tools for agents")
+const agentCmd = program.command("agent").description("tools for agents");
+agentCmd
+  .command("secret")
+  .description(
+    "print fresh secrets for a new agent: an HMAC secret (hmac_secret_env) and a whsec_ webhook secret",
+  )
+  .option("--webhook", "print only a webhook secret (whsec_...)")
+  .option("--hmac", "print only an HMAC secret (32 random bytes)")
+  .action((opts: { webhook?: boolean; hmac?: boolean }) => {
+    const both = !opts.webhook && !opts.hmac;
+    if (both || opts.hmac) console.log(`${both ? "hmac_secret_env value:    " : ""}${agentSecret()}`);
+    if (both || opts.webhook) console.log(`${both ? "webhook_secret_env value: " : ""}${webhookSecret()}`);
+  });
+agentCmd
   .command("token <agentId>")
   .description("mint a proof (a short-lived JWT) for curl, from the agent's secret or private key")
   .option(
@@ -232,24 +281,77 @@ webhooks
 
 class UsageError extends Error {}
 
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(packagePath("package.json"), "utf8")) as { version: string }).version;
+}
+
+/**
+ * --explain's argument: JSON when it starts with `{`, otherwise a file (a leading `@` is
+ * accepted, as curl writes it). The error names the file as given.
+ */
+function explainInput(arg: string): { text: string; source: string } {
+  if (arg.trimStart().startsWith("{")) return { text: arg, source: "the inline request" };
+  const file = arg.startsWith("@") ? arg.slice(1) : arg;
+  if (file === "")
+    throw new UsageError("--explain needs inline JSON or a file name, e.g. --explain request.json");
+  try {
+    return { text: fs.readFileSync(file, "utf8"), source: file };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      `--explain: cannot read ${path.resolve(file)}: ${code === "ENOENT" ? "no such file" : (code ?? (e as Error).message)}`,
+    );
+  }
+}
+
 function redactUrl(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = "***";
   return u.toString();
 }
 
-function onSignal(stop: () => Promise<void>): void {
+/** How long a stop may take before the process exits anyway (the database holds everything). */
+const STOP_DEADLINE_MS = 10_000;
+
+function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
   let once = false;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
+      // A second Ctrl-C means "now".
       if (once) process.exit(1);
       once = true;
-      stop().then(
+      // A last resort: the stop bounds its own steps, so this fires only if one of them
+      // ignores its bound. Nothing is lost by exiting: what was not done is in the database.
+      setTimeout(() => {
+        console.error(`countersign: did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
+        process.exit(1);
+      }, STOP_DEADLINE_MS).unref();
+      stop(sig).then(
         () => process.exit(0),
         () => process.exit(1),
       );
     });
   }
+  watchNpmParent();
+}
+
+/**
+ * Under `npx`/`npm exec`/`npm run`, npm starts us through `sh -c`. On SIGTERM npm passes
+ * the signal to that shell and exits; dash dies without passing it on, and we would keep
+ * running with the port bound, orphaned. So when npm started us, losing our parent is
+ * taken as the SIGTERM it was meant to be. (Run directly, by systemd or `node
+ * bin/countersign.mjs`, signals arrive as sent and a parent that goes away is left alone:
+ * docs/deploy.md.)
+ */
+function watchNpmParent(): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    process.emit("SIGTERM", "SIGTERM");
+  }, 500);
+  timer.unref();
 }
 
 try {
@@ -258,7 +360,13 @@ try {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
   if (e instanceof PolicyError || e instanceof ConfigError || e instanceof RejectionError) {
     console.error(e instanceof RejectionError ? e.failedReason : e.message);
-    if (e instanceof RejectionError) for (const x of e.errors) console.error(`  ${x.path}: ${x.message}`);
+    // A problem with the request as a whole has an empty path: say so rather than print ": reason".
+    if (e instanceof RejectionError)
+      for (const x of e.errors) console.error(`  ${x.path === "" ? "(the request)" : x.path}: ${x.message}`);
+    process.exit(1);
+  }
+  if (e instanceof InitRefused) {
+    console.error(`countersign init: ${e.message}`);
     process.exit(1);
   }
   if (e instanceof UsageError) {

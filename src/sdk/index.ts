@@ -16,6 +16,7 @@ import {
   TransportError,
   WaitTimeout,
 } from "./errors.js";
+import { waitForJob } from "./finished.js";
 import { type JWKS, verifyDecision } from "./verify.js";
 
 export type { ActionRequest, FieldError, RecordClaims, Verdict } from "../domain/types.js";
@@ -195,9 +196,10 @@ async function queueHandle(
       const timeoutMs = opts?.timeoutMs;
       let value: unknown;
       try {
-        // BullMQ's own ttl removes its listeners on time-out; a race of ours would leave them.
-        // (Its ttl of 0 means "no limit", hence at least 1 ms.)
-        value = await job.waitUntilFinished(
+        // One shared listener for every job waiting on this QueueEvents (src/sdk/finished.ts).
+        value = await waitForJob(
+          job,
+          t.queue,
           t.queueEvents,
           timeoutMs === undefined ? undefined : Math.max(1, timeoutMs),
         );

@@ -7,6 +7,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { RecordClaims } from "../../src/domain/types.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { eventually, type Harness, request, startHarness } from "../support/harness.js";
 
 const FULL = process.env.LOAD_FULL === "1";
@@ -79,7 +80,9 @@ describe("load", () => {
         h.click("U0BOB", c, ACTION_IDS.approve),
       ]),
     );
-    const results = (await Promise.all(jobs.map((j) => j.waitUntilFinished(h.events, 30_000)))) as {
+    // One shared listener for all the jobs (as the SDK waits): BullMQ's waitUntilFinished
+    // adds one per job and trips a MaxListenersExceededWarning past 10.
+    const results = (await Promise.all(jobs.map((j) => waitForJob(j, h.queue, h.events, 30_000)))) as {
       action_id: string;
       verdict: string;
     }[];

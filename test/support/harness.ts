@@ -196,48 +196,59 @@ export async function startHarness(
   const policyFile = path.join(dir, "policy.yml");
   fs.writeFileSync(policyFile, k.policy ?? testPolicy(k));
   const keyFile = path.join(dir, "signing-key.pem");
-  generateKeyFile(keyFile);
-  const sim = await SlackApiSim.start({
-    botToken: BOT_TOKEN,
-    teamId: TEAM,
-    users: USERS,
-    usergroups: { S0FIN: ["U0CAROL"] },
-    ...(k.socketMode
-      ? { socketMode: { appToken: APP_TOKEN, ...(typeof k.socketMode === "object" ? k.socketMode : {}) } }
-      : {}),
-  });
+  // A harness that fails to start removes what it made so far: no countersign-test-* folder,
+  // no Slack stand-in, no PostgreSQL schema is left behind by a failed test file.
+  let sim: SlackApiSim | undefined;
+  let app: Countersign;
   const prefix = `test-${randomUUID()}`;
   const pgSchema = `test_${randomUUID().replace(/-/g, "")}`;
   const dbEnv: Record<string, string> = onPostgres
     ? { DATABASE_URL: PG_URL, DATABASE_SCHEMA: pgSchema, DATABASE_POOL_SIZE: "5" }
     : { DATABASE_URL: `file:${path.join(dir, "countersign.db")}` };
-  const config = loadConfig({
-    REDIS_URL,
-    ...dbEnv,
-    SLACK_BOT_TOKEN: BOT_TOKEN,
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: sim.url,
-    SIGNING_KEY_FILE: keyFile,
-    POLICY_FILE: policyFile,
-    HOST: "127.0.0.1",
-    PORT: "0",
-    QUEUE_PREFIX: prefix,
-    BILLING_AGENT_SECRET: BILLING_SECRET,
-    OPS_AGENT_SECRET: OPS_SECRET,
-    BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
-    // Tests post in bursts; the pacing test sets its own rate.
-    SLACK_CHANNEL_RATE: "1000",
-    SLACK_CHANNEL_BURST: "1000",
-    ...(k.socketMode ? { SLACK_APP_TOKEN: APP_TOKEN } : {}),
-    ...k.env,
-  });
-  const app = await startCountersign(config, {
-    pollMs: 50,
-    sweepMs: 100,
-    keyCheckMs: 100,
-    log: k.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-  });
+  try {
+    generateKeyFile(keyFile);
+    sim = await SlackApiSim.start({
+      botToken: BOT_TOKEN,
+      teamId: TEAM,
+      users: USERS,
+      usergroups: { S0FIN: ["U0CAROL"] },
+      ...(k.socketMode
+        ? { socketMode: { appToken: APP_TOKEN, ...(typeof k.socketMode === "object" ? k.socketMode : {}) } }
+        : {}),
+    });
+    const config = loadConfig({
+      REDIS_URL,
+      ...dbEnv,
+      SLACK_BOT_TOKEN: BOT_TOKEN,
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: sim.url,
+      SIGNING_KEY_FILE: keyFile,
+      POLICY_FILE: policyFile,
+      HOST: "127.0.0.1",
+      PORT: "0",
+      QUEUE_PREFIX: prefix,
+      BILLING_AGENT_SECRET: BILLING_SECRET,
+      OPS_AGENT_SECRET: OPS_SECRET,
+      BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+      // Tests post in bursts; the pacing test sets its own rate.
+      SLACK_CHANNEL_RATE: "1000",
+      SLACK_CHANNEL_BURST: "1000",
+      ...(k.socketMode ? { SLACK_APP_TOKEN: APP_TOKEN } : {}),
+      ...k.env,
+    });
+    app = await startCountersign(config, {
+      pollMs: 50,
+      sweepMs: 100,
+      keyCheckMs: 100,
+      log: k.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    });
+  } catch (e) {
+    await sim?.close().catch(() => {});
+    if (onPostgres) await dropSchema(pgSchema).catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const redis = new Redis(k.env?.REDIS_URL ?? REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue("approval-requests", { connection: redis, prefix });
   const eventsConnection = redis.duplicate();

@@ -56,7 +56,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   }
   async function kill() {
     const p = proc;
-    if (!p || p.exitCode !== null) return;
+    // A killed process has a signalCode and no exitCode: either means it is gone already.
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const gone = new Promise((r) => p.once("exit", r));
     p.kill("SIGKILL");
     await gone;

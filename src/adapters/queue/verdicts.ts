@@ -30,7 +30,7 @@ export class VerdictBus {
     this.sub.on("message", (_ch, actionId: string) => this.local.emit(actionId));
     await this.sub
       .subscribe(this.channel)
-      .catch((err) => this.log.warn({ err: err.message }, "verdicts: subscribe failed"));
+      .catch((err) => this.log.warn({ err }, "verdicts: subscribe failed"));
   }
 
   /** After commit. Wakes local waiters at once; other instances through Redis. */
@@ -38,7 +38,7 @@ export class VerdictBus {
     this.local.emit(actionId);
     this.pub.publish(this.channel, actionId).catch((err) => {
       // Other instances' waiters still wake at their wait's end and re-read the database.
-      this.log.warn({ err: err.message }, "verdicts: publish failed");
+      this.log.warn({ err }, "verdicts: publish failed");
     });
   }
 
