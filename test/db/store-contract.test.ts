@@ -43,7 +43,7 @@ import { requestDigest, sha256B64url } from "../../src/domain/canonical.js";
 import type { DecisionOutcome } from "../../src/domain/decision.js";
 import { type ActionRequest, RejectionError, type Verdict, type Vote } from "../../src/domain/types.js";
 
-const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const KEY = loadSigningKey(generateSigningKeyPem());
 const SIGNER: RecordSigner = (claims) => ({ jws: signRecord(KEY, claims), kid: KEY.kid });
 const T0 = Date.parse("2030-01-07T09:00:00Z");
