@@ -2,6 +2,7 @@
  * Wires Countersign together: configuration in, a running service out. The CLI's `serve`
  * and `demo`, and the integration tests, all start the product through this one function.
  */
+import { randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
@@ -142,6 +143,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     policy,
     directory: slack.directory,
     now: () => new Date(),
+    random: randomBytes,
     onDecided: (id) => verdicts.decided(id),
     proofs: {
       async verify(token, v) {

@@ -5,7 +5,7 @@
  * signing key per record.
  */
 
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -125,7 +125,7 @@ export async function buildLog(
         region,
         purpose: "Customer was charged twice",
       };
-      const id = newId("act", t - 60_000);
+      const id = newId("act", t - 60_000, randomBytes);
       const votes = e.votes ?? [
         {
           user: "U0ALICE",
@@ -138,7 +138,7 @@ export async function buildLog(
         ver: 1,
         iss: ISSUER,
         sub: agent,
-        jti: newId("dec", t),
+        jti: newId("dec", t, randomBytes),
         iat: Math.floor(t / 1000),
         action_id: id,
         request_id: request.request_id,
