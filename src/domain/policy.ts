@@ -1075,6 +1075,7 @@ function readRoute(
       timeout_ms: defaults.timeout_ms,
     },
     true,
+    [],
   );
 
   let onTimeout = defaults.on_timeout;
@@ -1087,9 +1088,15 @@ function readRoute(
   if (escalationEntry) {
     const items = r.seq(escalationEntry.value, escalationEntry.path, "escalation levels") ?? [];
     escalationCount = items.length;
+    // Whether every level so far is sound: a later level's reach is judged only then,
+    // since votes carried over from a broken level cannot be counted.
+    let allSound = level0 !== undefined;
     for (const lvl of items) {
       const lf = r.object(lvl.value, lvl.path, "an escalation level", LEVEL_KEYS);
-      if (lf === undefined) continue;
+      if (lf === undefined) {
+        allSound = false;
+        continue;
+      }
       const level = readLevel(
         r,
         lvl.value,
@@ -1103,8 +1110,10 @@ function readRoute(
           timeout_ms: level0?.timeout_ms ?? defaults.timeout_ms,
         },
         false,
+        allSound ? [...levels] : null,
       );
       if (level) levels.push(level);
+      else allSound = false;
     }
   }
   if (onTimeout === "escalate" && escalationCount === 0) {
@@ -1205,6 +1214,8 @@ function readLevel(
   candidates: AgentPolicy[] | null,
   inherited: LevelDefaults,
   isRouteLevel: boolean,
+  /** The levels before this one, or null when one of them is broken. */
+  earlier: readonly RouteLevel[] | null,
 ): RouteLevel | undefined {
   const before = r.problems.length;
   let approvers: ApproverSpec | undefined;
@@ -1249,24 +1260,20 @@ function readLevel(
   if (timeoutEntry) timeoutMs = r.duration(timeoutEntry.value, timeoutEntry.path) ?? timeoutMs;
 
   const ownersKnowable = approvers !== undefined && (approvers.owners.length === 0 || candidates !== null);
-  if (approvers !== undefined && approvers.groups.length === 0 && ownersKnowable) {
-    // Group members are only known at run time; without groups the most people this
-    // level can ever have is its users plus the richest matching agent's owners.
-    const reachable = Math.max(
-      approvers.users.length,
-      ...(candidates ?? []).map(
-        (a) =>
-          new Set([
-            ...approvers.users,
-            ...approvers.owners.flatMap((role) => (Object.hasOwn(a.owners, role) ? a.owners[role]! : [])),
-          ]).size,
-      ),
-    );
-    if (reachable < quorum) {
+  if (approvers !== undefined && approvers.groups.length === 0 && ownersKnowable && earlier !== null) {
+    const { here, carried } = mostApprovals(approvers, earlier, candidates);
+    if (here + carried < quorum) {
+      const listed = `only ${here} approver${here === 1 ? "" : "s"} listed`;
+      const carry =
+        earlier.length === 0
+          ? ""
+          : carried === 0
+            ? ", and no approval carries over from earlier levels"
+            : `, and at most ${carried} approval${carried === 1 ? "" : "s"} carr${carried === 1 ? "ies" : "y"} over from earlier levels`;
       r.report(
         quorumEntry ? r.deref(quorumEntry.value) : r.deref(raw),
         [...path, "quorum"],
-        `quorum ${quorum} but only ${reachable} approver${reachable === 1 ? "" : "s"} listed: this level could never decide`,
+        `quorum ${quorum} but ${listed}${carry}: this level could never decide`,
         raw,
       );
     }
@@ -1274,6 +1281,44 @@ function readLevel(
 
   if (r.problems.length > before || approvers === undefined || channel === undefined) return undefined;
   return { approvers, channel, quorum, timeout_ms: timeoutMs };
+}
+
+/**
+ * The most distinct people whose approvals can count towards a level's quorum, for the
+ * richest agent the route can match: the level's own approvers (`here`), and approvals
+ * carried over from earlier levels (`carried`). Carried approvals come from people named
+ * at earlier levels, and are fewer than the highest earlier quorum: reaching a level's
+ * quorum would have decided there. Group members are only known at run time, so an
+ * earlier group (or earlier owners when the agents are unknown) is taken to supply as
+ * many as that bound allows; the level's own groups are the caller's to rule out.
+ */
+function mostApprovals(
+  level: ApproverSpec,
+  earlier: readonly RouteLevel[],
+  candidates: readonly AgentPolicy[] | null,
+): { here: number; carried: number } {
+  const bound = Math.max(0, ...earlier.map((l) => l.quorum - 1));
+  const agents: readonly (AgentPolicy | null)[] =
+    candidates !== null && candidates.length > 0 ? candidates : [null];
+  let best = { here: 0, carried: 0 };
+  for (const agent of agents) {
+    const named = (spec: ApproverSpec): string[] => [
+      ...spec.users,
+      ...(agent === null
+        ? []
+        : spec.owners.flatMap((role) => (Object.hasOwn(agent.owners, role) ? agent.owners[role]! : []))),
+    ];
+    const here = new Set(named(level));
+    const unknown = earlier.some(
+      (l) => l.approvers.groups.length > 0 || (agent === null && l.approvers.owners.length > 0),
+    );
+    const others = unknown
+      ? Number.POSITIVE_INFINITY
+      : new Set(earlier.flatMap((l) => named(l.approvers)).filter((user) => !here.has(user))).size;
+    const carried = Math.min(bound, others);
+    if (here.size + carried > best.here + best.carried) best = { here: here.size, carried };
+  }
+  return best;
 }
 
 function readApprovers(r: Reader, entry: Entry, candidates: AgentPolicy[] | null): ApproverSpec | undefined {
