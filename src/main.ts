@@ -7,7 +7,7 @@ import type Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
-import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
+import { verifyProof } from "./adapters/crypto/proof.js";
 import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { type OpenedStore, openStore } from "./adapters/db/open.js";
 import { openAuditReader } from "./adapters/db/open-audit.js";
@@ -16,6 +16,7 @@ import { SqliteAuditReader } from "./adapters/db/sqlite-audit.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
 import { buildHttp } from "./adapters/http/server.js";
+import { loadAgentKeys, loadPolicyFile } from "./adapters/policy/load.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
 import { VerdictBus } from "./adapters/queue/verdicts.js";
@@ -30,7 +31,6 @@ import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
 import type { AuditReader } from "./audit/reader.js";
 import { type Config, requireSlack } from "./config.js";
-import { loadPolicyFile } from "./domain/policy.js";
 import type { Policy } from "./domain/types.js";
 
 export interface Countersign {

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AgentKey, loadAgentKeys, mintProof, verifyProof } from "../../src/adapters/crypto/proof.js";
+import { type AgentKey, mintProof, verifyProof } from "../../src/adapters/crypto/proof.js";
+import { loadAgentKeys } from "../../src/adapters/policy/load.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { type AgentAuth, type AgentPolicy, type Policy, RejectionError } from "../../src/domain/types.js";
 

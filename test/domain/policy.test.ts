@@ -3,15 +3,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { loadPolicyFile, parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import {
   actionGlobMatches,
   effectiveRiskClass,
   isActionGlob,
-  loadPolicyFile,
   normalizeOrigin,
   PolicyError,
   type PolicyProblem,
-  parsePolicy,
   riskRank,
 } from "../../src/domain/policy.js";
 import type { Policy } from "../../src/domain/types.js";
