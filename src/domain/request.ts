@@ -6,13 +6,7 @@
 import { z } from "zod";
 import { iJsonProblems, invalidRequest, joinPath, MAX_JSON_DEPTH } from "./json.js";
 import { actionGlobMatches, effectiveRiskClass } from "./policy.js";
-import {
-  type ActionRequest,
-  type AgentPolicy,
-  type FieldError,
-  type Policy,
-  RejectionError,
-} from "./types.js";
+import { type AgentPolicy, type FieldError, type Policy, RejectionError } from "./types.js";
 
 /** The request's top-level fields, in the order the SPEC lists them (cards and modals show them so). */
 export const TOP_FIELDS = [
@@ -175,7 +169,10 @@ function jsonObject(rule: { maxBytes: number; maxDepth?: number }) {
       if (bytes > rule.maxBytes)
         ctx.addIssue(`is ${bytes} bytes as JSON; at most ${rule.maxBytes} are allowed`);
     })
-    .meta({ type: "object", description: `a JSON object of at most ${rule.maxBytes} bytes` });
+    .meta({
+      type: "object",
+      description: `a JSON object of at most ${rule.maxBytes} bytes`,
+    }) as unknown as z.ZodType<Readonly<Record<string, unknown>> | undefined>;
 }
 
 const CALLBACK_URL_MAX = 2048;
@@ -293,6 +290,20 @@ export const ActionRequestSchema = z.strictObject({
     .optional(),
   context: jsonObject({ maxBytes: CONTEXT_MAX_BYTES }).optional(),
 });
+
+type Output = z.output<typeof ActionRequestSchema>;
+
+/** The agent's request as validated: the schema's output, read-only. */
+export type ActionRequest = {
+  readonly [K in keyof Omit<Output, "action" | "on_behalf_of">]: Output[K];
+} & {
+  readonly action: {
+    readonly [K in keyof Omit<Output["action"], "systems">]: Output["action"][K];
+  } & { readonly systems?: readonly string[] };
+  readonly on_behalf_of?: OnBehalfOf;
+};
+
+export type OnBehalfOf = Readonly<NonNullable<Output["on_behalf_of"]>>;
 
 /** Members known at each level, in the order problems are reported. */
 const FIELD_ORDER: Readonly<Record<string, readonly string[]>> = {
