@@ -6,12 +6,12 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { mintProof } from "../src/adapters/crypto/proof.js";
 import type { NewAction, UnchainedClaims } from "../src/app/ports.js";
 import { requestDigest } from "../src/domain/canonical.js";
 import type { DecisionOutcome } from "../src/domain/decision.js";
 import { newId } from "../src/domain/ids.js";
 import type { ActionRequest } from "../src/domain/types.js";
+import { mintProof } from "../src/records/proof.js";
 import { BILLING_SECRET, ISSUER, request, TEAM } from "../test/support/harness.js";
 import { deleteKeys, releasePrefix } from "./lib.js";
 

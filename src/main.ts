@@ -7,8 +7,6 @@ import type Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
-import { verifyProof } from "./adapters/crypto/proof.js";
-import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { type OpenedStore, openStore } from "./adapters/db/open.js";
 import { openAuditReader } from "./adapters/db/open-audit.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
@@ -32,6 +30,8 @@ import { EffectRunner } from "./app/effects.js";
 import type { AuditReader } from "./audit/reader.js";
 import { type Config, requireSlack } from "./config.js";
 import type { Policy } from "./domain/types.js";
+import { verifyProof } from "./records/proof.js";
+import { type SigningKey, signRecord } from "./records/signing.js";
 
 export interface Countersign {
   readonly url: string;

@@ -10,8 +10,9 @@
  * check each link that is there. `since` and `until` bound `decided_at` the same way:
  * `since` inclusive, `until` exclusive, and records outside are omitted lines, not cut.
  */
-import { jwsDigest } from "../adapters/crypto/signing.js";
+
 import { VERDICTS, type Verdict } from "../domain/types.js";
+import { jwsDigest } from "../records/signing.js";
 import { csvRow } from "./csv.js";
 
 export type ExportFormat = "jsonl" | "csv";

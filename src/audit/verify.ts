@@ -17,8 +17,9 @@
  * Synchronous per line: the only awaits are for chunks of input, so the cost is the
  * signature check and one hash per record.
  */
-import { jwsDigest, type PublicJwk, verifyJws } from "../adapters/crypto/signing.js";
+
 import { requestDigest } from "../domain/canonical.js";
+import { jwsDigest, type PublicJwk, verifyJws } from "../records/signing.js";
 import type { Checkpoint } from "./checkpoint.js";
 import { LINE_FIELDS, lineFields } from "./export.js";
 

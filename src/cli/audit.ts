@@ -10,7 +10,6 @@ import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { Command } from "commander";
 import { readSigningKey } from "../adapters/crypto/keyfile.js";
-import type { PublicJwk } from "../adapters/crypto/signing.js";
 import { openAuditReader } from "../adapters/db/open-audit.js";
 import { loadPolicyFile } from "../adapters/policy/load.js";
 import { type Checkpoint, CheckpointError, signCheckpoint, verifyCheckpoint } from "../audit/checkpoint.js";
@@ -19,6 +18,7 @@ import { type ExportQuery, type ExportStats, exportChunks, parseExportQuery } fr
 import type { AuditReader } from "../audit/reader.js";
 import { JwksError, parseJwks, type VerifyReport, verifyExport } from "../audit/verify.js";
 import type { Config } from "../config.js";
+import type { PublicJwk } from "../records/signing.js";
 
 export interface AuditCliDeps {
   readonly loadConfig: () => Config;

@@ -7,7 +7,6 @@ import fs from "node:fs";
 import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
-import { mintProof } from "../adapters/crypto/proof.js";
 import { openStore } from "../adapters/db/open.js";
 import { loadAgentKeys, loadPolicyFile } from "../adapters/policy/load.js";
 import { ConfigError, loadConfig } from "../config.js";
@@ -17,6 +16,7 @@ import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js
 import { selectRoute } from "../domain/routing.js";
 import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
+import { mintProof } from "../records/proof.js";
 import { registerAuditCommands } from "./audit.js";
 
 // A .env in the working directory (see .env.example) fills in what the environment does

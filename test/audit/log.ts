@@ -9,12 +9,6 @@ import { randomBytes, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  type SigningKey,
-  signRecord,
-} from "../../src/adapters/crypto/signing.js";
 import { PostgresStore } from "../../src/adapters/db/postgres.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import {
@@ -29,6 +23,12 @@ import type { AuditReader } from "../../src/audit/reader.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { newId } from "../../src/domain/ids.js";
 import type { ActionRequest, ReasonCode, Verdict, Vote } from "../../src/domain/types.js";
+import {
+  generateSigningKeyPem,
+  loadSigningKey,
+  type SigningKey,
+  signRecord,
+} from "../../src/records/signing.js";
 import { dropSchema, PG_URL } from "../support/harness.js";
 
 export const ISSUER = "https://countersign.test";

@@ -17,12 +17,6 @@ import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as pgSchema from "../../db/pg/schema.js";
 import * as sqliteSchema from "../../db/schema.js";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  signRecord,
-  verifyJws,
-} from "../../src/adapters/crypto/signing.js";
 import { PG_MIGRATIONS_FOLDER, PostgresStore } from "../../src/adapters/db/postgres.js";
 import { GROUP_MAX, MIGRATIONS_FOLDER, openSqlite, SqliteStore } from "../../src/adapters/db/sqlite.js";
 import type {
@@ -42,6 +36,7 @@ import type {
 import { requestDigest, sha256B64url } from "../../src/domain/canonical.js";
 import type { DecisionOutcome } from "../../src/domain/decision.js";
 import { type ActionRequest, RejectionError, type Verdict, type Vote } from "../../src/domain/types.js";
+import { generateSigningKeyPem, loadSigningKey, signRecord, verifyJws } from "../../src/records/signing.js";
 
 const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const KEY = loadSigningKey(generateSigningKeyPem());

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { PolicyError, parsePolicy } from "../../domain/policy.js";
 import type { Policy } from "../../domain/types.js";
-import { type AgentKey, MIN_SECRET_BYTES } from "../crypto/proof.js";
+import { type AgentKey, MIN_SECRET_BYTES } from "../../records/proof.js";
 
 /** Reads a policy file and parses it. A file that cannot be read is a PolicyError at line 0. */
 export function loadPolicyFile(path: string): Policy {

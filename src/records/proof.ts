@@ -6,8 +6,8 @@
  */
 import { createPrivateKey, type KeyObject, randomUUID, type webcrypto } from "node:crypto";
 import { compactVerify, decodeJwt, decodeProtectedHeader, SignJWT } from "jose";
-import { requestDigest, sha256B64url } from "../../domain/canonical.js";
-import { type Policy, RejectionError } from "../../domain/types.js";
+import { requestDigest, sha256B64url } from "../domain/canonical.js";
+import { type Policy, RejectionError } from "../domain/types.js";
 
 export type AgentKey =
   | { kind: "hmac"; secret: Uint8Array }
