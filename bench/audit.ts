@@ -13,17 +13,17 @@ import fs from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  type SigningKey,
-  signRecord,
-} from "../src/adapters/crypto/signing.js";
 import { openSqlite, SqliteStore } from "../src/adapters/db/sqlite.js";
 import { openAuditDatabase, recordsInOrder, SqliteAuditReader } from "../src/adapters/db/sqlite-audit.js";
 import { verifyExport } from "../src/audit/verify.js";
 import { exportToFileOrStdout } from "../src/cli/audit.js";
 import { sha256B64url } from "../src/domain/canonical.js";
+import {
+  generateSigningKeyPem,
+  loadSigningKey,
+  type SigningKey,
+  signRecord,
+} from "../src/records/signing.js";
 import { type BenchContext, log, perSecond, type Row, removeDir, row, tempDir } from "./lib.js";
 import { rawActionValues, verdictFixture } from "./setup.js";
 

@@ -15,12 +15,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  generateSigningKeyPem,
-  jwsDigest,
-  loadSigningKey,
-  signRecord,
-} from "../src/adapters/crypto/signing.js";
 import { migrateSqlite, openSqlite } from "../src/adapters/db/sqlite.js";
 import { SqliteAuditReader } from "../src/adapters/db/sqlite-audit.js";
 import { parseExportQuery } from "../src/audit/export.js";
@@ -28,6 +22,7 @@ import { verifyExport } from "../src/audit/verify.js";
 import { exportToFileOrStdout } from "../src/cli/audit.js";
 import { requestDigest } from "../src/domain/canonical.js";
 import type { RecordClaims } from "../src/domain/types.js";
+import { generateSigningKeyPem, jwsDigest, loadSigningKey, signRecord } from "../src/records/signing.js";
 
 const SELF = fileURLToPath(import.meta.url);
 

@@ -13,16 +13,16 @@
  */
 import { randomUUID, sign } from "node:crypto";
 import path from "node:path";
+import { openSqlite, SqliteStore } from "../src/adapters/db/sqlite.js";
+import { decisionEffects } from "../src/app/approvals.js";
+import type { AdmitInput } from "../src/app/ports.js";
+import { sha256B64url } from "../src/domain/canonical.js";
 import {
   generateSigningKeyPem,
   loadSigningKey,
   type SigningKey,
   signRecord,
-} from "../src/adapters/crypto/signing.js";
-import { openSqlite, SqliteStore } from "../src/adapters/db/sqlite.js";
-import { decisionEffects } from "../src/app/approvals.js";
-import type { AdmitInput } from "../src/app/ports.js";
-import { sha256B64url } from "../src/domain/canonical.js";
+} from "../src/records/signing.js";
 import { type BenchContext, log, perSecond, type Row, removeDir, row, tempDir } from "./lib.js";
 import { rawActionValues, verdictFixture } from "./setup.js";
 

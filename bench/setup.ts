@@ -3,14 +3,15 @@
  * for 100k pending requests within ordinary limits, agent proofs minted ahead of the
  * clock, and the settings that differ from production, each with its reason.
  */
+import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { mintProof } from "../src/adapters/crypto/proof.js";
 import type { NewAction, UnchainedClaims } from "../src/app/ports.js";
 import { requestDigest } from "../src/domain/canonical.js";
 import type { DecisionOutcome } from "../src/domain/decision.js";
 import { newId } from "../src/domain/ids.js";
 import type { ActionRequest } from "../src/domain/types.js";
+import { mintProof } from "../src/records/proof.js";
 import { BILLING_SECRET, ISSUER, request, TEAM } from "../test/support/harness.js";
 import { deleteKeys, releasePrefix } from "./lib.js";
 
@@ -176,7 +177,7 @@ export function verdictFixture(now: Date, policySha256 = "0".repeat(43)): Verdic
   const req = request({ region: "eu" });
   const t = now.getTime();
   const action: NewAction = {
-    id: newId("act", t),
+    id: newId("act", t, randomBytes),
     agentId: req.agent_id,
     requestId: req.request_id,
     request: req,
@@ -199,7 +200,7 @@ export function verdictFixture(now: Date, policySha256 = "0".repeat(43)): Verdic
     ver: 1,
     iss: ISSUER,
     sub: action.agentId,
-    jti: newId("dec", t),
+    jti: newId("dec", t, randomBytes),
     iat: Math.floor(t / 1000),
     action_id: action.id,
     request_id: action.requestId,

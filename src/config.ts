@@ -51,7 +51,6 @@ const EnvSchema = z.object({
   AUDITOR_TOKENS: z.string().default(""),
   WEBHOOK_RETRY_DELAYS: durationList,
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  INSTANCE_ID: z.string().optional(),
   DATABASE_SCHEMA: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, "a PostgreSQL schema name: lower-case letters, digits, _")
@@ -87,7 +86,6 @@ export interface Config {
   readonly auditorTokens: readonly string[];
   readonly webhookRetryDelaysMs: readonly number[];
   readonly logLevel: string;
-  readonly instanceId: string;
   /**
    * How long a crashed process's work stays claimed before another takes it over: a
    * BullMQ job lock (renewed while alive) and an outbox lease.
@@ -148,7 +146,6 @@ export function loadConfig(
     logLevel: e.LOG_LEVEL,
     recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
     crashPoint: e.CRASH_POINT ?? null,
-    instanceId: e.INSTANCE_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     secrets: Object.freeze({ ...env }),
   });
 }

@@ -2,12 +2,11 @@
  * Wires Countersign together: configuration in, a running service out. The CLI's `serve`
  * and `demo`, and the integration tests, all start the product through this one function.
  */
+import { randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
-import { loadAgentKeys, verifyProof } from "./adapters/crypto/proof.js";
-import { type SigningKey, signRecord } from "./adapters/crypto/signing.js";
 import { type OpenedStore, openStore } from "./adapters/db/open.js";
 import { openAuditReader } from "./adapters/db/open-audit.js";
 import { SqliteStore } from "./adapters/db/sqlite.js";
@@ -15,6 +14,7 @@ import { SqliteAuditReader } from "./adapters/db/sqlite-audit.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
 import { buildHttp } from "./adapters/http/server.js";
+import { loadAgentKeys, loadPolicyFile } from "./adapters/policy/load.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
 import { VerdictBus } from "./adapters/queue/verdicts.js";
@@ -29,8 +29,9 @@ import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
 import type { AuditReader } from "./audit/reader.js";
 import { type Config, checkWebhookSecrets, requireSlack } from "./config.js";
-import { loadPolicyFile } from "./domain/policy.js";
 import type { Policy } from "./domain/types.js";
+import { verifyProof } from "./records/proof.js";
+import { type SigningKey, signRecord } from "./records/signing.js";
 
 export interface Countersign {
   readonly url: string;
@@ -143,6 +144,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     policy,
     directory: slack.directory,
     now: () => new Date(),
+    random: randomBytes,
     onDecided: (id) => verdicts.decided(id),
     proofs: {
       async verify(token, v) {

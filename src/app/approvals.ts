@@ -16,7 +16,7 @@ import {
   type Voter,
   voteRefusal,
 } from "../domain/decision.js";
-import { newId } from "../domain/ids.js";
+import { newId, type RandomBytes } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { selectRoute } from "../domain/routing.js";
 import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
@@ -83,6 +83,8 @@ export interface ApprovalsDeps {
   readonly proofs: ProofCheck;
   readonly directory: Directory;
   readonly now: () => Date;
+  /** Where new ids draw their randomness (node:crypto's randomBytes in production). */
+  readonly random: RandomBytes;
   /** Called after a commit that issued a record (wakes long-polls). */
   readonly onDecided?: (actionId: string) => void;
 }
@@ -149,7 +151,7 @@ export class Approvals {
     });
     const route = decision.route;
     const t = now.getTime();
-    const id = newId("act", t);
+    const id = newId("act", t, this.d.random);
     const capAt = request.timeout_s ? t + request.timeout_s * 1000 : null;
     const tz = policy.regions[request.region]?.tz ?? "UTC";
     const level0 = route?.levels[0];
@@ -596,7 +598,7 @@ export class Approvals {
       ver: 1,
       iss: this.d.policy.issuer,
       sub: a.agentId,
-      jti: newId("dec", now.getTime()),
+      jti: newId("dec", now.getTime(), this.d.random),
       iat: Math.floor(now.getTime() / 1000),
       action_id: a.id,
       request_id: a.requestId,

@@ -7,7 +7,7 @@
  * An empty log has a checkpoint too, `{seq: 0, head: null}`: it pins the moment before
  * the first record, so a log that later appears with records dated earlier is suspect.
  */
-import { type PublicJwk, type SigningKey, signJws, verifyJws } from "../adapters/crypto/signing.js";
+import { type PublicJwk, type SigningKey, signJws, verifyJws } from "../records/signing.js";
 
 export interface LogHead {
   readonly seq: number;

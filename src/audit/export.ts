@@ -15,8 +15,9 @@
  * claims, so a filtered export shows each approval with everything that happened to it.
  * The CSV stays one row per decision; its last columns say what happened after.
  */
-import { jwsDigest } from "../adapters/crypto/signing.js";
+
 import { VERDICTS, type Verdict } from "../domain/types.js";
+import { jwsDigest } from "../records/signing.js";
 import { csvRow } from "./csv.js";
 
 export type ExportFormat = "jsonl" | "csv";

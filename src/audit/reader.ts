@@ -4,7 +4,7 @@
  * PostgreSQL. Everything here only reads. `openAuditReader` (src/adapters/db/open-audit.ts)
  * picks the adapter.
  */
-import type { PublicJwk } from "../adapters/crypto/signing.js";
+import type { PublicJwk } from "../records/signing.js";
 import type { LogHead } from "./checkpoint.js";
 import type { TimelineAction, TimelineEvent, TimelineReceipt, TimelineRecord } from "./events.js";
 import type { ExportSource } from "./export.js";

@@ -27,9 +27,9 @@
  * Synchronous per line: the only awaits are for chunks of input, so the cost is the
  * signature check and one hash per record.
  */
-import { jwsDigest, type PublicJwk, verifyJws } from "../adapters/crypto/signing.js";
 import { canonicalJson, requestDigest } from "../domain/canonical.js";
 import { RECEIPT_KINDS, type ReceiptKind } from "../domain/types.js";
+import { jwsDigest, type PublicJwk, verifyJws } from "../records/signing.js";
 import type { Checkpoint } from "./checkpoint.js";
 import { LINE_FIELDS, lineFields, receiptLineFields } from "./export.js";
 

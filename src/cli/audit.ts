@@ -10,15 +10,15 @@ import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { Command } from "commander";
 import { readSigningKey } from "../adapters/crypto/keyfile.js";
-import type { PublicJwk } from "../adapters/crypto/signing.js";
 import { openAuditReader } from "../adapters/db/open-audit.js";
+import { loadPolicyFile } from "../adapters/policy/load.js";
 import { type Checkpoint, CheckpointError, signCheckpoint, verifyCheckpoint } from "../audit/checkpoint.js";
 import { formatTimeline } from "../audit/events.js";
 import { type ExportQuery, type ExportStats, exportChunks, parseExportQuery } from "../audit/export.js";
 import type { AuditReader } from "../audit/reader.js";
 import { JwksError, parseJwks, type VerifyReport, verifyExport } from "../audit/verify.js";
 import type { Config } from "../config.js";
-import { loadPolicyFile } from "../domain/policy.js";
+import type { PublicJwk } from "../records/signing.js";
 
 export interface AuditCliDeps {
   readonly loadConfig: () => Config;

@@ -7,6 +7,7 @@
  */
 
 import { TZDate } from "@date-fns/tz";
+import { addDays, getDay, startOfDay } from "date-fns";
 import type { BusinessHours, Route, RouteLevel, Weekday } from "./types.js";
 
 const DAY_INDEX: Readonly<Record<Weekday, number>> = {
@@ -52,19 +53,16 @@ export function addWorkingTime(start: Date, durationMs: number, tz: string, hour
   const days = new Set(hours.days.map((d) => DAY_INDEX[d]));
   if (days.size === 0) throw new Error("business_hours lists no days, so the clock would never run");
 
-  // The local calendar date of `start` in tz; later days are counted on a UTC calendar,
-  // which has no DST, and only the window edges are placed in tz.
-  const local = new TZDate(startMs, tz);
-  const firstDay = Date.UTC(local.getFullYear(), local.getMonth(), local.getDate());
+  // Days are stepped on the calendar of tz (a TZDate keeps its zone through date-fns), so
+  // a 23- or 25-hour day is still one day; each window edge is then placed on that date.
   let remaining = durationMs;
-  for (let i = 0; ; i++) {
-    const day = new Date(firstDay + i * 86_400_000);
-    if (!days.has(day.getUTCDay())) continue;
+  for (let day = startOfDay(new TZDate(startMs, tz)); ; day = addDays(day, 1)) {
+    if (!days.has(getDay(day))) continue;
     const edge = (minutes: number): number =>
       new TZDate(
-        day.getUTCFullYear(),
-        day.getUTCMonth(),
-        day.getUTCDate(),
+        day.getFullYear(),
+        day.getMonth(),
+        day.getDate(),
         Math.floor(minutes / 60),
         minutes % 60,
         0,

@@ -3,16 +3,10 @@
  * the policy. Both refuse with every problem at once, so an agent's author can fix a
  * request in one round trip.
  */
+import { z } from "zod";
 import { iJsonProblems, invalidRequest, joinPath, MAX_JSON_DEPTH } from "./json.js";
 import { actionGlobMatches, effectiveRiskClass } from "./policy.js";
-import {
-  type ActionRequest,
-  type AgentPolicy,
-  type FieldError,
-  type OnBehalfOf,
-  type Policy,
-  RejectionError,
-} from "./types.js";
+import { type AgentPolicy, type FieldError, type Policy, RejectionError } from "./types.js";
 
 /** The request's top-level fields, in the order the SPEC lists them (cards and modals show them so). */
 export const TOP_FIELDS = [
@@ -45,8 +39,7 @@ const DETAILS_MAX_DEPTH = 32;
 const CONTEXT_MAX_BYTES = 8 * 1024;
 const TIMEOUT_MIN_S = 60;
 const TIMEOUT_MAX_S = 604_800;
-
-type Add = (path: string, message: string) => void;
+const SYSTEMS_MAX = 20;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
@@ -97,25 +90,6 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** Refuses unknown members, so a misspelt optional field is never silently ignored. */
-function checkKnownFields(
-  obj: Record<string, unknown>,
-  known: readonly string[],
-  path: string,
-  add: Add,
-): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key)) continue;
-    const near = key.length <= 64 ? known.find((k) => editDistance(key, k) <= 2) : undefined;
-    add(
-      joinPath(path, key),
-      near !== undefined
-        ? `unknown field; did you mean "${near}"?`
-        : `unknown field; expected one of: ${known.join(", ")}`,
-    );
-  }
-}
-
 interface TextRule {
   readonly max: number;
   readonly pattern?: RegExp;
@@ -125,157 +99,282 @@ interface TextRule {
   readonly notBlank?: boolean;
 }
 
-/** Checks a required-or-present string; returns it when valid. */
-function checkText(v: unknown, path: string, rule: TextRule, add: Add): string | undefined {
-  if (v === undefined) {
-    add(path, "is required");
-    return undefined;
-  }
-  if (typeof v !== "string") {
-    add(path, `must be a string, not ${describeType(v)}`);
-    return undefined;
-  }
-  const length = codePointLength(v);
-  if (length === 0) {
-    add(path, "must not be empty");
-    return undefined;
-  }
-  let ok = true;
-  if (length > rule.max) {
-    add(path, `is ${length} characters long; at most ${rule.max} are allowed`);
-    ok = false;
-  }
-  if (rule.notBlank && v.trim() === "") {
-    add(path, "must not be only whitespace");
-    ok = false;
-  }
-  if (rule.oneLine && LINE_BREAK.test(v)) {
-    add(path, "must be one line (no line breaks)");
-    ok = false;
-  }
-  if (rule.pattern && !rule.pattern.test(v)) {
-    add(path, rule.patternMessage ?? "has an invalid format");
-    ok = false;
-  }
-  return ok ? v : undefined;
-}
-
 function describeType(v: unknown): string {
   if (v === null) return "null (leave an optional field out instead)";
   if (Array.isArray(v)) return "an array";
   return `a ${typeof v}`;
 }
 
-/** A JSON object with a byte budget (and optionally a depth budget). */
-function checkObject(
-  v: unknown,
-  path: string,
-  rule: { maxBytes: number; maxDepth?: number },
-  add: Add,
-): Record<string, unknown> | undefined {
-  if (!isPlainObject(v)) {
-    add(path, `must be a JSON object, not ${describeType(v)}`);
-    return undefined;
-  }
-  const depthLimit = rule.maxDepth ?? MAX_JSON_DEPTH;
-  const depth = nestingDepth(v, depthLimit);
-  if (depth > depthLimit) {
-    // Past this the value may be cyclic or too deep to serialise; the size is moot.
-    add(path, `is nested more than ${depthLimit} levels deep`);
-    return undefined;
-  }
-  let bytes: number;
-  try {
-    bytes = jsonByteSize(v);
-  } catch {
-    // A BigInt, say: iJsonProblems names the exact place.
-    add(path, "contains a value JSON cannot carry");
-    return undefined;
-  }
-  if (bytes > rule.maxBytes) {
-    add(path, `is ${bytes} bytes as JSON; at most ${rule.maxBytes} are allowed`);
-    return undefined;
-  }
-  return v;
+const typeError =
+  (expected: string) =>
+  (issue: { input?: unknown }): string =>
+    issue.input === undefined ? "is required" : `${expected}, not ${describeType(issue.input)}`;
+
+/**
+ * A string field. Its rules are one refinement, each reported on its own so an agent's
+ * author sees every problem at once (an empty string only as empty). Lengths count code
+ * points, so they cannot be z.string().max() (UTF-16 units); the JSON Schema gets them,
+ * and the pattern, as metadata, where maxLength means code points too.
+ */
+function text(rule: TextRule) {
+  return z
+    .string({ error: typeError("must be a string") })
+    .superRefine((v, ctx) => {
+      const report = (message: string): void =>
+        ctx.addIssue({ code: "custom", message, input: v, continue: true });
+      const length = codePointLength(v);
+      if (length === 0) {
+        report("must not be empty");
+        return;
+      }
+      if (length > rule.max) report(`is ${length} characters long; at most ${rule.max} are allowed`);
+      if (rule.notBlank && v.trim() === "") report("must not be only whitespace");
+      if (rule.oneLine && LINE_BREAK.test(v)) report("must be one line (no line breaks)");
+      if (rule.pattern && !rule.pattern.test(v)) report(rule.patternMessage ?? "has an invalid format");
+    })
+    .meta({
+      minLength: 1,
+      maxLength: rule.max,
+      ...(rule.pattern && { pattern: rule.pattern.source }),
+    });
 }
 
-function checkSystems(v: unknown, path: string, add: Add): readonly string[] | undefined {
-  if (!Array.isArray(v)) {
-    add(path, `must be an array of strings, not ${describeType(v)}`);
-    return undefined;
-  }
-  let ok = true;
-  if (v.length > 20) {
-    add(path, `has ${v.length} entries; at most 20 are allowed`);
-    ok = false;
-  }
-  for (let i = 0; i < v.length && i < 100; i++) {
-    if (checkText(v[i], joinPath(path, i), { max: 128, notBlank: true }, add) === undefined) ok = false;
-  }
-  return ok ? (v as string[]) : undefined;
+/**
+ * A free-form JSON object with a byte budget (and optionally a depth budget). Passed
+ * through as given (never copied key by key, so a member named "__proto__" stays data).
+ */
+function jsonObject(rule: { maxBytes: number; maxDepth?: number }) {
+  return z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (v === undefined) return;
+      if (!isPlainObject(v)) {
+        ctx.addIssue(`must be a JSON object, not ${describeType(v)}`);
+        return;
+      }
+      const depthLimit = rule.maxDepth ?? MAX_JSON_DEPTH;
+      if (nestingDepth(v, depthLimit) > depthLimit) {
+        // Past this the value may be cyclic or too deep to serialise; the size is moot.
+        ctx.addIssue(`is nested more than ${depthLimit} levels deep`);
+        return;
+      }
+      let bytes: number;
+      try {
+        bytes = jsonByteSize(v);
+      } catch {
+        // A BigInt, say: iJsonProblems names the exact place.
+        ctx.addIssue("contains a value JSON cannot carry");
+        return;
+      }
+      if (bytes > rule.maxBytes)
+        ctx.addIssue(`is ${bytes} bytes as JSON; at most ${rule.maxBytes} are allowed`);
+    })
+    .meta({
+      type: "object",
+      description: `a JSON object of at most ${rule.maxBytes} bytes`,
+    }) as unknown as z.ZodType<Readonly<Record<string, unknown>> | undefined>;
 }
 
-function checkOnBehalfOf(v: unknown, path: string, add: Add): OnBehalfOf | undefined {
-  if (!isPlainObject(v)) {
-    add(path, `must be an object with slack_user and/or email, not ${describeType(v)}`);
-    return undefined;
-  }
-  checkKnownFields(v, ON_BEHALF_OF_FIELDS, path, add);
-  const out: { slack_user?: string; email?: string } = {};
-  if (v["slack_user"] !== undefined) {
-    const s = checkText(
-      v["slack_user"],
-      joinPath(path, "slack_user"),
-      { max: 64, pattern: SLACK_USER_PATTERN, patternMessage: "must be a Slack user id such as U0123ABCD" },
-      add,
-    );
-    if (s !== undefined) out.slack_user = s;
-  }
-  if (v["email"] !== undefined) {
-    const s = checkText(
-      v["email"],
-      joinPath(path, "email"),
-      {
-        max: 254,
-        pattern: EMAIL_PATTERN,
-        patternMessage: "must be an email address such as ana@example.com",
-      },
-      add,
-    );
-    if (s !== undefined) out.email = s;
-  }
-  if (v["slack_user"] === undefined && v["email"] === undefined) {
-    add(path, "must name the person by slack_user, email or both");
-  }
-  return out;
-}
-
-function checkCallbackUrl(v: unknown, path: string, add: Add): string | undefined {
-  const s = checkText(v, path, { max: 2048 }, add);
-  if (s === undefined) return undefined;
+const CALLBACK_URL_MAX = 2048;
+const CALLBACK_URL = text({ max: CALLBACK_URL_MAX }).superRefine((s, ctx) => {
+  // Empty or too long is already reported; the URL itself is judged only on a text that passed.
+  const length = codePointLength(s);
+  if (length === 0 || length > CALLBACK_URL_MAX) return;
   if (URL_UNSAFE.test(s)) {
-    add(path, "must not contain spaces, control characters or backslashes");
-    return undefined;
+    ctx.addIssue("must not contain spaces, control characters or backslashes");
+    return;
   }
   let url: URL;
   try {
     url = new URL(s);
   } catch {
-    add(path, "must be an absolute http or https URL");
-    return undefined;
+    ctx.addIssue("must be an absolute http or https URL");
+    return;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    add(path, `must use http or https, not ${url.protocol.slice(0, -1)}`);
-    return undefined;
+    ctx.addIssue(`must use http or https, not ${url.protocol.slice(0, -1)}`);
+    return;
   }
   // An empty userinfo ("https://@host") parses to no user name but still reads oddly to
   // other parsers; refuse any "@" before the path.
   const authority = s.slice(s.indexOf("//") + 2).split(/[/?#]/, 1)[0] ?? "";
   if (url.username !== "" || url.password !== "" || authority.includes("@")) {
-    add(path, "must not contain a user name or password");
-    return undefined;
+    ctx.addIssue("must not contain a user name or password");
   }
-  return s;
+});
+
+const idText = (what: string) =>
+  text({
+    max: 128,
+    pattern: ID_PATTERN,
+    patternMessage: `${what} may contain only letters, digits and . _ : -`,
+  });
+
+const TIMEOUT_MESSAGE = `must be a whole number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (7 days)`;
+
+/** The action the agent asks for (SPEC "ActionRequest" `action`). */
+export const ActionSchema = z.strictObject(
+  {
+    type: text({
+      max: 128,
+      pattern: ACTION_TYPE_PATTERN,
+      patternMessage: "must be dotted lower-case words of a-z, 0-9 and _, such as payments.refund",
+    }),
+    summary: text({ max: 300, oneLine: true, notBlank: true }),
+    details: jsonObject({ maxBytes: DETAILS_MAX_BYTES, maxDepth: DETAILS_MAX_DEPTH }).optional(),
+    systems: z
+      .array(text({ max: 128, notBlank: true }), { error: typeError("must be an array of strings") })
+      .check(
+        z.refine((v: unknown[]) => v.length <= SYSTEMS_MAX, {
+          // Judged even when an entry is wrong, so both are reported at once.
+          when: (payload) => Array.isArray(payload.value),
+          error: (issue) =>
+            `has ${(issue.input as unknown[]).length} entries; at most ${SYSTEMS_MAX} are allowed`,
+        }),
+      )
+      .meta({ maxItems: SYSTEMS_MAX })
+      .optional(),
+  },
+  { error: typeError("must be an object with type and summary") },
+);
+
+/** The person the agent acts for: approvers see it, and that person cannot approve. */
+export const OnBehalfOfSchema = z
+  .strictObject(
+    {
+      slack_user: text({
+        max: 64,
+        pattern: SLACK_USER_PATTERN,
+        patternMessage: "must be a Slack user id such as U0123ABCD",
+      }).optional(),
+      email: text({
+        max: 254,
+        pattern: EMAIL_PATTERN,
+        patternMessage: "must be an email address such as ana@example.com",
+      }).optional(),
+    },
+    { error: typeError("must be an object with slack_user and/or email") },
+  )
+  .check(
+    z.refine(
+      (v: { slack_user?: unknown; email?: unknown }) => v.slack_user !== undefined || v.email !== undefined,
+      {
+        // Judged even when a member is wrong: a wrong member still names someone.
+        when: (payload) => isPlainObject(payload.value),
+        error: "must name the person by slack_user, email or both",
+      },
+    ),
+  );
+
+/**
+ * The agent's ActionRequest (SPEC "Intake"). Strict at every level: a misspelt optional
+ * field is refused rather than silently ignored. The schemas are exported so that an
+ * OpenAPI document can be generated from them (z.toJSONSchema).
+ */
+export const ActionRequestSchema = z.strictObject({
+  request_id: idText("request_id"),
+  agent_id: idText("agent_id"),
+  action: ActionSchema,
+  risk_class: text({ max: 64 }),
+  region: text({ max: 64 }),
+  purpose: text({ max: 1000, notBlank: true }),
+  on_behalf_of: OnBehalfOfSchema.optional(),
+  callback_url: CALLBACK_URL.optional(),
+  // One message for any way of missing the range; the JSON Schema still gets the bounds.
+  timeout_s: z
+    .number({ error: TIMEOUT_MESSAGE })
+    .refine((v) => Number.isInteger(v) && v >= TIMEOUT_MIN_S && v <= TIMEOUT_MAX_S, {
+      error: TIMEOUT_MESSAGE,
+    })
+    .meta({ type: "integer", minimum: TIMEOUT_MIN_S, maximum: TIMEOUT_MAX_S })
+    .optional(),
+  context: jsonObject({ maxBytes: CONTEXT_MAX_BYTES }).optional(),
+});
+
+type Output = z.output<typeof ActionRequestSchema>;
+
+/** The agent's request as validated: the schema's output, read-only. */
+export type ActionRequest = {
+  readonly [K in keyof Omit<Output, "action" | "on_behalf_of">]: Output[K];
+} & {
+  readonly action: {
+    readonly [K in keyof Omit<Output["action"], "systems">]: Output["action"][K];
+  } & { readonly systems?: readonly string[] };
+  readonly on_behalf_of?: OnBehalfOf;
+};
+
+export type OnBehalfOf = Readonly<NonNullable<Output["on_behalf_of"]>>;
+
+/** Members known at each level, in the order problems are reported. */
+const FIELD_ORDER: Readonly<Record<string, readonly string[]>> = {
+  "": TOP_FIELDS,
+  action: ACTION_FIELDS,
+  on_behalf_of: ON_BEHALF_OF_FIELDS,
+};
+
+/**
+ * Where a problem sorts: problems are reported in the order the fields are listed, and at
+ * each level unknown members (and a list's own length) come before the members' own
+ * problems, and an object's own rule after them.
+ */
+function sortKey(path: readonly PropertyKey[], where: "before" | "at" | "after"): number[] {
+  const key: number[] = [];
+  let parent = "";
+  for (const segment of path) {
+    if (typeof segment === "number") key.push(segment);
+    else {
+      const order = FIELD_ORDER[parent] ?? [];
+      key.push(order.indexOf(String(segment)));
+      parent = parent === "" ? String(segment) : `${parent}.${String(segment)}`;
+    }
+  }
+  if (where === "before") key.push(-1);
+  if (where === "after") key.push(Number.MAX_SAFE_INTEGER);
+  return key;
+}
+
+function compareKeys(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/** Only the first entries of a long list are checked one by one; its length is refused anyway. */
+const CHECKED_ENTRIES = 100;
+
+/** The schema's issues as FieldErrors, with the messages and order agents have always seen. */
+function fieldErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
+  const out: { key: number[]; error: FieldError }[] = [];
+  for (const issue of issues) {
+    const path = issue.path.map((s) => (typeof s === "symbol" ? String(s) : s));
+    const dotted = path.reduce<string>((p, s) => joinPath(p, s as string | number), "");
+    if (path.some((s) => typeof s === "number" && s >= CHECKED_ENTRIES)) continue;
+    if (issue.code === "unrecognized_keys") {
+      const known = FIELD_ORDER[dotted] ?? [];
+      for (const key of issue.keys) {
+        const near = key.length <= 64 ? known.find((k) => editDistance(key, k) <= 2) : undefined;
+        out.push({
+          key: sortKey(path, "before"),
+          error: {
+            path: joinPath(dotted, key),
+            message:
+              near !== undefined
+                ? `unknown field; did you mean "${near}"?`
+                : `unknown field; expected one of: ${known.join(", ")}`,
+          },
+        });
+      }
+      continue;
+    }
+    const where =
+      issue.code === "custom" && dotted === "on_behalf_of"
+        ? "after"
+        : issue.code === "custom" && dotted === "action.systems"
+          ? "before"
+          : "at";
+    out.push({ key: sortKey(path, where), error: { path: dotted, message: issue.message } });
+  }
+  // Array.prototype.sort is stable: problems with one key keep the schema's order.
+  return out.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.error);
 }
 
 /**
@@ -289,111 +388,36 @@ export function validateRequest(input: unknown): ActionRequest {
       { path: "", message: `the request must be a JSON object, not ${describeType(input)}` },
     ]);
   }
-  const errors: FieldError[] = [];
-  const add: Add = (path, message) => {
-    errors.push({ path, message });
-  };
-  checkKnownFields(input, TOP_FIELDS, "", add);
-
-  const idRule = (what: string): TextRule => ({
-    max: 128,
-    pattern: ID_PATTERN,
-    patternMessage: `${what} may contain only letters, digits and . _ : -`,
-  });
-  const requestId = checkText(input["request_id"], "request_id", idRule("request_id"), add);
-  const agentId = checkText(input["agent_id"], "agent_id", idRule("agent_id"), add);
-
-  let type: string | undefined;
-  let summary: string | undefined;
-  let details: Record<string, unknown> | undefined;
-  let systems: readonly string[] | undefined;
-  const action = input["action"];
-  if (action === undefined) {
-    add("action", "is required");
-  } else if (!isPlainObject(action)) {
-    add("action", `must be an object with type and summary, not ${describeType(action)}`);
-  } else {
-    checkKnownFields(action, ACTION_FIELDS, "action", add);
-    type = checkText(
-      action["type"],
-      "action.type",
-      {
-        max: 128,
-        pattern: ACTION_TYPE_PATTERN,
-        patternMessage: "must be dotted lower-case words of a-z, 0-9 and _, such as payments.refund",
-      },
-      add,
-    );
-    summary = checkText(
-      action["summary"],
-      "action.summary",
-      { max: 300, oneLine: true, notBlank: true },
-      add,
-    );
-    if (action["details"] !== undefined) {
-      details = checkObject(
-        action["details"],
-        "action.details",
-        { maxBytes: DETAILS_MAX_BYTES, maxDepth: DETAILS_MAX_DEPTH },
-        add,
-      );
-    }
-    if (action["systems"] !== undefined) systems = checkSystems(action["systems"], "action.systems", add);
-  }
-
-  const riskClass = checkText(input["risk_class"], "risk_class", { max: 64 }, add);
-  const region = checkText(input["region"], "region", { max: 64 }, add);
-  const purpose = checkText(input["purpose"], "purpose", { max: 1000, notBlank: true }, add);
-
-  let onBehalfOf: OnBehalfOf | undefined;
-  if (input["on_behalf_of"] !== undefined)
-    onBehalfOf = checkOnBehalfOf(input["on_behalf_of"], "on_behalf_of", add);
-
-  let callbackUrl: string | undefined;
-  if (input["callback_url"] !== undefined)
-    callbackUrl = checkCallbackUrl(input["callback_url"], "callback_url", add);
-
-  const timeout = input["timeout_s"];
-  if (
-    timeout !== undefined &&
-    !(
-      typeof timeout === "number" &&
-      Number.isInteger(timeout) &&
-      timeout >= TIMEOUT_MIN_S &&
-      timeout <= TIMEOUT_MAX_S
-    )
-  ) {
-    add("timeout_s", `must be a whole number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (7 days)`);
-  }
-
-  let context: Record<string, unknown> | undefined;
-  if (input["context"] !== undefined) {
-    context = checkObject(input["context"], "context", { maxBytes: CONTEXT_MAX_BYTES }, add);
-  }
-
+  const result = ActionRequestSchema.safeParse(input);
+  const errors = result.success ? [] : fieldErrors(result.error.issues);
   errors.push(...iJsonProblems(input));
-  if (errors.length > 0) throw invalidRequest(errors);
+  if (errors.length > 0 || !result.success) throw invalidRequest(errors);
 
-  // Every required value is defined here: each check above adds an error when it is not.
-  const out: {
-    -readonly [K in keyof ActionRequest]: ActionRequest[K];
-  } = {
-    request_id: requestId!,
-    agent_id: agentId!,
+  // Rebuilt in the order the fields are listed (as a card shows them), without members set
+  // to `undefined`: they have no JSON form and count as absent.
+  const d = result.data;
+  const out: { -readonly [K in keyof ActionRequest]: ActionRequest[K] } = {
+    request_id: d.request_id,
+    agent_id: d.agent_id,
     action: {
-      type: type!,
-      summary: summary!,
-      ...(details !== undefined && { details }),
-      ...(systems !== undefined && { systems }),
+      type: d.action.type,
+      summary: d.action.summary,
+      ...(d.action.details !== undefined && { details: d.action.details as Record<string, unknown> }),
+      ...(d.action.systems !== undefined && { systems: d.action.systems }),
     },
-    risk_class: riskClass!,
-    region: region!,
-    purpose: purpose!,
+    risk_class: d.risk_class,
+    region: d.region,
+    purpose: d.purpose,
   };
-  if (onBehalfOf !== undefined) out.on_behalf_of = onBehalfOf;
-  if (callbackUrl !== undefined) out.callback_url = callbackUrl;
-  if (timeout !== undefined) out.timeout_s = timeout as number;
-  if (context !== undefined) out.context = context;
+  if (d.on_behalf_of !== undefined) {
+    out.on_behalf_of = {
+      ...(d.on_behalf_of.slack_user !== undefined && { slack_user: d.on_behalf_of.slack_user }),
+      ...(d.on_behalf_of.email !== undefined && { email: d.on_behalf_of.email }),
+    };
+  }
+  if (d.callback_url !== undefined) out.callback_url = d.callback_url;
+  if (d.timeout_s !== undefined) out.timeout_s = d.timeout_s;
+  if (d.context !== undefined) out.context = d.context as Record<string, unknown>;
   return out;
 }
 

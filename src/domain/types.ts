@@ -53,30 +53,11 @@ export class RejectionError extends Error {
 }
 
 // ---------------------------------------------------------------------------
-// The agent's request (SPEC "ActionRequest"). Validated by src/domain/request.ts.
+// The agent's request (SPEC "ActionRequest"): its type is derived from the schema that
+// validates it, in src/domain/request.ts.
+import type { OnBehalfOf } from "./request.js";
 
-export interface OnBehalfOf {
-  readonly slack_user?: string;
-  readonly email?: string;
-}
-
-export interface ActionRequest {
-  readonly request_id: string;
-  readonly agent_id: string;
-  readonly action: {
-    readonly type: string;
-    readonly summary: string;
-    readonly details?: Readonly<Record<string, unknown>>;
-    readonly systems?: readonly string[];
-  };
-  readonly risk_class: string;
-  readonly region: string;
-  readonly purpose: string;
-  readonly on_behalf_of?: OnBehalfOf;
-  readonly callback_url?: string;
-  readonly timeout_s?: number;
-  readonly context?: Readonly<Record<string, unknown>>;
-}
+export type { ActionRequest, OnBehalfOf } from "./request.js";
 
 // ---------------------------------------------------------------------------
 // The policy file, after parsing and validation (src/domain/policy.ts).

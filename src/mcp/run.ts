@@ -6,8 +6,7 @@
  */
 import fs from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { loadAgentKeys } from "../adapters/crypto/proof.js";
-import { loadPolicyFile } from "../domain/policy.js";
+import { loadAgentKeys, loadPolicyFile } from "../adapters/policy/load.js";
 import { AgentClient } from "../sdk/client.js";
 import type { AgentIdentity, JWKS } from "../sdk/index.js";
 import { createMcpServer } from "./server.js";

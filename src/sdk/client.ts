@@ -10,9 +10,10 @@
  * against the request the agent sent (or, when approvers changed it, against the decided
  * revision, which may differ from the agent's only at the agent's `editable` pointers).
  */
-import { mintProof } from "../adapters/crypto/proof.js";
+
 import { canonicalJson, requestDigest } from "../domain/canonical.js";
 import type { ActionRequest, FieldError, RecordClaims, Verdict } from "../domain/types.js";
+import { mintProof } from "../records/proof.js";
 import { InvalidRecord, Rejected, TransportError } from "./errors.js";
 import type { AgentIdentity } from "./index.js";
 import { type JWKS, verifyDecision } from "./verify.js";

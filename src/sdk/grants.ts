@@ -11,9 +11,9 @@
  * Every call carries a fresh proof JWT bound to its body, as agents' calls do.
  */
 import { compactVerify, createLocalJWKSet, decodeProtectedHeader } from "jose";
-import { mintProof } from "../adapters/crypto/proof.js";
 import { sha256B64url } from "../domain/canonical.js";
 import type { ActionRequest, OutcomeStatus, ReceiptClaims, RecordClaims } from "../domain/types.js";
+import { mintProof } from "../records/proof.js";
 import { AlreadyRedeemed, GrantRefused, InvalidReceipt, InvalidRecord, TransportError } from "./errors.js";
 import type { AgentIdentity } from "./index.js";
 import { checkRecord, type JWKS } from "./verify.js";

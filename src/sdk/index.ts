@@ -5,8 +5,8 @@
  * (against the JWKS the agent pinned) before it resolves, and resolves only for approved.
  */
 import type { Queue, QueueEvents } from "bullmq";
-import { mintProof } from "../adapters/crypto/proof.js";
 import type { ActionRequest, FieldError, RecordClaims } from "../domain/types.js";
+import { mintProof } from "../records/proof.js";
 import {
   Cancelled,
   Denied,

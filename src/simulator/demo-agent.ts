@@ -9,9 +9,9 @@ import { randomBytes } from "node:crypto";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { compactVerify, createRemoteJWKSet } from "jose";
-import { mintProof } from "../adapters/crypto/proof.js";
 import { requestDigest } from "../domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../domain/types.js";
+import { mintProof } from "../records/proof.js";
 
 export interface DemoAgentOptions {
   readonly redisUrl: string;

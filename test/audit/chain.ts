@@ -5,8 +5,7 @@
  * happen to an approval and still has valid signatures and links: the case where only
  * `audit verify`'s rules stand between a buggy or tampered server and the auditor.
  */
-import { randomUUID } from "node:crypto";
-import { jwsDigest, type SigningKey, signReceipt, signRecord } from "../../src/adapters/crypto/signing.js";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { ExportSource } from "../../src/audit/export.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { newId } from "../../src/domain/ids.js";
@@ -17,6 +16,7 @@ import type {
   UnchainedReceiptClaims,
   Verdict,
 } from "../../src/domain/types.js";
+import { jwsDigest, type SigningKey, signReceipt, signRecord } from "../../src/records/signing.js";
 
 export const CHAIN_ISSUER = "https://countersign.test";
 /** Decisions are made a minute apart from here; receipts a second after the entry before. */
@@ -87,9 +87,9 @@ export class TestChain {
       ver: 1,
       iss: CHAIN_ISSUER,
       sub: agent,
-      jti: newId("dec", t),
+      jti: newId("dec", t, randomBytes),
       iat: Math.floor(t / 1000),
-      action_id: newId("act", t - 30_000),
+      action_id: newId("act", t - 30_000, randomBytes),
       request_id: request.request_id,
       action_type: request.action.type,
       summary: request.action.summary,

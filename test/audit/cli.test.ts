@@ -7,7 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKeyPem, loadSigningKey } from "../../src/adapters/crypto/signing.js";
+import { generateSigningKeyPem, loadSigningKey } from "../../src/records/signing.js";
 import { ROOT, type Run, runCli } from "./cli-run.js";
 import { buildLog, linesOf, newKey, type TestLog } from "./log.js";
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeJws } from "../../src/adapters/crypto/signing.js";
 import { csvCell } from "../../src/audit/csv.js";
 import { CSV_COLUMNS } from "../../src/audit/export.js";
+import { decodeJws } from "../../src/records/signing.js";
 import { buildLog, exportText, linesOf, type TestLog } from "./log.js";
 
 /** An RFC 4180 reader, independent of the writer: quoted fields, doubled quotes, CRLF or LF. */

@@ -4,10 +4,10 @@
  * exports read. And what the database holds must not be able to break a line.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeJws } from "../../src/adapters/crypto/signing.js";
 import { lastSeq, recordsInOrder } from "../../src/adapters/db/sqlite-audit.js";
 import { type ExportSource, exportChunks, lineFields } from "../../src/audit/export.js";
 import { verifyExport } from "../../src/audit/verify.js";
+import { decodeJws } from "../../src/records/signing.js";
 import { buildLog, exportText, linesOf, newKey, type TestLog } from "./log.js";
 
 const KEY = newKey();

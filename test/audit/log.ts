@@ -5,16 +5,10 @@
  * signing key per record.
  */
 
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  type SigningKey,
-  signRecord,
-} from "../../src/adapters/crypto/signing.js";
 import { PostgresStore } from "../../src/adapters/db/postgres.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import {
@@ -29,6 +23,12 @@ import type { AuditReader } from "../../src/audit/reader.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { newId } from "../../src/domain/ids.js";
 import type { ActionRequest, ReasonCode, Verdict, Vote } from "../../src/domain/types.js";
+import {
+  generateSigningKeyPem,
+  loadSigningKey,
+  type SigningKey,
+  signRecord,
+} from "../../src/records/signing.js";
 import { dropSchema, PG_URL } from "../support/harness.js";
 
 export const ISSUER = "https://countersign.test";
@@ -125,7 +125,7 @@ export async function buildLog(
         region,
         purpose: "Customer was charged twice",
       };
-      const id = newId("act", t - 60_000);
+      const id = newId("act", t - 60_000, randomBytes);
       const votes = e.votes ?? [
         {
           user: "U0ALICE",
@@ -138,7 +138,7 @@ export async function buildLog(
         ver: 1,
         iss: ISSUER,
         sub: agent,
-        jti: newId("dec", t),
+        jti: newId("dec", t, randomBytes),
         iat: Math.floor(t / 1000),
         action_id: id,
         request_id: request.request_id,

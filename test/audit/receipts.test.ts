@@ -5,10 +5,10 @@
  * that rule alone.
  */
 import { describe, expect, it } from "vitest";
-import { decodeJws, jwsDigest, signRecord } from "../../src/adapters/crypto/signing.js";
 import { formatTimeline, GRANT_EVENTS } from "../../src/audit/events.js";
 import { CSV_COLUMNS, type ExportSource, exportChunks, parseExportQuery } from "../../src/audit/export.js";
 import { ExportVerifier, type VerifyReport } from "../../src/audit/verify.js";
+import { decodeJws, jwsDigest, signRecord } from "../../src/records/signing.js";
 import { type Decided, TestChain } from "./chain.js";
 import { linesOf, newKey } from "./log.js";
 

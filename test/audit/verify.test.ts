@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeJws, jwsDigest, signJws } from "../../src/adapters/crypto/signing.js";
 import { logHead } from "../../src/adapters/db/sqlite-audit.js";
 import { signCheckpoint, verifyCheckpoint } from "../../src/audit/checkpoint.js";
 import { ExportVerifier, parseJwks, type VerifyReport, verifyExport } from "../../src/audit/verify.js";
+import { decodeJws, jwsDigest, signJws } from "../../src/records/signing.js";
 import { buildLog, exportText, ISSUER, linesOf, newKey, type TestLog } from "./log.js";
 
 const KEY_A = newKey();

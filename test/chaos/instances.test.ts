@@ -6,9 +6,9 @@
 import { decodeJwt } from "jose";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jwsDigest } from "../../src/adapters/crypto/signing.js";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { RecordClaims } from "../../src/domain/types.js";
+import { jwsDigest } from "../../src/records/signing.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import type { Child } from "../support/child.js";
 import { eventually, PG_URL, SIGNING_SECRET, USERS } from "../support/harness.js";

@@ -17,12 +17,6 @@ import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as pgSchema from "../../db/pg/schema.js";
 import * as sqliteSchema from "../../db/schema.js";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  signRecord,
-  verifyJws,
-} from "../../src/adapters/crypto/signing.js";
 import { PG_MIGRATIONS_FOLDER, PostgresStore } from "../../src/adapters/db/postgres.js";
 import { GROUP_MAX, MIGRATIONS_FOLDER, openSqlite, SqliteStore } from "../../src/adapters/db/sqlite.js";
 import type {
@@ -42,8 +36,9 @@ import type {
 import { requestDigest, sha256B64url } from "../../src/domain/canonical.js";
 import type { DecisionOutcome } from "../../src/domain/decision.js";
 import { type ActionRequest, RejectionError, type Verdict, type Vote } from "../../src/domain/types.js";
+import { generateSigningKeyPem, loadSigningKey, signRecord, verifyJws } from "../../src/records/signing.js";
 
-const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const KEY = loadSigningKey(generateSigningKeyPem());
 const SIGNER: RecordSigner = (claims) => ({ jws: signRecord(KEY, claims), kid: KEY.kid });
 const T0 = Date.parse("2030-01-07T09:00:00Z");

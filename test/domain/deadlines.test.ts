@@ -13,6 +13,7 @@ const NIGHTS: BusinessHours = {
   start: "00:00",
   end: "06:00",
 };
+const NIGHTS_WEEKDAYS: BusinessHours = { ...NIGHTS, days: ["mon", "tue", "wed", "thu", "fri"] };
 const BERLIN = "Europe/Berlin";
 const NEW_YORK = "America/New_York";
 
@@ -171,6 +172,16 @@ describe("addWorkingTime across America/New_York DST changes", () => {
     );
     expect(addWorkingTime(at("2026-11-01T00:00:00-04:00"), 7 * H, NEW_YORK, NIGHTS)).toEqual(
       at("2026-11-01T06:00:00-05:00"),
+    );
+  });
+});
+
+describe("addWorkingTime across a day the calendar skips", () => {
+  it("gives no working time to Friday 2011-12-30, which Samoa skipped when it crossed the date line", () => {
+    // Thursday 29 December 14:43 (-10:00) was followed by Saturday 31 December (+14:00).
+    // 20 h of Mon-Fri 00:00-06:00 are Mon, Tue and Wed in full, then 2 h on Thursday 5 January.
+    expect(addWorkingTime(at("2011-12-29T14:43:00-10:00"), 20 * H, "Pacific/Apia", NIGHTS_WEEKDAYS)).toEqual(
+      at("2012-01-05T02:00:00+14:00"),
     );
   });
 });

@@ -3,15 +3,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { loadPolicyFile, parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import {
   actionGlobMatches,
   effectiveRiskClass,
   isActionGlob,
-  loadPolicyFile,
   normalizeOrigin,
   PolicyError,
   type PolicyProblem,
-  parsePolicy,
   riskRank,
 } from "../../src/domain/policy.js";
 import type { Policy } from "../../src/domain/types.js";
@@ -665,7 +664,9 @@ describe("parsePolicy: refusals name the line, the path and the reason", () => {
       expect(parsePolicy(text, FILE).routes[0]!.levels[0]!.quorum).toBe(5);
     });
 
-    it("refuses an escalation level whose inherited quorum its approvers cannot reach", () => {
+    it("counts approvals carried over from earlier levels towards an escalation level's quorum", () => {
+      // Alice approves at level 0 (one short of its quorum), the level times out, and the
+      // CFO's approval makes two: the escalation level can decide.
       const text = route(`  - name: q
     when: {}
     approvers: { users: [U0ALICE, U0BOB] }
@@ -675,7 +676,76 @@ describe("parsePolicy: refusals name the line, the path and the reason", () => {
     escalation:
       - { approvers: { users: [U0CFO] } }
 `);
-      expectProblem(text, "U0CFO", "routes.0.escalation.0.quorum", "quorum 2 but only 1 approver listed");
+      expect(parsePolicy(text, FILE).routes[0]!.levels.map((l) => l.quorum)).toEqual([2, 2]);
+    });
+
+    it("counts carried approvals only up to one short of the earlier quorum, which would have decided", () => {
+      // At most one approval (Alice's or Bob's) can carry over, and the CFO makes two of three.
+      const text = route(`  - name: q
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    quorum: 2
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] }, quorum: 3 }
+`);
+      expectProblem(
+        text,
+        "U0CFO",
+        "routes.0.escalation.0.quorum",
+        "quorum 3 but only 1 approver listed, and at most 1 approval carries over from earlier levels: this level could never decide",
+      );
+    });
+
+    it("refuses an escalation level after a quorum of 1, since any approval there decides", () => {
+      const text = route(`  - name: q
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] }, quorum: 2 }
+`);
+      expectProblem(
+        text,
+        "U0CFO",
+        "routes.0.escalation.0.quorum",
+        "quorum 2 but only 1 approver listed, and no approval carries over from earlier levels",
+      );
+    });
+
+    it("counts a person named at both levels once", () => {
+      const text = route(`  - name: q
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB, U0CFO] }
+    channel: C0APPROVALS
+    quorum: 3
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0BOB, U0CFO] }, quorum: 4 }
+`);
+      // Two approvals could carry over, but Bob and the CFO are already counted here:
+      // only Alice's is another person's.
+      expectProblem(
+        text,
+        "quorum: 4",
+        "routes.0.escalation.0.quorum",
+        "quorum 4 but only 2 approvers listed, and at most 1 approval carries over",
+      );
+    });
+
+    it("lets an earlier level's group supply carried approvals, since its members are known only at run time", () => {
+      const text = route(`  - name: q
+    when: {}
+    approvers: { groups: [S0FIN] }
+    channel: C0APPROVALS
+    quorum: 3
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] } }
+`);
+      expect(parsePolicy(text, FILE).routes[0]!.levels.map((l) => l.quorum)).toEqual([3, 3]);
     });
 
     it("refuses on_timeout: escalate without escalation levels", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { requestDigest } from "../../src/domain/canonical.js";
-import { checkRequestAgainstPolicy, validateRequest } from "../../src/domain/request.js";
+import { ActionRequestSchema, checkRequestAgainstPolicy, validateRequest } from "../../src/domain/request.js";
 import { type AgentPolicy, type Policy, RejectionError } from "../../src/domain/types.js";
 
 const FULL = {
@@ -509,5 +510,20 @@ describe("checkRequestAgainstPolicy", () => {
       expect(err.errors[0]!.path).toBe("callback_url");
       expect(err.message).toMatch(/is not one of agent "billing-agent"'s callback_origins/);
     }
+  });
+});
+
+describe("ActionRequestSchema: the request's shape as data", () => {
+  it("gives a JSON Schema for an OpenAPI document, with the limits as written", () => {
+    const schema = z.toJSONSchema(ActionRequestSchema) as {
+      required: string[];
+      additionalProperties: boolean;
+      properties: Record<string, Record<string, unknown>>;
+    };
+    expect(schema.required).toEqual(["request_id", "agent_id", "action", "risk_class", "region", "purpose"]);
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.properties["request_id"]).toMatchObject({ type: "string", minLength: 1, maxLength: 128 });
+    expect(schema.properties["timeout_s"]).toMatchObject({ type: "integer", minimum: 60, maximum: 604_800 });
+    expect(schema.properties["context"]).toMatchObject({ type: "object" });
   });
 });

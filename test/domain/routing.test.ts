@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parsePolicy } from "../../src/domain/policy.js";
+import { parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import { type RouteQuery, selectRoute } from "../../src/domain/routing.js";
 import type { Policy } from "../../src/domain/types.js";
 

@@ -1,7 +1,7 @@
 import type { Job } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintProof } from "../../src/adapters/crypto/proof.js";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { mintProof } from "../../src/records/proof.js";
 import { blockKitProblems } from "../../src/simulator/blockkit.js";
 import {
   BILLING_SECRET,

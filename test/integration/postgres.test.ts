@@ -9,8 +9,8 @@
  */
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jwsDigest } from "../../src/adapters/crypto/signing.js";
 import type { RecordClaims } from "../../src/domain/types.js";
+import { jwsDigest } from "../../src/records/signing.js";
 import { type Harness, request, startHarness, testStore } from "../support/harness.js";
 
 // Run by the postgres project only; the sqlite project would merely repeat it.

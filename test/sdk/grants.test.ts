@@ -9,16 +9,16 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { type AgentKey, type ProofClaims, verifyProof } from "../../src/adapters/crypto/proof.js";
+import { requestDigest } from "../../src/domain/canonical.js";
+import type { ActionRequest, Policy, RecordClaims, Verdict } from "../../src/domain/types.js";
+import { type AgentKey, type ProofClaims, verifyProof } from "../../src/records/proof.js";
 import {
   generateSigningKeyPem,
   jwsDigest,
   loadSigningKey,
   signReceipt,
   signRecord,
-} from "../../src/adapters/crypto/signing.js";
-import { requestDigest } from "../../src/domain/canonical.js";
-import type { ActionRequest, Policy, RecordClaims, Verdict } from "../../src/domain/types.js";
+} from "../../src/records/signing.js";
 import {
   AlreadyRedeemed,
   type ExecutorIdentity,

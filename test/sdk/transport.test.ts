@@ -9,8 +9,6 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from "bullmq";
 import { afterEach, describe, expect, it } from "vitest";
-import { type AgentKey, verifyProof } from "../../src/adapters/crypto/proof.js";
-import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/adapters/crypto/signing.js";
 import { requestDigest, sha256B64url } from "../../src/domain/canonical.js";
 import {
   type ActionRequest,
@@ -19,6 +17,8 @@ import {
   RejectionError,
   type Verdict,
 } from "../../src/domain/types.js";
+import { type AgentKey, verifyProof } from "../../src/records/proof.js";
+import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
 import {
   type AgentIdentity,
   Cancelled,

@@ -1,13 +1,8 @@
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import {
-  generateSigningKeyPem,
-  loadSigningKey,
-  signJws,
-  signRecord,
-} from "../../src/adapters/crypto/signing.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
+import { generateSigningKeyPem, loadSigningKey, signJws, signRecord } from "../../src/records/signing.js";
 import { InvalidRecord, type JWKS, verifyDecision } from "../../src/sdk/index.js";
 
 const ISSUER = "https://countersign.test";

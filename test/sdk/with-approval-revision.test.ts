@@ -8,9 +8,9 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/adapters/crypto/signing.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
+import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
 import { InvalidRecord, type JWKS, withApproval } from "../../src/sdk/index.js";
 
 const ISSUER = "https://countersign.test";

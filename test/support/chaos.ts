@@ -11,8 +11,8 @@ import Database from "better-sqlite3";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
-import { mintProof } from "../../src/adapters/crypto/proof.js";
 import type { ActionRequest } from "../../src/domain/types.js";
+import { mintProof } from "../../src/records/proof.js";
 import { SlackApiSim } from "../../src/simulator/slack-api.js";
 import { type Child, startChild } from "./child.js";
 import {

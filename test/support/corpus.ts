@@ -11,8 +11,8 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } fr
 import fs from "node:fs";
 import path from "node:path";
 import { SignJWT } from "jose";
-import { mintProof } from "../../src/adapters/crypto/proof.js";
 import { requestDigest } from "../../src/domain/canonical.js";
+import { mintProof } from "../../src/records/proof.js";
 import { BILLING_SECRET, ISSUER, OPS_SECRET } from "./harness.js";
 
 export type Door = "http" | "queue" | "slack";

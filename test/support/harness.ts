@@ -17,10 +17,10 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { type Logger, pino } from "pino";
 import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
-import { mintProof } from "../../src/adapters/crypto/proof.js";
 import { loadConfig } from "../../src/config.js";
 import type { ActionRequest } from "../../src/domain/types.js";
 import { type Countersign, startCountersign } from "../../src/main.js";
+import { mintProof } from "../../src/records/proof.js";
 import { type AppTarget, type SimUser, SlackApiSim } from "../../src/simulator/slack-api.js";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { generateSigningKeyPem, loadSigningKey, type SigningKey } from "./signing.js";
+import { generateSigningKeyPem, loadSigningKey, type SigningKey } from "../../records/signing.js";
 
 export class KeyFileError extends Error {
   override readonly name = "KeyFileError" as const;

@@ -26,7 +26,7 @@ import {
   AuditStoreError,
   parseEventData,
 } from "../../audit/reader.js";
-import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
+import { jwsDigest, type PublicJwk } from "../../records/signing.js";
 import { describeUrl } from "./postgres.js";
 
 export interface PgAuditOptions {

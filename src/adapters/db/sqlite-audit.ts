@@ -22,7 +22,7 @@ import {
   AuditStoreError,
   parseEventData,
 } from "../../audit/reader.js";
-import { jwsDigest, type PublicJwk } from "../crypto/signing.js";
+import { jwsDigest, type PublicJwk } from "../../records/signing.js";
 
 export type AuditDatabase = Database.Database;
 export type { ActionRecordRef, ActionSummary, AuditEvent };

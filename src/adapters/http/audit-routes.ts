@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { signCheckpoint } from "../../audit/checkpoint.js";
 import { exportChunks, parseExportQuery } from "../../audit/export.js";
 import type { AuditReader } from "../../audit/reader.js";
-import type { SigningKey } from "../crypto/signing.js";
+import type { SigningKey } from "../../records/signing.js";
 import { problem } from "./server.js";
 
 export interface AuditRouteDeps {

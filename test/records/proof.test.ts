@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AgentKey, loadAgentKeys, mintProof, verifyProof } from "../../src/adapters/crypto/proof.js";
+import { loadAgentKeys } from "../../src/adapters/policy/load.js";
 import { requestDigest } from "../../src/domain/canonical.js";
 import { type AgentAuth, type AgentPolicy, type Policy, RejectionError } from "../../src/domain/types.js";
+import { type AgentKey, mintProof, verifyProof } from "../../src/records/proof.js";
 
 const ISSUER = "https://countersign.example.com";
 const SECRET = "s3cret-s3cret-s3cret-s3cret-0123"; // exactly 32 bytes

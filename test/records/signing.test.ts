@@ -1,6 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
 import { calculateJwkThumbprint, compactVerify, createLocalJWKSet, importSPKI, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
+import { sha256B64url } from "../../src/domain/canonical.js";
+import type { RecordClaims } from "../../src/domain/types.js";
 import {
   decodeJws,
   generateSigningKeyPem,
@@ -10,9 +12,7 @@ import {
   signJws,
   signRecord,
   verifyJws,
-} from "../../src/adapters/crypto/signing.js";
-import { sha256B64url } from "../../src/domain/canonical.js";
-import type { RecordClaims } from "../../src/domain/types.js";
+} from "../../src/records/signing.js";
 
 const KEY = loadSigningKey(generateSigningKeyPem());
 const OTHER = loadSigningKey(generateSigningKeyPem());

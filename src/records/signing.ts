@@ -11,8 +11,8 @@ import {
   sign,
   verify,
 } from "node:crypto";
-import { sha256B64url } from "../../domain/canonical.js";
-import type { ReceiptClaims, RecordClaims } from "../../domain/types.js";
+import { sha256B64url } from "../domain/canonical.js";
+import type { ReceiptClaims, RecordClaims } from "../domain/types.js";
 
 export interface PublicJwk {
   kty: "OKP";

@@ -4,12 +4,10 @@
  * verified with that agent's key and only its algorithm, so `alg: none` and HS256 keyed
  * with a public key (key confusion) cannot pass.
  */
-import { createPrivateKey, createPublicKey, type KeyObject, randomUUID, type webcrypto } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { createPrivateKey, type KeyObject, randomUUID, type webcrypto } from "node:crypto";
 import { compactVerify, decodeJwt, decodeProtectedHeader, SignJWT } from "jose";
-import { requestDigest, sha256B64url } from "../../domain/canonical.js";
-import { type Policy, RejectionError } from "../../domain/types.js";
+import { requestDigest, sha256B64url } from "../domain/canonical.js";
+import { type Policy, RejectionError } from "../domain/types.js";
 
 export type AgentKey =
   | { kind: "hmac"; secret: Uint8Array }
@@ -25,7 +23,7 @@ export interface ProofClaims {
 }
 
 /** RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
-const MIN_SECRET_BYTES = 32;
+export const MIN_SECRET_BYTES = 32;
 /** Clock skew tolerated between the agent and us, both ways. */
 const SKEW_S = 30;
 /** Longest lifetime (exp - iat) a proof may claim: a stolen proof is worth little. */
@@ -36,57 +34,6 @@ const MAX_JTI_LENGTH = 255;
 const DIGEST_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
 const ALG_OF = { hmac: "HS256", eddsa: "EdDSA" } as const;
-
-/**
- * Loads every agent's verification key at start-up, so a missing secret or unreadable key
- * stops the process with the agent's name rather than failing its first request.
- */
-export function loadAgentKeys(
-  policy: Policy,
-  env: Readonly<Record<string, string | undefined>>,
-): Map<string, AgentKey> {
-  const keys = new Map<string, AgentKey>();
-  for (const [id, agent] of Object.entries(policy.agents)) {
-    const auth = agent.auth;
-    if (auth.kind === "hmac") {
-      const value = env[auth.secret_env];
-      if (value === undefined || value === "") {
-        throw new Error(
-          `agent "${id}": environment variable ${auth.secret_env} (its HMAC secret) is not set`,
-        );
-      }
-      const secret = new TextEncoder().encode(value);
-      if (secret.length < MIN_SECRET_BYTES) {
-        throw new Error(
-          `agent "${id}": the secret in ${auth.secret_env} is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`,
-        );
-      }
-      keys.set(id, { kind: "hmac", secret });
-    } else {
-      // The policy parser resolves paths; resolving again is a no-op for absolute ones.
-      const file = resolve(dirname(policy.file), auth.public_key_file);
-      let pem: string;
-      try {
-        pem = readFileSync(file, "utf8");
-      } catch (err) {
-        throw new Error(`agent "${id}": cannot read public_key_file ${file}: ${(err as Error).message}`);
-      }
-      let publicKey: KeyObject;
-      try {
-        publicKey = createPublicKey(pem);
-      } catch {
-        throw new Error(`agent "${id}": public_key_file ${file} is not a readable PEM public key`);
-      }
-      if (publicKey.asymmetricKeyType !== "ed25519") {
-        throw new Error(
-          `agent "${id}": public_key_file ${file} holds a key of type ${publicKey.asymmetricKeyType ?? "unknown"}; an Ed25519 key is required`,
-        );
-      }
-      keys.set(id, { kind: "eddsa", publicKey });
-    }
-  }
-  return keys;
-}
 
 function badProof(message: string): RejectionError {
   return new RejectionError("bad_proof", message);
