@@ -431,10 +431,29 @@ export function toEffects(rows: readonly OutboxColumns[]): Effect[] {
   return [...rows].sort((a, b) => a.id - b.id).map(toEffect);
 }
 
-/** A finished effect's error as the outbox keeps it. */
-export function lastError(error: string): string {
+/**
+ * What finishing a leased effect changes in its outbox row (the lease is always cleared).
+ * `takeBack` returns the attempt its claim counted (never below zero).
+ */
+export interface Finish {
+  readonly state?: "done" | "dead";
+  readonly doneAt?: number;
+  readonly dueAt?: number;
+  readonly lastError?: string;
+  readonly takeBack?: true;
+}
+
+/** An error as the outbox keeps it: long enough to read, short enough to keep every row small. */
+function lastError(error: string): string {
   return error.slice(0, 2000);
 }
+
+export const finishing = {
+  complete: (now: number): Finish => ({ state: "done", doneAt: now }),
+  retry: (dueAt: number, error: string): Finish => ({ dueAt, lastError: lastError(error) }),
+  defer: (dueAt: number): Finish => ({ dueAt, takeBack: true }),
+  kill: (error: string, now: number): Finish => ({ state: "dead", doneAt: now, lastError: lastError(error) }),
+};
 
 export type AgentStats = Record<"total" | "pending" | Verdict, number>;
 

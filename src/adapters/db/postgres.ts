@@ -29,7 +29,6 @@ import {
   lt,
   lte,
   or,
-  type SQL,
   sql,
 } from "drizzle-orm";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
@@ -63,7 +62,8 @@ import {
   agentStats,
   type Births,
   type Closed,
-  lastError,
+  type Finish,
+  finishing,
   type NewEventRow,
   type NewOutboxRow,
   type RecordColumns,
@@ -101,11 +101,6 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** A transaction lost a race the database detected; running it again is safe (the plan is pure). */
 const RETRYABLE = new Set(["40P01", "40001"]);
 const MAX_TRIES = 5;
-
-/** What finishing an effect may change; attempts may be an SQL expression. */
-type OutboxSet = {
-  [K in keyof typeof schema.outbox.$inferInsert]?: (typeof schema.outbox.$inferInsert)[K] | SQL;
-};
 
 export class PostgresStore implements Store {
   private signer: RecordSigner | null = null;
@@ -303,12 +298,7 @@ export class PostgresStore implements Store {
 
   async getCards(actionId: string): Promise<Card[]> {
     return this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(eq(schema.cards.actionId, actionId))
       .orderBy(asc(schema.cards.level));
@@ -316,12 +306,7 @@ export class PostgresStore implements Store {
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
     const [c] = await this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
       .limit(1);
@@ -374,34 +359,31 @@ export class PostgresStore implements Store {
   }
 
   async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, { state: "done", doneAt: now, leaseUntil: null });
+    return this.finishEffect(id, lease, finishing.complete(now));
   }
 
   async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finishEffect(id, lease, { dueAt, leaseUntil: null, lastError: lastError(error) });
+    return this.finishEffect(id, lease, finishing.retry(dueAt, error));
   }
 
   async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finishEffect(id, lease, {
-      dueAt,
-      leaseUntil: null,
-      attempts: sql`greatest(0, ${schema.outbox.attempts} - 1)`,
-    });
+    return this.finishEffect(id, lease, finishing.defer(dueAt));
   }
 
   async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, {
-      state: "dead",
-      doneAt: now,
-      leaseUntil: null,
-      lastError: lastError(error),
-    });
+    return this.finishEffect(id, lease, finishing.kill(error, now));
   }
 
-  private async finishEffect(id: number, lease: number, set: OutboxSet): Promise<boolean> {
+  /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
+  private async finishEffect(id: number, lease: number, f: Finish): Promise<boolean> {
+    const { takeBack, ...values } = f;
     const rows = await this.db
       .update(schema.outbox)
-      .set(set)
+      .set({
+        ...values,
+        leaseUntil: null,
+        ...(takeBack ? { attempts: sql`greatest(0, ${schema.outbox.attempts} - 1)` } : {}),
+      })
       .where(and(eq(schema.outbox.id, id), eq(schema.outbox.leaseUntil, lease)))
       .returning({ id: schema.outbox.id });
     return rows.length === 1;
@@ -540,6 +522,13 @@ export class PostgresStore implements Store {
  * The statements of PostgresStore's writes, for the shared store logic (core.ts). Where
  * SQLite has one writer, these take the locks that give the same behaviour (see the top).
  */
+const CARD_COLUMNS = {
+  actionId: schema.cards.actionId,
+  level: schema.cards.level,
+  channel: schema.cards.channel,
+  ts: schema.cards.ts,
+};
+
 class PgStoreTx implements StoreTx {
   constructor(
     private readonly tx: PgTx | Db,

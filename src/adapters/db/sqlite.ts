@@ -44,7 +44,8 @@ import {
   type Births,
   type Closed,
   done,
-  lastError,
+  type Finish,
+  finishing,
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
@@ -388,44 +389,33 @@ export class SqliteStore implements Store {
   }
 
   async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET state = 'done', done_at = ?, lease_until = NULL WHERE id = ? AND lease_until = ?",
-      [now],
-      id,
-      lease,
-    );
+    return this.finish(id, lease, finishing.complete(now));
   }
 
   async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET due_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND lease_until = ?",
-      [dueAt, lastError(error)],
-      id,
-      lease,
-    );
+    return this.finish(id, lease, finishing.retry(dueAt, error));
   }
 
   async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET due_at = ?, lease_until = NULL, attempts = max(0, attempts - 1) WHERE id = ? AND lease_until = ?",
-      [dueAt],
-      id,
-      lease,
-    );
+    return this.finish(id, lease, finishing.defer(dueAt));
   }
 
   async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET state = 'dead', done_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND lease_until = ?",
-      [now, lastError(error)],
-      id,
-      lease,
-    );
+    return this.finish(id, lease, finishing.kill(error, now));
   }
 
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  private finish(update: string, args: unknown[], id: number, lease: number): Promise<boolean> {
-    return this.writeSoon(() => this.prep(update).run(...args, id, lease).changes === 1);
+  private finish(id: number, lease: number, f: Finish): Promise<boolean> {
+    const set = ["lease_until = NULL"];
+    if (f.state !== undefined) set.push("state = @state");
+    if (f.doneAt !== undefined) set.push("done_at = @doneAt");
+    if (f.dueAt !== undefined) set.push("due_at = @dueAt");
+    if (f.lastError !== undefined) set.push("last_error = @lastError");
+    if (f.takeBack) set.push("attempts = max(0, attempts - 1)");
+    // One statement per kind of finish (four), each prepared once.
+    const st = this.prep(`UPDATE outbox SET ${set.join(", ")} WHERE id = @id AND lease_until = @lease`);
+    const { takeBack: _, ...values } = f;
+    return this.writeSoon(() => st.run({ ...values, id, lease }).changes === 1);
   }
 
   async pendingEffectCount(dueBy?: number): Promise<number> {
