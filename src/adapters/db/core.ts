@@ -29,6 +29,7 @@ import type {
   StoredEvent,
   StoredRecord,
   UnchainedClaims,
+  WebhookAttempt,
 } from "../../app/ports.js";
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
@@ -162,6 +163,58 @@ export interface StoreTx {
   /** Closes a pending action; false when it was not pending. */
   closeAction(id: string, c: Closed): Step<boolean>;
   recordOf(actionId: string): Step<StoredRecord | null>;
+}
+
+/**
+ * The Store methods that are the same on every store once it can run a step in one of its
+ * write transactions (`transact`) and finish an effect (`finish`).
+ */
+export abstract class CoreStore {
+  /** Runs `step` in one write transaction; settles once it has committed. */
+  protected abstract transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T>;
+  /** Finishes an effect only if `lease` is still its lease (see Effect.lease). */
+  protected abstract finish(id: number, lease: number, f: Finish): Promise<boolean>;
+
+  admit(input: AdmitInput): Promise<AdmitResult> {
+    return this.transact((tx) => admit(tx, input));
+  }
+
+  mutate(actionId: string, now: number, plan: (a: ActionWithVotes) => Plan | Refused): Promise<MutateResult> {
+    return this.transact((tx) => mutate(tx, actionId, now, plan));
+  }
+
+  spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
+    return this.transact((tx) => spendJti(tx, agentId, proof, now));
+  }
+
+  appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void> {
+    return this.transact((tx) => insertEvents(tx, actionId, agentId, events, now));
+  }
+
+  addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
+    return this.transact((tx) => insertEffects(tx, actionId, effects, now));
+  }
+
+  completeEffect(id: number, lease: number, now: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.complete(now));
+  }
+
+  retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
+    return this.finish(id, lease, finishing.retry(dueAt, error));
+  }
+
+  deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.defer(dueAt));
+  }
+
+  killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.kill(error, now));
+  }
 }
 
 /** Accept a new request or recognise a repeat (Store.admit), in the caller's transaction. */
@@ -454,6 +507,24 @@ export const finishing = {
   defer: (dueAt: number): Finish => ({ dueAt, takeBack: true }),
   kill: (error: string, now: number): Finish => ({ state: "dead", doneAt: now, lastError: lastError(error) }),
 };
+
+/** The columns of a webhook attempt, named as WebhookAttempt names them in both schemas. */
+export const WEBHOOK_ATTEMPT_FIELDS = [
+  "actionId",
+  "webhookId",
+  "attempt",
+  "at",
+  "url",
+  "status",
+  "durationMs",
+  "error",
+  "address",
+] as const satisfies readonly (keyof WebhookAttempt)[];
+
+/** A selection of a table's columns by name (drizzle's `select({...})` argument). */
+export function columnsOf<T, K extends keyof T>(table: T, names: readonly K[]): Pick<T, K> {
+  return Object.fromEntries(names.map((n) => [n, table[n]])) as Pick<T, K>;
+}
 
 export type AgentStats = Record<"total" | "pending" | Verdict, number>;
 

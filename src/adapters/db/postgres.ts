@@ -38,32 +38,25 @@ import * as schema from "../../../db/pg/schema.js";
 import type {
   ActionRow,
   ActionWithVotes,
-  AdmitInput,
-  AdmitResult,
   Card,
   Effect,
   EffectAdopter,
-  MutateResult,
-  NewEffect,
-  NewEvent,
-  Plan,
   RecordSigner,
-  Refused,
   Store,
   StoredEvent,
   StoredRecord,
   WebhookAttempt,
 } from "../../app/ports.js";
 import { packagePath } from "../../paths.js";
-import * as core from "./core.js";
 import {
   type ActionUpdate,
   type AgentStats,
   agentStats,
   type Births,
   type Closed,
+  CoreStore,
+  columnsOf,
   type Finish,
-  finishing,
   type NewEventRow,
   type NewOutboxRow,
   type RecordColumns,
@@ -73,6 +66,7 @@ import {
   toEffects,
   toEvent,
   type VoteColumns,
+  WEBHOOK_ATTEMPT_FIELDS,
   wait,
   withVotes,
 } from "./core.js";
@@ -102,7 +96,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const RETRYABLE = new Set(["40P01", "40001"]);
 const MAX_TRIES = 5;
 
-export class PostgresStore implements Store {
+export class PostgresStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
   /** Who takes effects leased at birth (see adoptEffects). */
   private adopter: EffectAdopter | null = null;
@@ -113,7 +107,9 @@ export class PostgresStore implements Store {
     private readonly db: Db,
     /** Names this log for its advisory locks: two schemas in one database keep separate logs. */
     private readonly scope: string,
-  ) {}
+  ) {
+    super();
+  }
 
   static async open(url: string, o: PostgresOptions = {}): Promise<PostgresStore> {
     if (o.schema !== undefined && !SCHEMA_NAME.test(o.schema)) {
@@ -189,7 +185,7 @@ export class PostgresStore implements Store {
    * One transaction, run again when PostgreSQL aborted it for a deadlock or a serialisation
    * failure (e.g. two effect batches sharing dedupe keys in opposite order).
    */
-  private async write<T>(step: (tx: PgStoreTx) => Step<T>): Promise<T> {
+  protected async transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       // The effects this attempt leases at birth (see adoptEffects): handed over only
       // once it has committed; an attempt rolled back leaves nothing behind but frees its slots.
@@ -211,22 +207,6 @@ export class PostgresStore implements Store {
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
       }
     }
-  }
-
-  async admit(input: AdmitInput): Promise<AdmitResult> {
-    return this.write((tx) => core.admit(tx, input));
-  }
-
-  async mutate(
-    actionId: string,
-    now: number,
-    plan: (a: ActionWithVotes) => Plan | Refused,
-  ): Promise<MutateResult> {
-    return this.write((tx) => core.mutate(tx, actionId, now, plan));
-  }
-
-  async spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
-    await this.write((tx) => core.spendJti(tx, agentId, proof, now));
   }
 
   /** Statements outside write(): reads, and writes of one statement that need no transaction. */
@@ -278,15 +258,6 @@ export class PostgresStore implements Store {
       .where(inArray(schema.intakeJobs.jobKey, [...keys]));
   }
 
-  async appendEvents(
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): Promise<void> {
-    await runAwaiting(core.insertEvents(this.reader(), actionId, agentId, events, now));
-  }
-
   async listEvents(actionId: string): Promise<StoredEvent[]> {
     const rows = await this.db
       .select()
@@ -322,10 +293,6 @@ export class PostgresStore implements Store {
     return r.length === 1;
   }
 
-  async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
-    await this.write((tx) => core.insertEffects(tx, actionId, effects, now));
-  }
-
   adoptEffects(adopter: EffectAdopter | null): void {
     this.adopter = adopter;
   }
@@ -358,24 +325,8 @@ export class PostgresStore implements Store {
     return toEffects(rows);
   }
 
-  async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, finishing.complete(now));
-  }
-
-  async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finishEffect(id, lease, finishing.retry(dueAt, error));
-  }
-
-  async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finishEffect(id, lease, finishing.defer(dueAt));
-  }
-
-  async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, finishing.kill(error, now));
-  }
-
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  private async finishEffect(id: number, lease: number, f: Finish): Promise<boolean> {
+  protected async finish(id: number, lease: number, f: Finish): Promise<boolean> {
     const { takeBack, ...values } = f;
     const rows = await this.db
       .update(schema.outbox)
@@ -476,17 +427,7 @@ export class PostgresStore implements Store {
   async webhookAttempts(actionId: string): Promise<WebhookAttempt[]> {
     const w = schema.webhookAttempts;
     return this.db
-      .select({
-        actionId: w.actionId,
-        webhookId: w.webhookId,
-        attempt: w.attempt,
-        at: w.at,
-        url: w.url,
-        status: w.status,
-        durationMs: w.durationMs,
-        error: w.error,
-        address: w.address,
-      })
+      .select(columnsOf(w, WEBHOOK_ATTEMPT_FIELDS))
       .from(w)
       .where(eq(w.actionId, actionId))
       .orderBy(asc(w.id));

@@ -19,33 +19,26 @@ import * as schema from "../../../db/schema.js";
 import type {
   ActionRow,
   ActionWithVotes,
-  AdmitInput,
-  AdmitResult,
   Card,
   Effect,
   EffectAdopter,
-  MutateResult,
-  NewEffect,
-  NewEvent,
-  Plan,
   RecordSigner,
-  Refused,
   Store,
   StoredEvent,
   StoredRecord,
   WebhookAttempt,
 } from "../../app/ports.js";
 import { packagePath } from "../../paths.js";
-import * as core from "./core.js";
 import {
   type ActionUpdate,
   type AgentStats,
   agentStats,
   type Births,
   type Closed,
+  CoreStore,
+  columnsOf,
   done,
   type Finish,
-  finishing,
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
@@ -56,6 +49,7 @@ import {
   toEffects,
   toEvent,
   type VoteColumns,
+  WEBHOOK_ATTEMPT_FIELDS,
   withVotes,
 } from "./core.js";
 import { StoreError } from "./errors.js";
@@ -106,7 +100,7 @@ type Outcome =
   | { readonly ok: true; readonly value: unknown; readonly born: readonly Effect[] }
   | { readonly ok: false; readonly error: unknown };
 
-export class SqliteStore implements Store {
+export class SqliteStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
   /** The statements core.ts runs inside a write. */
   private readonly tx: SqliteTx;
@@ -143,6 +137,7 @@ export class SqliteStore implements Store {
   private reserved = 0;
 
   constructor(file: string, opts: { migrate?: boolean } = {}) {
+    super();
     const { db, raw } = openSqlite(file);
     this.db = db;
     this.raw = raw;
@@ -290,20 +285,8 @@ export class SqliteStore implements Store {
     }
   }
 
-  async admit(input: AdmitInput): Promise<AdmitResult> {
-    return this.write(() => runNow(core.admit(this.tx, input)));
-  }
-
-  async mutate(
-    actionId: string,
-    now: number,
-    plan: (a: ActionWithVotes) => Plan | Refused,
-  ): Promise<MutateResult> {
-    return this.write(() => runNow(core.mutate(this.tx, actionId, now, plan)));
-  }
-
-  async spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
-    return this.write(() => runNow(core.spendJti(this.tx, agentId, proof, now)));
+  protected transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> {
+    return this.write(() => runNow(step(this.tx)));
   }
 
   /** Hands the adopter what this flush leased at birth and committed, and frees its slots. */
@@ -342,15 +325,6 @@ export class SqliteStore implements Store {
     });
   }
 
-  async appendEvents(
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): Promise<void> {
-    return this.write(() => runNow(core.insertEvents(this.tx, actionId, agentId, events, now)));
-  }
-
   async listEvents(actionId: string): Promise<StoredEvent[]> {
     return this.q.listEvents.all({ actionId }).map(toEvent);
   }
@@ -365,10 +339,6 @@ export class SqliteStore implements Store {
 
   async saveCard(card: Card, now: number): Promise<boolean> {
     return this.write(() => this.q.saveCard.run({ ...card, now }).changes === 1);
-  }
-
-  async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
-    return this.write(() => runNow(core.insertEffects(this.tx, actionId, effects, now)));
   }
 
   adoptEffects(adopter: EffectAdopter | null): void {
@@ -388,24 +358,8 @@ export class SqliteStore implements Store {
     return toEffects(rows);
   }
 
-  async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finish(id, lease, finishing.complete(now));
-  }
-
-  async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finish(id, lease, finishing.retry(dueAt, error));
-  }
-
-  async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finish(id, lease, finishing.defer(dueAt));
-  }
-
-  async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finish(id, lease, finishing.kill(error, now));
-  }
-
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  private finish(id: number, lease: number, f: Finish): Promise<boolean> {
+  protected finish(id: number, lease: number, f: Finish): Promise<boolean> {
     const set = ["lease_until = NULL"];
     if (f.state !== undefined) set.push("state = @state");
     if (f.doneAt !== undefined) set.push("done_at = @doneAt");
@@ -641,17 +595,7 @@ function prepareQueries(db: Db) {
       })
       .prepare(),
     webhookAttempts: db
-      .select({
-        actionId: webhookAttempts.actionId,
-        webhookId: webhookAttempts.webhookId,
-        attempt: webhookAttempts.attempt,
-        at: webhookAttempts.at,
-        url: webhookAttempts.url,
-        status: webhookAttempts.status,
-        durationMs: webhookAttempts.durationMs,
-        error: webhookAttempts.error,
-        address: webhookAttempts.address,
-      })
+      .select(columnsOf(webhookAttempts, WEBHOOK_ATTEMPT_FIELDS))
       .from(webhookAttempts)
       .where(eq(webhookAttempts.actionId, p("actionId")))
       .orderBy(asc(webhookAttempts.id))
