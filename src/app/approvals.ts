@@ -15,6 +15,7 @@ import {
   startLevel,
   type Voter,
 } from "../domain/decision.js";
+import { assertNever } from "../domain/errors.js";
 import { newId } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { selectRoute } from "../domain/routing.js";
@@ -24,40 +25,21 @@ import { crashPoint } from "./crash.js";
 import type {
   ActionRow,
   ActionWithVotes,
+  ApprovalStore,
+  Directory,
   MutateResult,
   NewAction,
   NewEffect,
   NewEvent,
   Plan,
+  ProofCheck,
   Refused,
-  Store,
   StoredRecord,
   UnchainedClaims,
 } from "./ports.js";
 
-export interface DirectoryUser {
-  readonly id: string;
-  readonly team: string;
-  readonly isGuest: boolean;
-  readonly isBot: boolean;
-  readonly deleted: boolean;
-  readonly email?: string;
-  readonly realName?: string;
-}
-
-/** Who people are: Slack's users.info and usergroups.users.list, behind a port. */
-export interface Directory {
-  user(id: string): Promise<DirectoryUser | null>;
-  groupMembers(groupId: string): Promise<readonly string[]>;
-}
-
-export interface ProofCheck {
-  /** Verifies the agent's proof; throws RejectionError. Returns jti and exp (unix s). */
-  verify(
-    token: string,
-    o: { agentId: string; digest: string; judgedAt: Date },
-  ): Promise<{ jti: string; exp: number }>;
-}
+/** Kept here too for the adapters that still import them from this module; they live in ports.ts. */
+export type { Directory, DirectoryUser, ProofCheck } from "./ports.js";
 
 export interface Submission {
   readonly request: unknown;
@@ -77,7 +59,7 @@ export interface SubmitResult {
 }
 
 export interface ApprovalsDeps {
-  readonly store: Store;
+  readonly store: ApprovalStore;
   readonly policy: Policy;
   readonly proofs: ProofCheck;
   readonly directory: Directory;
@@ -507,8 +489,9 @@ export class Approvals {
           },
         };
       }
+      default:
+        return assertNever(step, "decision step");
     }
-    return { refused: { code: "unknown_step", reason: `unknown step at ${t}` }, events: [] };
   }
 
   /**

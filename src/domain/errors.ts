@@ -14,3 +14,11 @@ export class AppError<C extends string = string> extends Error {
     super(message, options);
   }
 }
+
+/**
+ * The default of a switch over a closed union: a new member added without a case fails
+ * type-checking here, and a value that slipped past the types fails loudly at run time.
+ */
+export function assertNever(value: never, what = "value"): never {
+  throw new AppError("unexpected_value", `unexpected ${what}: ${JSON.stringify(value)}`);
+}

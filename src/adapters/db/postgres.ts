@@ -101,6 +101,8 @@ export class PostgresStore extends CoreStore implements Store {
   /** Who takes effects leased at birth (see adoptEffects). */
   private adopter: EffectAdopter | null = null;
   private closed = false;
+  /** No SQLite handle here (see OpenedStore). */
+  readonly sqlite = null;
 
   private constructor(
     private readonly pool: pg.Pool,
