@@ -548,9 +548,9 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       // (PostgreSQL runs them side by side, so only SQLite promises this order.)
       expect((await store.listEvents(c.id)).map((e) => e.type).sort()).toEqual([
         "decided",
-        "reminded",
         "received",
         "record_issued",
+        "reminded",
       ]);
       // The next verdict chains on the one committed beside the failures.
       const next = await store.mutate(a.id, T0 + 60_000, decideIfPending("denied"));
