@@ -15,7 +15,7 @@ import {
   startLevel,
   type Voter,
 } from "../domain/decision.js";
-import { assertNever } from "../domain/errors.js";
+import { AppError, assertNever } from "../domain/errors.js";
 import { newId } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { selectRoute } from "../domain/routing.js";
@@ -34,6 +34,7 @@ import type {
   Plan,
   ProofCheck,
   Refused,
+  Store,
   StoredRecord,
   UnchainedClaims,
 } from "./ports.js";
@@ -275,6 +276,27 @@ export class Approvals {
       return this.plan(cur, step, now, "timer", {});
     });
     return this.after(result);
+  }
+
+  /**
+   * Spend the proof of an agent's call other than a submit (a cancel), so the same proof
+   * cannot be played again. Throws RejectionError replayed_proof.
+   */
+  async acceptProof(agentId: string, proof: { readonly jti: string; readonly exp: number }): Promise<void> {
+    await this.d.store.spendProof(agentId, proof, this.d.now().getTime());
+  }
+
+  /**
+   * A click on a card this service does not know (or no longer knows): nothing changes,
+   * but the attempt is kept for the audit trail.
+   */
+  async refuseUnknownClick(userId: string, reason: string, value: string | null): Promise<void> {
+    await this.d.store.appendEvents(
+      null,
+      null,
+      [{ type: "vote_refused", actor: `slack:${userId}`, data: { code: "unknown_card", reason, value } }],
+      this.d.now().getTime(),
+    );
   }
 
   async cancel(actionId: string, agentId: string, note: string): Promise<MutateResult> {
@@ -639,3 +661,32 @@ export function decisionEffects(a: Pick<ActionRow, "id">, request: ActionRequest
 }
 
 export type { AgentPolicy };
+
+export class RedeliveryError extends AppError<"not_found" | "not_decided" | "no_callback"> {
+  override readonly name = "RedeliveryError";
+}
+
+/**
+ * Queue a decided action's webhook once more (the same webhook-id); a running server's
+ * outbox carries it out. A use-case of its own because the CLI runs it without the rest
+ * of Approvals (no policy, no Slack). Throws RedeliveryError saying why it cannot.
+ */
+export async function redeliverWebhook(
+  store: Pick<Store, "getAction" | "addEffects">,
+  actionId: string,
+  now: number,
+): Promise<{ readonly callbackUrl: string }> {
+  const a = await store.getAction(actionId);
+  if (!a) throw new RedeliveryError("not_found", `no action ${actionId}`);
+  if (a.status !== "decided") {
+    throw new RedeliveryError("not_decided", `action ${actionId} has no verdict yet`);
+  }
+  const callbackUrl = a.request.callback_url;
+  if (!callbackUrl) throw new RedeliveryError("no_callback", `action ${actionId} has no callback_url`);
+  await store.addEffects(
+    actionId,
+    [{ kind: "webhook", dedupeKey: `webhook:${actionId}:redeliver:${now}` }],
+    now,
+  );
+  return { callbackUrl };
+}
