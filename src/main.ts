@@ -9,7 +9,6 @@ import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
 import { type OpenedStore, openStore } from "./adapters/db/open.js";
 import { openAuditReader } from "./adapters/db/open-audit.js";
-import { SqliteStore } from "./adapters/db/sqlite.js";
 import { SqliteAuditReader } from "./adapters/db/sqlite-audit.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
@@ -75,10 +74,9 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   // store's does, with no extra startup parameter, so it works wherever the store does.
   let auditReader: AuditReader;
   try {
-    auditReader =
-      store instanceof SqliteStore
-        ? new SqliteAuditReader(store.sqlite, config.databasePath, false)
-        : await openAuditReader(config, { readOnlySession: false });
+    auditReader = store.sqlite
+      ? new SqliteAuditReader(store.sqlite, config.databasePath, false)
+      : await openAuditReader(config, { readOnlySession: false });
   } catch (e) {
     await store.close();
     throw e;
@@ -261,7 +259,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     port,
     policy,
     store,
-    sqlite: store instanceof SqliteStore ? store.sqlite : null,
+    sqlite: store.sqlite,
     approvals,
     intake,
     timers,

@@ -16,6 +16,7 @@ import {
   type Voter,
   voteRefusal,
 } from "../domain/decision.js";
+import { AppError, assertNever } from "../domain/errors.js";
 import { newId, type RandomBytes } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { selectRoute } from "../domain/routing.js";
@@ -25,40 +26,20 @@ import { crashPoint } from "./crash.js";
 import type {
   ActionRow,
   ActionWithVotes,
+  ApprovalStore,
+  Directory,
   MutateResult,
   NewAction,
   NewEffect,
   NewEvent,
   Plan,
+  ProofCheck,
+  RefusalCode,
   Refused,
   Store,
   StoredRecord,
   UnchainedClaims,
 } from "./ports.js";
-
-export interface DirectoryUser {
-  readonly id: string;
-  readonly team: string;
-  readonly isGuest: boolean;
-  readonly isBot: boolean;
-  readonly deleted: boolean;
-  readonly email?: string;
-  readonly realName?: string;
-}
-
-/** Who people are: Slack's users.info and usergroups.users.list, behind a port. */
-export interface Directory {
-  user(id: string): Promise<DirectoryUser | null>;
-  groupMembers(groupId: string): Promise<readonly string[]>;
-}
-
-export interface ProofCheck {
-  /** Verifies the agent's proof; throws RejectionError. Returns jti and exp (unix s). */
-  verify(
-    token: string,
-    o: { agentId: string; digest: string; judgedAt: Date },
-  ): Promise<{ jti: string; exp: number }>;
-}
 
 export interface Submission {
   readonly request: unknown;
@@ -78,7 +59,7 @@ export interface SubmitResult {
 }
 
 export interface ApprovalsDeps {
-  readonly store: Store;
+  readonly store: ApprovalStore;
   readonly policy: Policy;
   readonly proofs: ProofCheck;
   readonly directory: Directory;
@@ -290,7 +271,7 @@ export class Approvals {
     ballot: { vote: "approve" | "deny"; cardLevel: number },
   ): Promise<
     | { readonly kind: "ok" | "counted" | "not_found" }
-    | { readonly kind: "refused"; readonly code: string; readonly reason: string }
+    | { readonly kind: "refused"; readonly code: RefusalCode; readonly reason: string }
   > {
     const seen = await this.d.store.getAction(actionId);
     if (!seen) return { kind: "not_found" };
@@ -298,16 +279,19 @@ export class Approvals {
     const team = this.d.policy.slack.team_id;
     if (!voteRefusal(state(seen), voter, ballot, team)) return { kind: "ok" };
     const now = this.d.now();
+    // What the transaction found when it did not refuse: the write lock judges again, and
+    // "may vote" or "already counted" leave nothing to commit.
+    let found: "ok" | "counted" | null = null;
     const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
-      if (hasVoted(cur, voter.user))
-        return { refused: { code: "counted", reason: "already counted" }, events: [] };
-      const refusal = voteRefusal(state(cur), voter, ballot, team);
-      if (!refusal) return { refused: { code: "ok", reason: "may vote" }, events: [] };
+      found = hasVoted(cur, voter.user) ? "counted" : null;
+      const refusal = found ? null : voteRefusal(state(cur), voter, ballot, team);
+      if (!found && !refusal) found = "ok";
+      if (found || !refusal) return { refused: { code: "stale", reason: "nothing to commit" }, events: [] };
       return this.plan(cur, refusal, now, `slack:${voter.user}`, { voter, ballot }) as Refused;
     });
     if (result.kind === "not_found") return result;
+    if (found) return { kind: found };
     if (result.kind !== "refused") return { kind: "ok" };
-    if (result.code === "ok" || result.code === "counted") return { kind: result.code };
     return { kind: "refused", code: result.code, reason: result.reason };
   }
 
@@ -336,6 +320,31 @@ export class Approvals {
       return this.plan(cur, step, now, "timer", {});
     });
     return this.after(result);
+  }
+
+  /**
+   * Spend the proof of an agent's call other than a submit (a cancel), so the same proof
+   * cannot be played again. Throws RejectionError replayed_proof.
+   */
+  async acceptProof(agentId: string, proof: { readonly jti: string; readonly exp: number }): Promise<void> {
+    await this.d.store.spendProof(agentId, proof, this.d.now().getTime());
+  }
+
+  /**
+   * A click on a card this service does not know (or no longer knows): nothing changes,
+   * but the attempt is kept for the audit trail.
+   */
+  async refuseUnknownClick(
+    userId: string,
+    reason: string,
+    what: { readonly value?: string | null; readonly vote?: "approve" | "deny" },
+  ): Promise<void> {
+    await this.d.store.appendEvents(
+      null,
+      null,
+      [{ type: "vote_refused", actor: `slack:${userId}`, data: { code: "unknown_card", reason, ...what } }],
+      this.d.now().getTime(),
+    );
   }
 
   async cancel(actionId: string, agentId: string, note: string): Promise<MutateResult> {
@@ -550,8 +559,9 @@ export class Approvals {
           },
         };
       }
+      default:
+        return assertNever(step, "decision step");
     }
-    return { refused: { code: "unknown_step", reason: `unknown step at ${t}` }, events: [] };
   }
 
   /**
@@ -704,3 +714,32 @@ export function decisionEffects(a: Pick<ActionRow, "id">, request: ActionRequest
 }
 
 export type { AgentPolicy };
+
+export class RedeliveryError extends AppError<"not_found" | "not_decided" | "no_callback"> {
+  override readonly name = "RedeliveryError";
+}
+
+/**
+ * Queue a decided action's webhook once more (the same webhook-id); a running server's
+ * outbox carries it out. A use-case of its own because the CLI runs it without the rest
+ * of Approvals (no policy, no Slack). Throws RedeliveryError saying why it cannot.
+ */
+export async function redeliverWebhook(
+  store: Pick<Store, "getAction" | "addEffects">,
+  actionId: string,
+  now: number,
+): Promise<{ readonly callbackUrl: string }> {
+  const a = await store.getAction(actionId);
+  if (!a) throw new RedeliveryError("not_found", `no action ${actionId}`);
+  if (a.status !== "decided") {
+    throw new RedeliveryError("not_decided", `action ${actionId} has no verdict yet`);
+  }
+  const callbackUrl = a.request.callback_url;
+  if (!callbackUrl) throw new RedeliveryError("no_callback", `action ${actionId} has no callback_url`);
+  await store.addEffects(
+    actionId,
+    [{ kind: "webhook", dedupeKey: `webhook:${actionId}:redeliver:${now}` }],
+    now,
+  );
+  return { callbackUrl };
+}

@@ -14,8 +14,8 @@
  * Handlers make that harmless (cards are keyed on action and level; releases and
  * timers are idempotent; webhooks carry the same id on every attempt).
  */
-import type { Logger } from "pino";
-import type { Effect, EffectKind, Store } from "./ports.js";
+import { assertNever } from "../domain/errors.js";
+import type { Effect, EffectKind, Logger, OutboxStore } from "./ports.js";
 
 export type EffectOutcome =
   | { readonly kind: "done" }
@@ -70,7 +70,7 @@ export class EffectRunner {
   private renewing: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: OutboxStore,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     opts: EffectRunnerOptions = {},
@@ -270,20 +270,29 @@ export class EffectRunner {
     this.leases.delete(held.id);
     try {
       let held: boolean;
-      if (outcome.kind === "done") held = await this.store.completeEffect(e.id, e.lease, this.now());
-      else if (outcome.kind === "defer") held = await this.store.deferEffect(e.id, e.lease, outcome.at);
-      else if (outcome.kind === "retry") {
-        this.log.warn(
-          { effect: e.kind, action: e.actionId, attempts: e.attempts, error: outcome.error },
-          "outbox: effect will be retried",
-        );
-        held = await this.store.retryEffect(e.id, e.lease, outcome.at, outcome.error);
-      } else {
-        this.log.error(
-          { effect: e.kind, action: e.actionId, error: outcome.error },
-          "outbox: effect failed for good",
-        );
-        held = await this.store.killEffect(e.id, e.lease, outcome.error, this.now());
+      switch (outcome.kind) {
+        case "done":
+          held = await this.store.completeEffect(e.id, e.lease, this.now());
+          break;
+        case "defer":
+          held = await this.store.deferEffect(e.id, e.lease, outcome.at);
+          break;
+        case "retry":
+          this.log.warn(
+            { effect: e.kind, action: e.actionId, attempts: e.attempts, error: outcome.error },
+            "outbox: effect will be retried",
+          );
+          held = await this.store.retryEffect(e.id, e.lease, outcome.at, outcome.error);
+          break;
+        case "dead":
+          this.log.error(
+            { effect: e.kind, action: e.actionId, error: outcome.error },
+            "outbox: effect failed for good",
+          );
+          held = await this.store.killEffect(e.id, e.lease, outcome.error, this.now());
+          break;
+        default:
+          assertNever(outcome);
       }
       if (!held) {
         // This run outlived its lease and another process took the effect over: the

@@ -2,7 +2,7 @@
  * The ports the use-cases depend on. Adapters (SQLite today, PostgreSQL later; BullMQ;
  * Slack) implement them; the use-cases never import an adapter.
  */
-import type { DecisionOutcome } from "../domain/decision.js";
+import type { DecisionOutcome, Refusal } from "../domain/decision.js";
 import type { ActionRequest, RecordClaims, Verdict, Vote } from "../domain/types.js";
 
 export interface ActionRow {
@@ -42,14 +42,35 @@ export interface StoredRecord {
   readonly kid: string;
 }
 
+/** Every kind of audit event the service writes (the `type` column of events). */
+export type EventType =
+  | "received"
+  | "routed"
+  | "repeat"
+  | "rejected"
+  | "level_started"
+  | "escalated"
+  | "vote_cast"
+  | "vote_refused"
+  | "decided"
+  | "expired"
+  | "cancelled"
+  | "record_issued"
+  | "card_posted"
+  | "reminded"
+  | "slack_failed"
+  | "webhook_attempt";
+
 export interface NewEvent {
-  readonly type: string;
+  readonly type: EventType;
   /** `agent:<id>`, `slack:<user>`, `system`, `timer`, `http:<agent>`. */
   readonly actor: string;
   readonly data?: Readonly<Record<string, unknown>>;
 }
 
-export interface StoredEvent extends NewEvent {
+/** An event as read back: written by this version or an older one, so its type is any string. */
+export interface StoredEvent extends Omit<NewEvent, "type"> {
+  readonly type: string;
   readonly id: number;
   readonly actionId: string | null;
   readonly agentId: string | null;
@@ -135,8 +156,14 @@ export interface Plan {
   readonly decision?: { readonly outcome: DecisionOutcome; readonly claims: UnchainedClaims };
 }
 
+/**
+ * Why a change was refused: the decision core's refusals, and the use-cases' own (the
+ * action is gone, or there is nothing left to do).
+ */
+export type RefusalCode = Refusal["code"] | "not_found" | "stale";
+
 export interface Refused {
-  readonly refused: { readonly code: string; readonly reason: string };
+  readonly refused: { readonly code: RefusalCode; readonly reason: string };
   /** Events to keep even though nothing changed (e.g. a refused vote). */
   readonly events: readonly NewEvent[];
 }
@@ -145,7 +172,7 @@ export type MutateResult =
   | { readonly kind: "applied"; readonly action: ActionWithVotes; readonly record: StoredRecord | null }
   | {
       readonly kind: "refused";
-      readonly code: string;
+      readonly code: RefusalCode;
       readonly reason: string;
       readonly action: ActionWithVotes;
     }
@@ -180,6 +207,8 @@ export type RecordSigner = (claims: RecordClaims) => { jws: string; kid: string 
  * deadlines) should not await one write before asking for the next.
  */
 export interface Store {
+  /** Records are signed inside the store's transaction; the key is set at start and on rotation. */
+  setSigner(signer: RecordSigner): void;
   /**
    * Accept a new request, or recognise a repeat, atomically: the proof's jti is spent,
    * (agent, request_id) deduplicated, the pending limit checked, the action inserted with
@@ -267,4 +296,90 @@ export interface Store {
   signingKeys(): Promise<{ kid: string; publicJwk: object }[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What the approval use-cases need of the store. */
+export type ApprovalStore = Pick<
+  Store,
+  "admit" | "mutate" | "getAction" | "appendEvents" | "spendProof" | "addEffects"
+>;
+
+/** What the outbox runner needs of the store. */
+export type OutboxStore = Pick<
+  Store,
+  | "adoptEffects"
+  | "claimEffects"
+  | "renewEffects"
+  | "completeEffect"
+  | "retryEffect"
+  | "deferEffect"
+  | "killEffect"
+>;
+
+/** What the timer loop needs of the store. */
+export type TimerStore = Pick<Store, "timersDue">;
+
+/** What the queue intake needs of the store. */
+export type IntakeStore = Pick<
+  Store,
+  "findJob" | "getAction" | "getRecord" | "unreleasedJobs" | "unreleasedDecided" | "markJobsReleased"
+>;
+
+/** What the Slack effects (cards, notes) need of the store. */
+export type SlackEffectStore = Pick<
+  Store,
+  "getAction" | "getRecord" | "getCards" | "saveCard" | "appendEvents"
+>;
+
+/** What the Slack door (clicks, App Home) reads. */
+export type SlackDoorStore = Pick<
+  Store,
+  | "getAction"
+  | "getCards"
+  | "findCardByMessage"
+  | "pendingForApprover"
+  | "recentlyVotedBy"
+  | "recentForAgents"
+  | "agentStats"
+>;
+
+/** What webhook delivery needs of the store. */
+export type WebhookStore = Pick<Store, "getAction" | "getRecord" | "recordWebhookAttempt" | "appendEvents">;
+
+/** What the agent API reads (its writes go through Approvals). */
+export type AgentApiStore = Pick<Store, "getAction" | "getRecord">;
+
+export interface DirectoryUser {
+  readonly id: string;
+  readonly team: string;
+  readonly isGuest: boolean;
+  readonly isBot: boolean;
+  readonly deleted: boolean;
+  readonly email?: string;
+  readonly realName?: string;
+}
+
+/** Who people are: Slack's users.info and usergroups.users.list, behind a port. */
+export interface Directory {
+  user(id: string): Promise<DirectoryUser | null>;
+  groupMembers(groupId: string): Promise<readonly string[]>;
+}
+
+export interface ProofCheck {
+  /** Verifies the agent's proof; throws RejectionError. Returns jti and exp (unix s). */
+  verify(
+    token: string,
+    o: { agentId: string; digest: string; judgedAt: Date },
+  ): Promise<{ jti: string; exp: number }>;
+}
+
+/**
+ * The logging the use-cases need, shaped as pino's (which implements it): an object
+ * first, so an Error goes under `err` and keeps its stack, then the message.
+ */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }

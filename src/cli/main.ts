@@ -9,6 +9,7 @@ import { Command, CommanderError } from "commander";
 import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
 import { openStore } from "../adapters/db/open.js";
 import { loadAgentKeys, loadPolicyFile } from "../adapters/policy/load.js";
+import { RedeliveryError, redeliverWebhook } from "../app/approvals.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, PolicyError } from "../domain/policy.js";
@@ -264,17 +265,13 @@ webhooks
   .action(async (actionId: string) => {
     const store = await openStore(loadConfig());
     try {
-      const a = await store.getAction(actionId);
-      if (!a) throw new UsageError(`no action ${actionId}`);
-      if (a.status !== "decided") throw new UsageError(`action ${actionId} has no verdict yet`);
-      if (!a.request.callback_url) throw new UsageError(`action ${actionId} has no callback_url`);
-      const now = Date.now();
-      await store.addEffects(
-        actionId,
-        [{ kind: "webhook", dedupeKey: `webhook:${actionId}:redeliver:${now}` }],
-        now,
-      );
-      console.log(`queued a redelivery of ${actionId}'s webhook to ${a.request.callback_url}`);
+      let callbackUrl: string;
+      try {
+        ({ callbackUrl } = await redeliverWebhook(store, actionId, Date.now()));
+      } catch (e) {
+        throw e instanceof RedeliveryError ? new UsageError(e.message) : e;
+      }
+      console.log(`queued a redelivery of ${actionId}'s webhook to ${callbackUrl}`);
     } finally {
       await store.close();
     }

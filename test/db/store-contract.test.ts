@@ -409,10 +409,10 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       const a = newAction();
       await store.admit(admitInput(a));
       const r = await store.mutate(a.id, T0 + 7, () => ({
-        refused: { code: "not_eligible", reason: "not on this level" },
+        refused: { code: "not_an_approver", reason: "not on this level" },
         events: [{ type: "vote_refused", actor: "slack:U0MALLORY" }],
       }));
-      expect(r).toMatchObject({ kind: "refused", code: "not_eligible", reason: "not on this level" });
+      expect(r).toMatchObject({ kind: "refused", code: "not_an_approver", reason: "not on this level" });
       expect((await store.getAction(a.id))?.votes).toEqual([]);
       expect((await store.listEvents(a.id)).map((e) => e.type)).toEqual(["received", "vote_refused"]);
     });
@@ -519,7 +519,7 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
         store.admit(admitInput(replay, { proof: { jti: "spent", exp: 2e9 } })),
         store.mutate(c.id, T0 + 60_000, decideIfPending("approved")),
         store.spendProof("billing-agent", { jti: "spent", exp: 2e9 }, T0),
-        store.appendEvents(c.id, c.agentId, [{ type: "noted", actor: "system" }], T0 + 1),
+        store.appendEvents(c.id, c.agentId, [{ type: "reminded", actor: "system" }], T0 + 1),
         store.admit(admitInput({ ...c, id: `act_${randomUUID()}`, requestSha256: "other-content" })),
       ]);
       expect(okAdmit.status).toBe("fulfilled");
@@ -543,9 +543,9 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       // (PostgreSQL runs them side by side, so only SQLite promises this order.)
       expect((await store.listEvents(c.id)).map((e) => e.type).sort()).toEqual([
         "decided",
-        "noted",
         "received",
         "record_issued",
+        "reminded",
       ]);
       // The next verdict chains on the one committed beside the failures.
       const next = await store.mutate(a.id, T0 + 60_000, decideIfPending("denied"));
@@ -988,13 +988,13 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
         a.id,
         a.agentId,
         [
-          { type: "one", actor: "system" },
-          { type: "two", actor: "system", data: { n: 2 } },
+          { type: "card_posted", actor: "system" },
+          { type: "reminded", actor: "system", data: { n: 2 } },
         ],
         T0 + 3,
       );
       const events = await store.listEvents(a.id);
-      expect(events.map((e) => e.type)).toEqual(["received", "one", "two"]);
+      expect(events.map((e) => e.type)).toEqual(["received", "card_posted", "reminded"]);
       expect(events[2]).toMatchObject({ at: T0 + 3, data: { n: 2 } });
       expect(events[1]!.id).toBeLessThan(events[2]!.id);
     });
@@ -1137,7 +1137,7 @@ describe("SqliteStore: writes committed in groups", () => {
       store.admit(
         admitInput(b, { decision: { outcome: outcome("approved"), claims: claims(b, "approved") } }),
       ),
-      store.appendEvents(null, "billing-agent", [{ type: "lost", actor: "system" }], T0),
+      store.appendEvents(null, "billing-agent", [{ type: "slack_failed", actor: "system" }], T0),
     ]);
     expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected", "rejected"]);
     for (const s of settled) expect(String((s as PromiseRejectedResult).reason)).toMatch(/FOREIGN KEY/);
@@ -1145,7 +1145,9 @@ describe("SqliteStore: writes committed in groups", () => {
     expect(await store.getAction(b.id)).toBeNull();
     expect((await store.getAction(c.id))?.status).toBe("pending");
     expect(await store.getRecord(c.id)).toBeNull();
-    expect(store.sqlite.prepare("SELECT count(*) AS n FROM events WHERE type = 'lost'").get()).toEqual({
+    expect(
+      store.sqlite.prepare("SELECT count(*) AS n FROM events WHERE type = 'slack_failed'").get(),
+    ).toEqual({
       n: 0,
     });
     // Nothing half-done was left behind: the next writes commit, and the log starts at 1.

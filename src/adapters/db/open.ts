@@ -2,7 +2,8 @@
  * Opens the store the configuration names: SQLite for one host (the embedded default),
  * PostgreSQL for several instances sharing the work. Both run the same use-cases.
  */
-import type { RecordSigner, Store } from "../../app/ports.js";
+import type Database from "better-sqlite3";
+import type { Store } from "../../app/ports.js";
 import type { Config } from "../../config.js";
 import { PostgresStore } from "./postgres.js";
 import { SqliteStore } from "./sqlite.js";
@@ -16,7 +17,12 @@ export interface OpenStoreOptions {
   readonly poolSize?: number;
 }
 
-export type OpenedStore = Store & { setSigner(signer: RecordSigner): void };
+/**
+ * A store as its opener sees it: the port, and the SQLite handle under it (null on
+ * PostgreSQL) for the auditor API's reader, which must share an in-memory database's one
+ * connection, and for tests.
+ */
+export type OpenedStore = Store & { readonly sqlite: Database.Database | null };
 
 export async function openStore(
   config: Pick<Config, "databaseKind" | "databasePath"> &

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Approvals } from "../../app/approvals.js";
-import type { ActionRow, Store } from "../../app/ports.js";
+import type { ActionRow, AgentApiStore } from "../../app/ports.js";
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
 import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
@@ -13,7 +13,7 @@ import type { VerdictBus } from "../queue/verdicts.js";
 import { problem } from "./server.js";
 
 export interface AgentApiDeps {
-  readonly store: Store;
+  readonly store: AgentApiStore;
   readonly approvals: Approvals;
   readonly verdicts: VerdictBus;
   /** Verifies a bearer token like a proof; judged now. */
@@ -102,7 +102,7 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
       }
       // Each token works once, reads included (docs/agents.md): a GET token copied from a
       // log or a proxy cannot be used again to watch the action.
-      await d.store.spendProof(claims.iss, claims, Date.now());
+      await d.approvals.acceptProof(claims.iss, claims);
       let a = await own(req.params.id, claims.iss);
       if (a.status === "pending" && wait > 0) {
         const abort = new AbortController();
@@ -144,7 +144,7 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
       expectedDigest: req.body === undefined ? EMPTY_DIGEST : requestDigest(req.body),
     });
     await own(req.params.id, claims.iss);
-    await d.store.spendProof(claims.iss, claims, Date.now());
+    await d.approvals.acceptProof(claims.iss, claims);
     const r = await d.approvals.cancel(req.params.id, claims.iss, note);
     if (r.kind === "not_found") throw notFound();
     if (r.kind === "refused") {

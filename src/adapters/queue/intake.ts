@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
-import type { Effect, Store } from "../../app/ports.js";
+import type { Effect, IntakeStore } from "../../app/ports.js";
 import { RejectionError } from "../../domain/types.js";
 import { throttledWarn } from "../throttle.js";
 
@@ -45,7 +45,7 @@ export class Intake {
 
   constructor(
     private readonly approvals: Approvals,
-    private readonly store: Store,
+    private readonly store: IntakeStore,
     private readonly log: Logger,
     private readonly o: IntakeOptions,
   ) {

@@ -10,7 +10,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
-import type { Effect, Store } from "../../app/ports.js";
+import type { Effect, TimerStore } from "../../app/ports.js";
 import { throttledWarn } from "../throttle.js";
 
 /** Due deadlines the sweep reads, and expires together, at a time. */
@@ -32,7 +32,7 @@ export class Timers {
 
   constructor(
     private readonly approvals: Approvals,
-    private readonly store: Store,
+    private readonly store: TimerStore,
     private readonly log: Logger,
     private readonly o: TimerOptions,
   ) {

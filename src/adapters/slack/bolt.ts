@@ -17,8 +17,8 @@ import {
 } from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
-import type { Approvals, Directory } from "../../app/approvals.js";
-import type { Store } from "../../app/ports.js";
+import type { Approvals } from "../../app/approvals.js";
+import type { Directory, SlackDoorStore } from "../../app/ports.js";
 import type { Voter } from "../../domain/decision.js";
 import {
   ACTION_IDS,
@@ -63,7 +63,7 @@ export interface SlackDoorOptions {
   readonly appToken?: string;
   readonly apiUrl?: string;
   readonly log: Logger;
-  readonly store: Store;
+  readonly store: SlackDoorStore;
   readonly directory: (client: WebClient) => Directory;
 }
 
@@ -241,22 +241,9 @@ function registerHandlers(
   async function refuseClick(b: Budget, body: BlockAction, why: string): Promise<After> {
     const userId = body.user.id;
     b.check();
-    await store.appendEvents(
-      null,
-      null,
-      [
-        {
-          type: "vote_refused",
-          actor: `slack:${userId}`,
-          data: {
-            code: "unknown_card",
-            reason: why,
-            value: (body.actions[0] as ButtonAction | undefined)?.value ?? null,
-          },
-        },
-      ],
-      Date.now(),
-    );
+    await approvals.refuseUnknownClick(userId, why, {
+      value: (body.actions[0] as ButtonAction | undefined)?.value ?? null,
+    });
     return () => note(body.container?.channel_id ?? body.channel?.id, userId, renderNotApproverNote(why));
   }
 
@@ -481,18 +468,7 @@ function registerHandlers(
           const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
           if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
             b.check();
-            await store.appendEvents(
-              null,
-              null,
-              [
-                {
-                  type: "vote_refused",
-                  actor: `slack:${userId}`,
-                  data: { code: "unknown_card", reason: "the modal names no current card", vote },
-                },
-              ],
-              Date.now(),
-            );
+            await approvals.refuseUnknownClick(userId, "the modal names no current card", { vote });
             return null;
           }
           return voteFrom(

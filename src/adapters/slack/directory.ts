@@ -4,7 +4,7 @@
  * loses their vote within a minute.
  */
 import type { WebClient } from "@slack/web-api";
-import type { Directory, DirectoryUser } from "../../app/approvals.js";
+import type { Directory, DirectoryUser } from "../../app/ports.js";
 
 interface Entry<T> {
   value: Promise<T>;

@@ -8,7 +8,7 @@ import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import { crashPoint } from "../../app/crash.js";
 import type { EffectOutcome } from "../../app/effects.js";
-import type { ActionWithVotes, Card, Effect, Store } from "../../app/ports.js";
+import type { ActionWithVotes, Card, Effect, SlackEffectStore } from "../../app/ports.js";
 import type { Policy } from "../../domain/types.js";
 import {
   type CardInput,
@@ -46,7 +46,7 @@ export const CARD_EVENT_TYPE = "countersign_card";
 export class SlackEffects {
   constructor(
     private readonly client: WebClient,
-    private readonly store: Store,
+    private readonly store: SlackEffectStore,
     private readonly policy: Policy,
     private readonly log: Logger,
     private readonly pacer: ChannelPacer,

@@ -7,12 +7,12 @@
 import type { Logger } from "pino";
 import { crashPoint } from "../../app/crash.js";
 import type { EffectOutcome } from "../../app/effects.js";
-import type { Effect, Store } from "../../app/ports.js";
+import type { Effect, WebhookStore } from "../../app/ports.js";
 import type { Policy } from "../../domain/types.js";
 import { deliverWebhook, nextDelayMs } from "./deliver.js";
 
 export interface WebhookSenderOptions {
-  readonly store: Store;
+  readonly store: WebhookStore;
   readonly policy: Policy;
   readonly secrets: Readonly<Record<string, string | undefined>>;
   readonly scheduleMs: readonly number[];
