@@ -579,7 +579,7 @@ export class Approvals {
     return effects;
   }
 
-  /** The record's claims (SPEC "Decision record"), all but seq and prev. */
+  /** The record's claims, all but seq and prev. */
   claims(
     a: Pick<
       ActionRow,

@@ -1,5 +1,5 @@
 /**
- * Checkpoints (SPEC "Decision record"): a signed statement "at `iat` the log ended at
+ * Checkpoints: a signed statement "at `iat` the log ended at
  * record `seq`, whose JWS text hashes to `head`". An auditor who keeps one can later
  * prove that nothing up to `seq` was dropped or rewritten, even by whoever holds the key
  * then: a rewritten log cannot reproduce an older head.

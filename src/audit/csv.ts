@@ -6,7 +6,7 @@
 
 /**
  * A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV
- * Injection"). The SPEC names `=`, `+`, `-` and `@`; tab and carriage return are on
+ * Injection"). The usual list names `=`, `+`, `-` and `@`; tab and carriage return are on
  * OWASP's list too, because some spreadsheets strip them and then see the next character.
  */
 const FORMULA_START = /^[=+\-@\t\r]/;

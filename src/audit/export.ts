@@ -1,5 +1,5 @@
 /**
- * The audit export (SPEC "CLI": export lines, CSV), as a stream of text chunks made from
+ * The audit export, as a stream of text chunks made from
  * the stored records in seq order. It never holds more than one chunk: an export of a
  * million records runs in the memory of one.
  *

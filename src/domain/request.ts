@@ -1,5 +1,5 @@
 /**
- * The agent's ActionRequest (SPEC "Intake"): its shape first, on its own, then against
+ * The agent's ActionRequest: its shape first, on its own, then against
  * the policy. Both refuse with every problem at once, so an agent's author can fix a
  * request in one round trip.
  */
@@ -8,7 +8,7 @@ import { iJsonProblems, invalidRequest, joinPath, MAX_JSON_DEPTH } from "./json.
 import { actionGlobMatches, effectiveRiskClass } from "./policy.js";
 import { type AgentPolicy, type FieldError, type Policy, RejectionError } from "./types.js";
 
-/** The request's top-level fields, in the order the SPEC lists them (cards and modals show them so). */
+/** The request's top-level fields, in the order the request format lists them (cards and modals show them so). */
 export const TOP_FIELDS = [
   "request_id",
   "agent_id",
@@ -47,7 +47,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-/** Unicode code points, as the SPEC counts lengths (an emoji is one). */
+/** Unicode code points, as the request format counts lengths (an emoji is one). */
 export function codePointLength(s: string): number {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
@@ -61,7 +61,7 @@ export function codePointLength(s: string): number {
   return n;
 }
 
-/** UTF-8 bytes of the value's JSON text, as the SPEC counts sizes. */
+/** UTF-8 bytes of the value's JSON text, as the request format counts sizes. */
 export function jsonByteSize(v: unknown): number {
   return Buffer.byteLength(JSON.stringify(v) ?? "", "utf8");
 }
@@ -212,7 +212,7 @@ const idText = (what: string) =>
 
 const TIMEOUT_MESSAGE = `must be a whole number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (7 days)`;
 
-/** The action the agent asks for (SPEC "ActionRequest" `action`). */
+/** The action the agent asks for. */
 export const ActionSchema = z.strictObject(
   {
     type: text({
@@ -267,7 +267,7 @@ export const OnBehalfOfSchema = z
   );
 
 /**
- * The agent's ActionRequest (SPEC "Intake"). Strict at every level: a misspelt optional
+ * The agent's ActionRequest. Strict at every level: a misspelt optional
  * field is refused rather than silently ignored. The schemas are exported so that an
  * OpenAPI document can be generated from them (z.toJSONSchema).
  */
@@ -378,7 +378,7 @@ function fieldErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
 }
 
 /**
- * Structural validation of an ActionRequest (SPEC "Intake"), plus I-JSON. Returns a fresh
+ * Structural validation of an ActionRequest, plus I-JSON. Returns a fresh
  * object with only the known fields and no defaults added, so it hashes exactly as the
  * input did. Fields set to `undefined` count as absent (they have no JSON form).
  */

@@ -15,7 +15,7 @@ export type ReasonCode =
   | "no_eligible_approvers"
   | "cancelled";
 
-/** Why a request was refused before it became an action (SPEC "Outcome of the job"). */
+/** Why a request was refused before it became an action. */
 export type RejectionCode =
   | "invalid_request"
   | "unknown_agent"
@@ -54,7 +54,7 @@ export class RejectionError extends AppError<RejectionCode> {
 }
 
 // ---------------------------------------------------------------------------
-// The agent's request (SPEC "ActionRequest"): its type is derived from the schema that
+// The agent's request: its type is derived from the schema that
 // validates it, in src/domain/request.ts.
 import type { OnBehalfOf } from "./request.js";
 
@@ -173,7 +173,7 @@ export interface Vote {
   readonly comment?: string;
 }
 
-/** The payload of a decision record (SPEC "Decision record"), exactly as signed. */
+/** The payload of a decision record, exactly as signed. */
 export interface RecordClaims {
   readonly ver: 1;
   readonly iss: string;

@@ -1,5 +1,5 @@
 /**
- * Agent proofs (SPEC "Intake", Proof): a JWT the agent signs with the one algorithm its
+ * Agent proofs: a JWT the agent signs with the one algorithm its
  * policy entry fixes. The agent is picked from the unverified claims, then the token is
  * verified with that agent's key and only its algorithm, so `alg: none` and HS256 keyed
  * with a public key (key confusion) cannot pass.

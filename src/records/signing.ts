@@ -91,7 +91,7 @@ export function signJws(key: SigningKey, typ: JwsTyp, payload: object): string {
   return `${input}.${signature}`;
 }
 
-/** A decision record (SPEC "Decision record"). */
+/** A decision record. */
 export function signRecord(key: SigningKey, claims: RecordClaims): string {
   return signJws(key, "decision+jwt", claims);
 }

@@ -14,7 +14,7 @@ export class CountersignError extends Error {
 }
 
 /**
- * Countersign refused the request before any person saw it (SPEC "Outcome of the job").
+ * Countersign refused the request before any person saw it.
  * Sending the same request again gets the same answer; fix what `message` and `errors` name.
  */
 export class Rejected extends CountersignError {

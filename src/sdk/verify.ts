@@ -1,6 +1,5 @@
 /**
- * Checking a decision record before acting on it (SPEC "Decision record", "Outcome of the
- * job"). The verdict field next to a record is a convenience: Redis is shared and an HTTP
+ * Checking a decision record before acting on it. The verdict field next to a record is a convenience: Redis is shared and an HTTP
  * answer can be tampered with on the way, so only a record signed by a key the agent
  * trusts, about this agent and this exact request, counts.
  */

@@ -28,7 +28,7 @@ import { blockKitProblems, viewProblems } from "../../src/simulator/blockkit.js"
 
 type Json = Record<string, unknown>;
 
-/** Our own reading of Slack's limits (STACK.md "Reference facts"), independent of the code. */
+/** Our own reading of Slack's limits (Slack's Block Kit reference), independent of the code. */
 function limitProblems(blocks: unknown[], maxBlocks: number): string[] {
   const p: string[] = [];
   const over = (where: string, s: unknown, max: number) => {

@@ -67,7 +67,7 @@ beforeAll(async () => {
 afterAll(() => log.cleanup());
 
 describe("CSV export", () => {
-  it("has exactly the SPEC's columns as its header", async () => {
+  it("has exactly the documented columns (docs/audit.md) as its header", async () => {
     const db = log.open();
     const rows = parseCsv(await exportText(db, { format: "csv" }));
     db.close();

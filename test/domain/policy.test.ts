@@ -80,7 +80,7 @@ function expectProblem(text: string, marker: string, path: string, message: stri
   });
 }
 
-describe("parsePolicy: the SPEC example", () => {
+describe("parsePolicy: the README's example", () => {
   const text = readFileSync(SPEC_EXAMPLE, "utf8");
 
   it("parses to the expected Policy, defaults filled in", () => {

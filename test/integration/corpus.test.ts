@@ -475,7 +475,7 @@ async function runQueue(h: Harness, c: QueueCase): Promise<void> {
   expect(done?.attemptsMade, "a refusal is never retried").toBeLessThanOrEqual(1);
   await settle(h);
   expect(await snapshot(h), "a refused job changes nothing").toEqual(before);
-  // SPEC "Intake": a refused job leaves an audit event with its code.
+  // A refused job leaves an audit event with its code.
   const ev = await lastEvent(h, "rejected");
   expect(ev?.id ?? 0, "an audit event for the refusal").toBeGreaterThan(lastRejected);
   expect(ev?.data).toMatchObject({ code: c.expect.failedReason!.split(": ")[1], via: "queue" });

@@ -91,7 +91,7 @@ describe("signing keys", () => {
 });
 
 describe("records and JWS", () => {
-  it("a record verifies with jose compactVerify against the JWKS, with the header SPEC fixes", async () => {
+  it("a record verifies with jose compactVerify against the JWKS, with the header the record format fixes", async () => {
     const jws = signRecord(KEY, CLAIMS);
     const jwks = createLocalJWKSet({ keys: [OTHER.publicJwk, KEY.publicJwk] });
     const { payload, protectedHeader } = await compactVerify(jws, jwks);

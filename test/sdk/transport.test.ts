@@ -1,5 +1,5 @@
 /**
- * The SDK's two transports against stand-ins that behave as SPEC says Countersign does:
+ * The SDK's two transports against stand-ins that behave as the HTTP API (docs/agents.md) says Countersign does:
  * a real BullMQ queue on the machine's Redis with a tiny worker, and a real local HTTP
  * server. Both check the agent's proof with the real verifier. End-to-end runs against a
  * real Countersign live with the integration tests.

@@ -303,7 +303,7 @@ export function freshIds(): Ids {
 
 /**
  * Expands a case's template: "$request_id" / "$request_id_2" strings, and the generators
- * {"$repeat": s, "count": n}, {"$nest": n, "leaf": v} (n objects deep, as the SPEC counts
+ * {"$repeat": s, "count": n}, {"$nest": n, "leaf": v} (n objects deep, as the request format counts
  * depth) and {"$array": v, "count": n} ("{i}" in strings replaced by the index).
  */
 export function expand(t: unknown, ids: Ids, index?: number): unknown {

@@ -2,7 +2,7 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { decodeWebhookSecret, webhookHeaders, webhookSignature } from "../../src/adapters/webhooks/sign.js";
 
-// STACK.md: the Standard Webhooks reference vector.
+// The Standard Webhooks specification's reference vector.
 const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ID = "msg_p5jXN8AQM9LWM0D4loKWxJek";
 const TS = 1614265330;

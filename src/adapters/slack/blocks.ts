@@ -3,7 +3,7 @@
  * Pure: data in, JSON out; nothing here talks to Slack.
  *
  * Two promises hold whatever the input:
- * - Every Block Kit limit (STACK.md "Reference facts") is kept. Long agent text is cut
+ * - Every Block Kit limit (Slack's Block Kit reference) is kept. Long agent text is cut
  *   with a note saying how much was cut; the "View full request" modal shows it all.
  * - Agent text is shown as text (see src/domain/text.ts): escaped, invisible characters
  *   made visible, in `verbatim: true` text objects, and placed so it cannot pass for the

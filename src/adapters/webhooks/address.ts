@@ -1,5 +1,5 @@
 /**
- * Where a callback may go (SPEC "Webhooks"). A callback URL names a host an agent chose;
+ * Where a callback may go. A callback URL names a host an agent chose;
  * without this check it would let an agent make Countersign call its own admin ports, the
  * office network or the cloud's metadata service (server-side request forgery).
  * Addresses that carry an IPv4 address inside IPv6 are judged as that IPv4 address, since

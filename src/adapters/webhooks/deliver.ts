@@ -1,5 +1,5 @@
 /**
- * One webhook delivery attempt (SPEC "Webhooks"). The host is resolved here, every address
+ * One webhook delivery attempt. The host is resolved here, every address
  * it resolves to is checked, and the connection is pinned to the checked address: a DNS
  * answer that changes between check and connect (DNS rebinding) cannot redirect the
  * request to a forbidden address. The outcome of an attempt is data for the retry

@@ -1,5 +1,5 @@
 /**
- * Standard Webhooks v1 signatures (SPEC "Webhooks"): the receiver verifies with any
+ * Standard Webhooks v1 signatures: the receiver verifies with any
  * Standard Webhooks library, so the signed content and encodings must match it exactly:
  * HMAC-SHA256 over `${id}.${timestamp}.${body}`, keyed with the base64-decoded part of
  * the `whsec_` secret, sent as `v1,<base64>`.
