@@ -12,6 +12,7 @@ import { compactVerify, createRemoteJWKSet } from "jose";
 import { requestDigest } from "../domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
+import { waitForJob } from "../sdk/finished.js";
 
 export interface DemoAgentOptions {
   readonly redisUrl: string;
@@ -31,7 +32,7 @@ export interface DemoAgentOptions {
   readonly names?: Readonly<Record<string, string>>;
 }
 
-/** What a job's return value holds (SPEC "Outcome of the job"). */
+/** What a job's return value holds. */
 export interface JobOutcome {
   action_id: string;
   request_id: string;
@@ -134,7 +135,8 @@ export class DemoAgent {
     request: ActionRequest,
     timeoutMs?: number,
   ): Promise<JobOutcome & { claims: RecordClaims }> {
-    const result = (await job.waitUntilFinished(this.events, timeoutMs)) as JobOutcome;
+    // The SDK's shared waiter: the demo has many requests in flight on one QueueEvents.
+    const result = (await waitForJob(job, this.queue, this.events, timeoutMs)) as JobOutcome;
     const claims = await verifyRecord(result.record, request, { jwks: this.jwks, issuer: this.o.issuer });
     if (claims.verdict !== result.verdict) {
       throw new RecordCheckError(

@@ -69,7 +69,7 @@ describe("key rotation on a running installation", () => {
       "--checkpoint",
       path.join(h.dir, "checkpoint.jws"),
     ]);
-    expect(verified.stdout).toMatch(/^verified 2 records/m);
+    expect(verified.stdout).toMatch(/^verified 2 entries \(2 decisions, 0 receipts/m);
 
     // Without the old key, the first record no longer verifies: the JWKS must keep it.
     fs.writeFileSync(
