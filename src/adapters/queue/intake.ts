@@ -58,8 +58,8 @@ export class Intake {
       connection: this.o.connection,
       prefix: this.o.prefix,
       concurrency: this.o.concurrency ?? 64,
-      lockDuration: this.o.lockMs ?? 6_000,
-      stalledInterval: Math.max(500, Math.floor((this.o.lockMs ?? 6_000) / 2)),
+      lockDuration: this.o.lockMs ?? 8_000,
+      stalledInterval: Math.max(500, Math.floor((this.o.lockMs ?? 8_000) / 2)),
       // A stalled job (its holder killed, or a loop blocked past the short lock) goes back to
       // wait and is taken up again, however often: process() is idempotent (the job's key
       // finds its action). BullMQ's default of 1 would fail a job that stalled twice with
