@@ -3,6 +3,7 @@
  * no I/O, no clocks, no Slack, no database. Adapters translate to and from it.
  */
 
+import { AppError } from "./errors.js";
 export type Verdict = "approved" | "denied" | "expired" | "cancelled";
 export const VERDICTS: readonly Verdict[] = ["approved", "denied", "expired", "cancelled"];
 
@@ -37,14 +38,14 @@ export interface FieldError {
  * A refusal with a stable code. The message says what is wrong and where, in words a
  * person can act on; it never contains database or library internals.
  */
-export class RejectionError extends Error {
+export class RejectionError extends AppError<RejectionCode> {
   override readonly name = "RejectionError" as const;
   constructor(
-    readonly code: RejectionCode,
+    code: RejectionCode,
     message: string,
     readonly errors: readonly FieldError[] = [],
   ) {
-    super(message);
+    super(code, message);
   }
   /** The BullMQ failedReason / log form: `rejected: <code>: <what and where>`. */
   get failedReason(): string {

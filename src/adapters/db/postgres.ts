@@ -29,7 +29,6 @@ import {
   lt,
   lte,
   or,
-  type SQL,
   sql,
 } from "drizzle-orm";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
@@ -39,30 +38,40 @@ import * as schema from "../../../db/pg/schema.js";
 import type {
   ActionRow,
   ActionWithVotes,
-  AdmitInput,
-  AdmitResult,
   Card,
   Effect,
   EffectAdopter,
-  EffectKind,
-  MutateResult,
-  NewAction,
-  NewEffect,
-  NewEvent,
-  Plan,
   RecordSigner,
-  Refused,
   Store,
   StoredEvent,
   StoredRecord,
-  UnchainedClaims,
   WebhookAttempt,
 } from "../../app/ports.js";
-import { sha256B64url } from "../../domain/canonical.js";
-import type { DecisionOutcome } from "../../domain/decision.js";
-import { RejectionError, type Verdict } from "../../domain/types.js";
 import { packagePath } from "../../paths.js";
-import { actionValues, toRow } from "./rows.js";
+import {
+  type ActionUpdate,
+  type AgentStats,
+  agentStats,
+  type Births,
+  type Closed,
+  CoreStore,
+  columnsOf,
+  type Finish,
+  type NewEventRow,
+  type NewOutboxRow,
+  type RecordColumns,
+  runAwaiting,
+  type Step,
+  type StoreTx,
+  toEffects,
+  toEvent,
+  type VoteColumns,
+  WEBHOOK_ATTEMPT_FIELDS,
+  wait,
+  withVotes,
+} from "./core.js";
+import { StoreError } from "./errors.js";
+import { type actionValues, toRow } from "./rows.js";
 
 export const PG_MIGRATIONS_FOLDER = packagePath("db", "pg", "migrations");
 
@@ -87,20 +96,10 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const RETRYABLE = new Set(["40P01", "40001"]);
 const MAX_TRIES = 5;
 
-/** What finishing an effect may change; attempts may be an SQL expression. */
-type OutboxSet = {
-  [K in keyof typeof schema.outbox.$inferInsert]?: (typeof schema.outbox.$inferInsert)[K] | SQL;
-};
-
-export class PostgresStore implements Store {
+export class PostgresStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
   /** Who takes effects leased at birth (see adoptEffects). */
   private adopter: EffectAdopter | null = null;
-  /** Each open transaction's effects leased at birth, and the adopter's slots it holds. */
-  private readonly births = new WeakMap<
-    PgTx,
-    { adopter: EffectAdopter | null; born: Effect[]; reserved: number }
-  >();
   private closed = false;
 
   private constructor(
@@ -108,7 +107,9 @@ export class PostgresStore implements Store {
     private readonly db: Db,
     /** Names this log for its advisory locks: two schemas in one database keep separate logs. */
     private readonly scope: string,
-  ) {}
+  ) {
+    super();
+  }
 
   static async open(url: string, o: PostgresOptions = {}): Promise<PostgresStore> {
     if (o.schema !== undefined && !SCHEMA_NAME.test(o.schema)) {
@@ -136,7 +137,10 @@ export class PostgresStore implements Store {
       client = await pool.connect();
     } catch (e) {
       await pool.end().catch(() => {});
-      throw new Error(`could not connect to PostgreSQL at ${where}: ${causeOf(e).message}`);
+      throw new StoreError(`could not connect to PostgreSQL at ${where}: ${causeOf(e).message}`, {
+        code: "store_unavailable",
+        cause: e,
+      });
     }
     let scope: string;
     try {
@@ -163,7 +167,10 @@ export class PostgresStore implements Store {
     } catch (e) {
       client.release(true);
       await pool.end().catch(() => {});
-      throw new Error(`could not prepare the PostgreSQL database at ${where}: ${causeOf(e).message}`);
+      throw new StoreError(`could not prepare the PostgreSQL database at ${where}: ${causeOf(e).message}`, {
+        code: "store_unavailable",
+        cause: e,
+      });
     }
     client.release();
     return new PostgresStore(pool, drizzle({ client: pool, schema }), scope);
@@ -178,355 +185,39 @@ export class PostgresStore implements Store {
    * One transaction, run again when PostgreSQL aborted it for a deadlock or a serialisation
    * failure (e.g. two effect batches sharing dedupe keys in opposite order).
    */
-  private async write<T>(fn: (tx: PgTx) => Promise<T>): Promise<T> {
+  protected async transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       // The effects this attempt leases at birth (see adoptEffects): handed over only
       // once it has committed; an attempt rolled back leaves nothing behind but frees its slots.
       // The adopter is fixed for the attempt: the one that held the slots is the one told.
       const adopter = this.adopter;
-      const births = { adopter, born: [] as Effect[], reserved: 0 };
+      const births: Births | null = adopter ? { adopter, born: [], reserved: 0 } : null;
       try {
         // Named, not left to the server's default: the log's head is read after its lock is
         // granted, which sees the previous record only at READ COMMITTED.
         const value = await this.db.transaction(
-          (tx) => {
-            this.births.set(tx, births);
-            return fn(tx);
-          },
+          (tx) => runAwaiting(step(new PgStoreTx(tx, this.signer, births, this.scope))),
           { isolationLevel: "read committed" },
         );
-        if (births.reserved) adopter?.settle(births.born, births.reserved);
+        if (births?.reserved) adopter?.settle(births.born, births.reserved);
         return value;
       } catch (e) {
-        if (births.reserved) adopter?.settle([], births.reserved);
-        const code = (causeOf(e) as { code?: string }).code;
+        if (births?.reserved) adopter?.settle([], births.reserved);
+        const code = causeOf(e).code;
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
       }
     }
   }
 
-  private async lock(tx: PgTx, name: string): Promise<void> {
-    await tx.execute(sql`SELECT pg_advisory_xact_lock(${lockKey(`${name}:${this.scope}`)}::bigint)`);
-  }
-
-  async admit(input: AdmitInput): Promise<AdmitResult> {
-    return this.write(async (tx): Promise<AdmitResult> => {
-      const a = input.action;
-      // Serialises one agent's admissions, so a repeat always sees the first and the
-      // pending count is exact; other agents are not held up.
-      await this.lock(tx, `agent:${a.agentId}`);
-      const [existing] = await tx
-        .select()
-        .from(schema.actions)
-        .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.requestId, a.requestId)))
-        .limit(1);
-      if (existing) {
-        if (existing.requestSha256 !== a.requestSha256) {
-          throw new RejectionError(
-            "request_id_conflict",
-            `request_id ${a.requestId} was already used by this agent for a different request (action ${existing.id})`,
-            [{ path: "request_id", message: "already used for different content" }],
-          );
-        }
-        // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere.
-        if (input.proof) await this.spendJti(tx, a.agentId, input.proof, input.now);
-        if (input.job) await this.addJob(tx, input.job, existing.id);
-        await this.insertEvents(
-          tx,
-          existing.id,
-          a.agentId,
-          [{ type: "repeat", actor: `agent:${a.agentId}` }],
-          input.now,
-        );
-        return { kind: "repeat", action: toRow(existing), record: await this.recordOf(tx, existing.id) };
-      }
-      if (input.proof) await this.spendJti(tx, a.agentId, input.proof, input.now);
-      // Counted up to the limit only: the same answer, at a cost that does not grow with
-      // the agent's backlog.
-      const bounded = tx
-        .select({ one: sql`1` })
-        .from(schema.actions)
-        .where(and(eq(schema.actions.agentId, a.agentId), eq(schema.actions.status, "pending")))
-        .limit(input.maxPending)
-        .as("bounded");
-      const [count] = await tx.select({ n: sql<number>`count(*)::int` }).from(bounded);
-      const pending = count?.n ?? 0;
-      if (!input.decision && pending >= input.maxPending) {
-        throw new RejectionError(
-          "too_many_pending",
-          `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
-        );
-      }
-      await tx.insert(schema.actions).values({ ...actionValues(a), status: "pending" });
-      if (input.job) await this.addJob(tx, input.job, a.id);
-      await this.insertEvents(tx, a.id, a.agentId, input.events, input.now);
-      await this.insertEffects(tx, a.id, input.effects(a), input.now);
-      let record: StoredRecord | null = null;
-      if (input.decision) record = await this.decide(tx, a, input.decision, input.now);
-      const [row] = await tx.select().from(schema.actions).where(eq(schema.actions.id, a.id));
-      return { kind: "created", action: toRow(row!), record };
-    });
-  }
-
-  async mutate(
-    actionId: string,
-    now: number,
-    plan: (a: ActionWithVotes) => Plan | Refused,
-  ): Promise<MutateResult> {
-    return this.write(async (tx): Promise<MutateResult> => {
-      const action = await this.loadAction(tx, actionId, true);
-      if (!action) return { kind: "not_found" };
-      const p = plan(action);
-      if ("refused" in p) {
-        await this.insertEvents(tx, actionId, action.agentId, p.events, now);
-        return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
-      }
-      if (p.set) {
-        const set: Partial<typeof schema.actions.$inferInsert> = {};
-        if (p.set.level !== undefined) set.level = p.set.level;
-        if (p.set.quorum !== undefined) set.quorum = p.set.quorum;
-        if (p.set.deadlineAt !== undefined) set.deadlineAt = p.set.deadlineAt;
-        if (p.set.eligible !== undefined)
-          set.eligibleJson = p.set.eligible === null ? null : JSON.stringify(p.set.eligible);
-        if (Object.keys(set).length)
-          await tx.update(schema.actions).set(set).where(eq(schema.actions.id, actionId));
-      }
-      if (p.vote) {
-        const v = p.vote;
-        await tx.insert(schema.votes).values({
-          actionId,
-          user: v.user,
-          team: v.team,
-          email: v.email ?? null,
-          realName: v.real_name ?? null,
-          vote: v.vote,
-          comment: v.comment ?? null,
-          level: v.level,
-          at: Date.parse(v.at),
-        });
-      }
-      await this.insertEvents(tx, actionId, action.agentId, p.events, now);
-      await this.insertEffects(tx, actionId, p.effects, now);
-      let record: StoredRecord | null = null;
-      if (p.decision) {
-        if (action.status !== "pending") throw new Error(`action ${actionId} is already decided`);
-        record = await this.decide(tx, action, p.decision, now);
-      }
-      return { kind: "applied", action: (await this.loadAction(tx, actionId, false))!, record };
-    });
-  }
-
-  /** Allocate seq and prev, sign, insert the record and close the action: inside the caller's transaction. */
-  private async decide(
-    tx: PgTx,
-    action: Pick<NewAction, "id" | "agentId" | "region">,
-    d: { outcome: DecisionOutcome; claims: UnchainedClaims },
-    now: number,
-  ): Promise<StoredRecord> {
-    if (!this.signer) throw new Error("no signing key loaded");
-    // Held until commit: the next decider reads the head only after this record is visible.
-    // Taken last in the transaction, so the log is held only for the few statements below.
-    await this.lock(tx, "log");
-    const [head] = await tx
-      .select({ seq: schema.records.seq, digest: schema.records.digest })
-      .from(schema.records)
-      .orderBy(desc(schema.records.seq))
-      .limit(1);
-    const seq = (head?.seq ?? 0) + 1;
-    const prev = head?.digest ?? null;
-    const { jws, kid } = this.signer({ ...d.claims, seq, prev });
-    const digest = sha256B64url(jws);
-    const decidedAt = Date.parse(d.claims.decided_at);
-    await tx.insert(schema.records).values({
-      seq,
-      actionId: action.id,
-      decisionId: d.claims.jti,
-      jws,
-      digest,
-      kid,
-      agentId: action.agentId,
-      region: action.region,
-      verdict: d.outcome.verdict,
-      decidedAt,
-    });
-    const changed = await tx
-      .update(schema.actions)
-      .set({
-        status: "decided",
-        verdict: d.outcome.verdict,
-        reasonCode: d.outcome.reasonCode,
-        decidedAt,
-        recordSeq: seq,
-      })
-      .where(and(eq(schema.actions.id, action.id), eq(schema.actions.status, "pending")))
-      .returning({ id: schema.actions.id });
-    if (changed.length !== 1) throw new Error(`action ${action.id} was decided twice`);
-    await this.insertEvents(
-      tx,
-      action.id,
-      action.agentId,
-      [
-        {
-          type: "record_issued",
-          actor: "system",
-          data: { seq, decision_id: d.claims.jti, verdict: d.outcome.verdict },
-        },
-      ],
-      now,
-    );
-    return { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid };
-  }
-
-  async spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
-    await this.write((tx) => this.spendJti(tx, agentId, proof, now));
-  }
-
-  private async spendJti(
-    tx: PgTx,
-    agentId: string,
-    proof: { jti: string; exp: number },
-    now: number,
-  ): Promise<void> {
-    // Forget spent proofs once they could no longer be accepted anyway (exp + skew). Rows
-    // another transaction is already deleting are skipped: waiting on them would only
-    // serialise unrelated agents, and waits in varying order could deadlock.
-    await tx.execute(sql`
-      DELETE FROM proof_jtis WHERE (agent_id, jti) IN (
-        SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${Math.floor(now / 1000) - 60}
-        FOR UPDATE SKIP LOCKED)`);
-    const inserted = await tx
-      .insert(schema.proofJtis)
-      .values({ agentId, jti: proof.jti, exp: proof.exp })
-      .onConflictDoNothing()
-      .returning({ jti: schema.proofJtis.jti });
-    if (inserted.length === 0) {
-      throw new RejectionError(
-        "replayed_proof",
-        `proof jti ${proof.jti} was already used by agent ${agentId}`,
-        [{ path: "proof.jti", message: "already used" }],
-      );
-    }
-  }
-
-  private async addJob(tx: PgTx, job: { key: string; id: string }, actionId: string): Promise<void> {
-    await tx
-      .insert(schema.intakeJobs)
-      .values({ jobKey: job.key, jobId: job.id, actionId })
-      .onConflictDoNothing();
-  }
-
-  private async insertEvents(
-    tx: PgTx | Db,
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): Promise<void> {
-    if (!events.length) return;
-    await tx.insert(schema.events).values(
-      events.map((e) => ({
-        actionId,
-        agentId,
-        type: e.type,
-        actor: e.actor,
-        at: now,
-        dataJson: JSON.stringify(e.data ?? {}),
-      })),
-    );
-  }
-
-  private async insertEffects(
-    tx: PgTx,
-    actionId: string | null,
-    effects: readonly NewEffect[],
-    now: number,
-  ): Promise<void> {
-    if (!effects.length) return;
-    const births = this.births.get(tx);
-    const adopter = births?.adopter ?? null;
-    // Due at once, with an adopter that has a slot: written leased (its first attempt),
-    // handed over after the commit by write(). A duplicate (its key already in the outbox)
-    // returns no row.
-    const lease = adopter && births ? now + adopter.leaseMs : null;
-    const values = effects.map((e) => {
-      const dueAt = e.dueAt ?? now;
-      const adopt = lease !== null && dueAt <= now && adopter!.reserve();
-      if (adopt) births!.reserved++;
-      return {
-        actionId,
-        kind: e.kind,
-        dedupeKey: e.dedupeKey,
-        payloadJson: JSON.stringify(e.payload ?? {}),
-        dueAt,
-        createdAt: now,
-        ...(adopt ? { leaseUntil: lease, attempts: 1 } : {}),
-      };
-    });
-    const rows = await tx.insert(schema.outbox).values(values).onConflictDoNothing().returning({
-      id: schema.outbox.id,
-      dedupeKey: schema.outbox.dedupeKey,
-      leaseUntil: schema.outbox.leaseUntil,
-    });
-    if (lease === null || !births) return;
-    const ids = new Map(rows.filter((r) => r.leaseUntil === lease).map((r) => [r.dedupeKey, r.id]));
-    for (const e of effects) {
-      const id = ids.get(e.dedupeKey);
-      if (id === undefined) continue;
-      births.born.push({
-        id,
-        actionId,
-        kind: e.kind,
-        dedupeKey: e.dedupeKey,
-        payload: { ...(e.payload ?? {}) },
-        attempts: 1,
-        createdAt: now,
-        lease,
-      });
-    }
-  }
-
-  private async recordOf(tx: PgTx | Db, actionId: string): Promise<StoredRecord | null> {
-    const [r] = await tx.select().from(schema.records).where(eq(schema.records.actionId, actionId));
-    return r
-      ? {
-          seq: r.seq,
-          actionId: r.actionId,
-          decisionId: r.decisionId,
-          jws: r.jws,
-          digest: r.digest,
-          kid: r.kid,
-        }
-      : null;
-  }
-
-  private async loadAction(tx: PgTx, id: string, forUpdate: boolean): Promise<ActionWithVotes | null> {
-    const q = tx.select().from(schema.actions).where(eq(schema.actions.id, id));
-    const [row] = forUpdate ? await q.for("update") : await q;
-    if (!row) return null;
-    const vs = await tx
-      .select()
-      .from(schema.votes)
-      .where(eq(schema.votes.actionId, id))
-      .orderBy(asc(schema.votes.at), asc(schema.votes.user));
-    return {
-      ...toRow(row),
-      votes: vs.map((v) => ({
-        user: v.user,
-        team: v.team,
-        ...(v.email ? { email: v.email } : {}),
-        ...(v.realName ? { real_name: v.realName } : {}),
-        vote: v.vote as "approve" | "deny",
-        at: new Date(v.at).toISOString(),
-        ...(v.comment ? { comment: v.comment } : {}),
-        level: v.level,
-      })),
-    };
+  /** Statements outside write(): reads, and writes of one statement that need no transaction. */
+  private reader(handle: PgTx | Db = this.db): PgStoreTx {
+    return new PgStoreTx(handle, null, null, this.scope);
   }
 
   async getAction(id: string): Promise<ActionWithVotes | null> {
     // One snapshot for the action and its votes, so a reader never sees a vote without
     // the state it produced (or the reverse).
-    return this.db.transaction((tx) => this.loadAction(tx, id, false), {
+    return this.db.transaction((tx) => runAwaiting(this.reader(tx).loadAction(id, false)), {
       isolationLevel: "repeatable read",
       accessMode: "read only",
     });
@@ -541,7 +232,7 @@ export class PostgresStore implements Store {
   }
 
   async getRecord(actionId: string): Promise<StoredRecord | null> {
-    return this.recordOf(this.db, actionId);
+    return runAwaiting(this.reader().recordOf(actionId));
   }
 
   async findJob(jobKey: string): Promise<{ actionId: string } | null> {
@@ -567,40 +258,18 @@ export class PostgresStore implements Store {
       .where(inArray(schema.intakeJobs.jobKey, [...keys]));
   }
 
-  async appendEvents(
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): Promise<void> {
-    await this.insertEvents(this.db, actionId, agentId, events, now);
-  }
-
   async listEvents(actionId: string): Promise<StoredEvent[]> {
     const rows = await this.db
       .select()
       .from(schema.events)
       .where(eq(schema.events.actionId, actionId))
       .orderBy(asc(schema.events.id));
-    return rows.map((e) => ({
-      id: e.id,
-      actionId: e.actionId,
-      agentId: e.agentId,
-      type: e.type,
-      actor: e.actor,
-      at: e.at,
-      data: JSON.parse(e.dataJson) as Record<string, unknown>,
-    }));
+    return rows.map(toEvent);
   }
 
   async getCards(actionId: string): Promise<Card[]> {
     return this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(eq(schema.cards.actionId, actionId))
       .orderBy(asc(schema.cards.level));
@@ -608,12 +277,7 @@ export class PostgresStore implements Store {
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
     const [c] = await this.db
-      .select({
-        actionId: schema.cards.actionId,
-        level: schema.cards.level,
-        channel: schema.cards.channel,
-        ts: schema.cards.ts,
-      })
+      .select(CARD_COLUMNS)
       .from(schema.cards)
       .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
       .limit(1);
@@ -627,10 +291,6 @@ export class PostgresStore implements Store {
       .onConflictDoNothing()
       .returning({ level: schema.cards.level });
     return r.length === 1;
-  }
-
-  async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
-    await this.write((tx) => this.insertEffects(tx, actionId, effects, now));
   }
 
   adoptEffects(adopter: EffectAdopter | null): void {
@@ -662,49 +322,19 @@ export class PostgresStore implements Store {
         createdAt: o.createdAt,
         leaseUntil: o.leaseUntil,
       });
-    return rows
-      .sort((a, b) => a.id - b.id)
-      .map((r) => ({
-        id: r.id,
-        actionId: r.actionId,
-        kind: r.kind as EffectKind,
-        dedupeKey: r.dedupeKey,
-        payload: JSON.parse(r.payloadJson) as Record<string, unknown>,
-        attempts: r.attempts,
-        createdAt: r.createdAt,
-        lease: r.leaseUntil!,
-      }));
+    return toEffects(rows);
   }
 
-  async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, { state: "done", doneAt: now, leaseUntil: null });
-  }
-
-  async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finishEffect(id, lease, { dueAt, leaseUntil: null, lastError: error.slice(0, 2000) });
-  }
-
-  async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finishEffect(id, lease, {
-      dueAt,
-      leaseUntil: null,
-      attempts: sql`greatest(0, ${schema.outbox.attempts} - 1)`,
-    });
-  }
-
-  async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finishEffect(id, lease, {
-      state: "dead",
-      doneAt: now,
-      leaseUntil: null,
-      lastError: error.slice(0, 2000),
-    });
-  }
-
-  private async finishEffect(id: number, lease: number, set: OutboxSet): Promise<boolean> {
+  /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
+  protected async finish(id: number, lease: number, f: Finish): Promise<boolean> {
+    const { takeBack, ...values } = f;
     const rows = await this.db
       .update(schema.outbox)
-      .set(set)
+      .set({
+        ...values,
+        leaseUntil: null,
+        ...(takeBack ? { attempts: sql`greatest(0, ${schema.outbox.attempts} - 1)` } : {}),
+      })
       .where(and(eq(schema.outbox.id, id), eq(schema.outbox.leaseUntil, lease)))
       .returning({ id: schema.outbox.id });
     return rows.length === 1;
@@ -780,19 +410,14 @@ export class PostgresStore implements Store {
     return rows.map(toRow);
   }
 
-  async agentStats(agentId: string, since: number): Promise<Record<"total" | "pending" | Verdict, number>> {
+  async agentStats(agentId: string, since: number): Promise<AgentStats> {
     const a = schema.actions;
     const rows = await this.db
       .select({ k: sql<string>`coalesce(${a.verdict}, 'pending')`, n: sql<number>`count(*)::int` })
       .from(a)
       .where(and(eq(a.agentId, agentId), gte(a.requestedAt, since)))
       .groupBy(sql`1`);
-    const out = { total: 0, pending: 0, approved: 0, denied: 0, expired: 0, cancelled: 0 };
-    for (const r of rows) {
-      if (r.k in out) out[r.k as keyof typeof out] = r.n;
-      out.total += r.n;
-    }
-    return out;
+    return agentStats(rows);
   }
 
   async recordWebhookAttempt(a: WebhookAttempt): Promise<void> {
@@ -802,17 +427,7 @@ export class PostgresStore implements Store {
   async webhookAttempts(actionId: string): Promise<WebhookAttempt[]> {
     const w = schema.webhookAttempts;
     return this.db
-      .select({
-        actionId: w.actionId,
-        webhookId: w.webhookId,
-        attempt: w.attempt,
-        at: w.at,
-        url: w.url,
-        status: w.status,
-        durationMs: w.durationMs,
-        error: w.error,
-        address: w.address,
-      })
+      .select(columnsOf(w, WEBHOOK_ATTEMPT_FIELDS))
       .from(w)
       .where(eq(w.actionId, actionId))
       .orderBy(asc(w.id));
@@ -841,6 +456,182 @@ export class PostgresStore implements Store {
     if (this.closed) return;
     this.closed = true;
     await this.pool.end();
+  }
+}
+
+/**
+ * The statements of PostgresStore's writes, for the shared store logic (core.ts). Where
+ * SQLite has one writer, these take the locks that give the same behaviour (see the top).
+ */
+const CARD_COLUMNS = {
+  actionId: schema.cards.actionId,
+  level: schema.cards.level,
+  channel: schema.cards.channel,
+  ts: schema.cards.ts,
+};
+
+class PgStoreTx implements StoreTx {
+  constructor(
+    private readonly tx: PgTx | Db,
+    readonly signer: RecordSigner | null,
+    readonly births: Births | null,
+    /** Names this log for its advisory locks. */
+    private readonly scope: string,
+  ) {}
+
+  private *lock(name: string): Step<void> {
+    yield* wait(
+      this.tx.execute(sql`SELECT pg_advisory_xact_lock(${lockKey(`${name}:${this.scope}`)}::bigint)`),
+    );
+  }
+
+  *holdAgent(agentId: string): Step<void> {
+    // Serialises one agent's admissions, so a repeat always sees the first and the
+    // pending count is exact; other agents are not held up.
+    yield* this.lock(`agent:${agentId}`);
+  }
+
+  *actionByRequest(agentId: string, requestId: string): Step<ActionRow | null> {
+    const [row] = yield* wait(
+      this.tx
+        .select()
+        .from(schema.actions)
+        .where(and(eq(schema.actions.agentId, agentId), eq(schema.actions.requestId, requestId)))
+        .limit(1),
+    );
+    return row ? toRow(row) : null;
+  }
+
+  *loadAction(id: string, forUpdate: boolean): Step<ActionWithVotes | null> {
+    const q = this.tx.select().from(schema.actions).where(eq(schema.actions.id, id));
+    const [row] = yield* wait(forUpdate ? q.for("update") : q.execute());
+    if (!row) return null;
+    const votes = yield* wait(
+      this.tx
+        .select()
+        .from(schema.votes)
+        .where(eq(schema.votes.actionId, id))
+        .orderBy(asc(schema.votes.at), asc(schema.votes.user)),
+    );
+    return withVotes(row, votes);
+  }
+
+  *countPending(agentId: string, limit: number): Step<number> {
+    const bounded = this.tx
+      .select({ one: sql`1` })
+      .from(schema.actions)
+      .where(and(eq(schema.actions.agentId, agentId), eq(schema.actions.status, "pending")))
+      .limit(limit)
+      .as("bounded");
+    const [count] = yield* wait(this.tx.select({ n: sql<number>`count(*)::int` }).from(bounded));
+    return count?.n ?? 0;
+  }
+
+  *insertAction(v: ReturnType<typeof actionValues>): Step<void> {
+    yield* wait(this.tx.insert(schema.actions).values(v));
+  }
+
+  *updateAction(id: string, set: ActionUpdate): Step<void> {
+    yield* wait(this.tx.update(schema.actions).set(set).where(eq(schema.actions.id, id)));
+  }
+
+  *insertVote(actionId: string, v: VoteColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.votes).values({ ...v, actionId }));
+  }
+
+  *forgetJtis(exp: number): Step<void> {
+    // Rows another transaction is already deleting are skipped: waiting on them would only
+    // serialise unrelated agents, and waits in varying order could deadlock.
+    yield* wait(
+      this.tx.execute(sql`
+        DELETE FROM proof_jtis WHERE (agent_id, jti) IN (
+          SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${exp} FOR UPDATE SKIP LOCKED)`),
+    );
+  }
+
+  *insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
+    const inserted = yield* wait(
+      this.tx
+        .insert(schema.proofJtis)
+        .values({ agentId, jti, exp })
+        .onConflictDoNothing()
+        .returning({ jti: schema.proofJtis.jti }),
+    );
+    return inserted.length === 1;
+  }
+
+  *insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
+    yield* wait(
+      this.tx
+        .insert(schema.intakeJobs)
+        .values({ jobKey: job.key, jobId: job.id, actionId })
+        .onConflictDoNothing(),
+    );
+  }
+
+  *insertEvents(rows: readonly NewEventRow[]): Step<void> {
+    yield* wait(this.tx.insert(schema.events).values([...rows]));
+  }
+
+  *insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
+    const inserted = yield* wait(
+      this.tx
+        .insert(schema.outbox)
+        .values(rows.map((r) => (r.leaseUntil === null ? r : { ...r, attempts: 1 })))
+        .onConflictDoNothing()
+        .returning({
+          id: schema.outbox.id,
+          dedupeKey: schema.outbox.dedupeKey,
+          leaseUntil: schema.outbox.leaseUntil,
+        }),
+    );
+    return new Map(inserted.filter((r) => r.leaseUntil !== null).map((r) => [r.dedupeKey, r.id]));
+  }
+
+  *logHead(): Step<{ seq: number; digest: string } | null> {
+    // Held until commit: the next decider reads the head only after this record is visible.
+    // Taken last in the transaction, so the log is held only for the few statements that follow.
+    yield* this.lock("log");
+    const [head] = yield* wait(
+      this.tx
+        .select({ seq: schema.records.seq, digest: schema.records.digest })
+        .from(schema.records)
+        .orderBy(desc(schema.records.seq))
+        .limit(1),
+    );
+    return head ?? null;
+  }
+
+  *insertRecord(r: RecordColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.records).values(r));
+  }
+
+  *closeAction(id: string, c: Closed): Step<boolean> {
+    const changed = yield* wait(
+      this.tx
+        .update(schema.actions)
+        .set(c)
+        .where(and(eq(schema.actions.id, id), eq(schema.actions.status, "pending")))
+        .returning({ id: schema.actions.id }),
+    );
+    return changed.length === 1;
+  }
+
+  *recordOf(actionId: string): Step<StoredRecord | null> {
+    const [r] = yield* wait(
+      this.tx
+        .select({
+          seq: schema.records.seq,
+          actionId: schema.records.actionId,
+          decisionId: schema.records.decisionId,
+          jws: schema.records.jws,
+          digest: schema.records.digest,
+          kid: schema.records.kid,
+        })
+        .from(schema.records)
+        .where(eq(schema.records.actionId, actionId)),
+    );
+    return r ?? null;
   }
 }
 

@@ -12,37 +12,48 @@
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, isNull, lte, sql } from "drizzle-orm";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import * as schema from "../../../db/schema.js";
 import type {
   ActionRow,
   ActionWithVotes,
-  AdmitInput,
-  AdmitResult,
   Card,
   Effect,
   EffectAdopter,
-  EffectKind,
-  MutateResult,
-  NewAction,
-  NewEffect,
-  NewEvent,
-  Plan,
   RecordSigner,
-  Refused,
   Store,
   StoredEvent,
   StoredRecord,
-  UnchainedClaims,
   WebhookAttempt,
 } from "../../app/ports.js";
-import { sha256B64url } from "../../domain/canonical.js";
-import type { DecisionOutcome } from "../../domain/decision.js";
-import { RejectionError, type Verdict } from "../../domain/types.js";
 import { packagePath } from "../../paths.js";
-import { actionValues, toRow } from "./rows.js";
+import {
+  type ActionUpdate,
+  type AgentStats,
+  agentStats,
+  type Births,
+  type Closed,
+  CoreStore,
+  columnsOf,
+  done,
+  type Finish,
+  type NewEventRow,
+  type NewOutboxRow,
+  type OutboxColumns,
+  type RecordColumns,
+  runNow,
+  type Step,
+  type StoreTx,
+  toEffects,
+  toEvent,
+  type VoteColumns,
+  WEBHOOK_ATTEMPT_FIELDS,
+  withVotes,
+} from "./core.js";
+import { StoreError } from "./errors.js";
+import { type ActionColumns, type actionValues, toRow } from "./rows.js";
 
 export const MIGRATIONS_FOLDER = packagePath("db", "migrations");
 
@@ -89,8 +100,12 @@ type Outcome =
   | { readonly ok: true; readonly value: unknown; readonly born: readonly Effect[] }
   | { readonly ok: false; readonly error: unknown };
 
-export class SqliteStore implements Store {
+export class SqliteStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
+  /** The statements core.ts runs inside a write. */
+  private readonly tx: SqliteTx;
+  /** The queries off the hot paths (see prepareQueries). */
+  private readonly q: ReturnType<typeof prepareQueries>;
   private readonly db: Db;
   private readonly raw: Database.Database;
   /**
@@ -116,34 +131,46 @@ export class SqliteStore implements Store {
   private readonly savepoint: (run: () => unknown) => unknown;
   /** Who takes effects leased at birth (see adoptEffects). */
   private adopter: EffectAdopter | null = null;
-  /** The effects the write running now has leased at birth. */
-  private born: Effect[] = [];
+  /** The effects the write running now has leased at birth; null outside a write, or with no adopter. */
+  private births: Births | null = null;
   /** Slots the adopter has held for this flush's effects, across its attempts. */
   private reserved = 0;
 
   constructor(file: string, opts: { migrate?: boolean } = {}) {
+    super();
     const { db, raw } = openSqlite(file);
     this.db = db;
     this.raw = raw;
     if (opts.migrate !== false) migrateSqlite(db);
-    this.readTx = raw.transaction((id: string) => this.loadAction(id));
+    this.tx = new SqliteTx(
+      (sqlText) => this.prep(sqlText),
+      () => this.signer,
+      () => this.births,
+    );
+    this.q = prepareQueries(db);
+    this.readTx = raw.transaction((id: string) => runNow(this.tx.loadAction(id)));
     this.savepoint = raw.transaction((run: () => unknown) => run());
     this.commitGroup = raw.transaction((calls: readonly Queued[], isolate: boolean) => {
       const outcomes: Outcome[] = [];
       for (const c of calls) {
-        this.born = [];
-        if (!isolate) {
-          outcomes.push({ ok: true, value: c.run(), born: this.born });
-          continue;
-        }
+        const births: Births | null = this.adopter ? { adopter: this.adopter, born: [], reserved: 0 } : null;
+        this.births = births;
         try {
-          outcomes.push({ ok: true, value: this.savepoint(c.run), born: this.born });
+          outcomes.push({
+            ok: true,
+            value: isolate ? this.savepoint(c.run) : c.run(),
+            born: births?.born ?? [],
+          });
         } catch (error) {
           // Most errors (a RejectionError, a constraint) undo only this write's savepoint.
           // A few make SQLite roll the whole transaction back (a full disk, an I/O error):
           // then nothing of the group will be committed, and every caller must hear so.
-          if (!this.raw.inTransaction) throw error;
+          if (!isolate || !this.raw.inTransaction) throw error;
           outcomes.push({ ok: false, error });
+        } finally {
+          // Slots held by a write that failed, or by an attempt run again, are freed at the flush's end.
+          this.reserved += births?.reserved ?? 0;
+          this.births = null;
         }
       }
       return outcomes;
@@ -224,7 +251,7 @@ export class SqliteStore implements Store {
     if (!calls.length) return;
     let outcomes: Outcome[];
     try {
-      if (!this.raw.open) throw new Error("the SQLite store is closed");
+      if (!this.raw.open) throw new StoreError("the SQLite store is closed", { code: "store_unavailable" });
       outcomes = this.commitOptimistically(calls);
     } catch (error) {
       this.settleBirths([]);
@@ -258,233 +285,8 @@ export class SqliteStore implements Store {
     }
   }
 
-  async admit(input: AdmitInput): Promise<AdmitResult> {
-    return this.write((): AdmitResult => {
-      const a = input.action;
-      const existing = this.prep("SELECT * FROM actions WHERE agent_id = ? AND request_id = ?").get(
-        a.agentId,
-        a.requestId,
-      ) as RawActionRow | undefined;
-      if (existing) {
-        if (existing.request_sha256 !== a.requestSha256) {
-          throw new RejectionError(
-            "request_id_conflict",
-            `request_id ${a.requestId} was already used by this agent for a different request (action ${existing.id})`,
-            [{ path: "request_id", message: "already used for different content" }],
-          );
-        }
-        // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere.
-        if (input.proof) this.spendJti(a.agentId, input.proof, input.now);
-        if (input.job) this.addJob(input.job, existing.id);
-        this.insertEvents(
-          existing.id,
-          a.agentId,
-          [{ type: "repeat", actor: `agent:${a.agentId}` }],
-          input.now,
-        );
-        return { kind: "repeat", action: fromRaw(existing), record: this.recordOf(existing.id) };
-      }
-      if (input.proof) this.spendJti(a.agentId, input.proof, input.now);
-      // Counted up to the limit only: the answer is the same, and the cost no longer grows
-      // with the agent's backlog (100k pending made every admit scan 100k index entries).
-      const pending = (
-        this.prep(
-          "SELECT count(*) AS n FROM (SELECT 1 FROM actions WHERE agent_id = ? AND status = 'pending' LIMIT ?)",
-        ).get(a.agentId, input.maxPending) as { n: number }
-      ).n;
-      if (!input.decision && pending >= input.maxPending) {
-        throw new RejectionError(
-          "too_many_pending",
-          `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
-        );
-      }
-      const v = actionValues(a);
-      this.prep(
-        `INSERT INTO actions (id, agent_id, request_id, request_json, request_sha256, action_type, risk_class,
-           region, status, route_name, level, quorum, eligible_json, deadline_at, cap_at, policy_sha256, requested_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        v.id,
-        v.agentId,
-        v.requestId,
-        v.requestJson,
-        v.requestSha256,
-        v.actionType,
-        v.riskClass,
-        v.region,
-        v.routeName,
-        v.level,
-        v.quorum,
-        v.eligibleJson,
-        v.deadlineAt,
-        v.capAt,
-        v.policySha256,
-        v.requestedAt,
-      );
-      if (input.job) this.addJob(input.job, a.id);
-      this.insertEvents(a.id, a.agentId, input.events, input.now);
-      this.insertEffects(a.id, input.effects(a), input.now);
-      // The row is what was just inserted (and closed, when decided at once): no need to read it back.
-      const action = toRow({ ...v, verdict: null, reasonCode: null, decidedAt: null, recordSeq: null });
-      if (!input.decision) return { kind: "created", action, record: null };
-      const { record, closed } = this.decide(a, input.decision, input.now);
-      return { kind: "created", action: { ...action, ...closed }, record };
-    });
-  }
-
-  async mutate(
-    actionId: string,
-    now: number,
-    plan: (a: ActionWithVotes) => Plan | Refused,
-  ): Promise<MutateResult> {
-    return this.write((): MutateResult => {
-      const action = this.loadAction(actionId);
-      if (!action) return { kind: "not_found" };
-      const p = plan(action);
-      if ("refused" in p) {
-        this.insertEvents(actionId, action.agentId, p.events, now);
-        return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
-      }
-      if (p.set) {
-        const s = p.set;
-        const set: [column: string, value: unknown][] = [];
-        if (s.level !== undefined) set.push(["level", s.level]);
-        if (s.quorum !== undefined) set.push(["quorum", s.quorum]);
-        if (s.deadlineAt !== undefined) set.push(["deadline_at", s.deadlineAt]);
-        if (s.eligible !== undefined)
-          set.push(["eligible_json", s.eligible === null ? null : JSON.stringify(s.eligible)]);
-        // One statement per combination of columns (at most 15), each prepared once.
-        if (set.length)
-          this.prep(`UPDATE actions SET ${set.map(([c]) => `${c} = ?`).join(", ")} WHERE id = ?`).run(
-            ...set.map(([, v]) => v),
-            actionId,
-          );
-      }
-      if (p.vote) {
-        const v = p.vote;
-        this.prep(
-          `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, level, at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(
-          actionId,
-          v.user,
-          v.team,
-          v.email ?? null,
-          v.real_name ?? null,
-          v.vote,
-          v.comment ?? null,
-          v.level,
-          Date.parse(v.at),
-        );
-      }
-      this.insertEvents(actionId, action.agentId, p.events, now);
-      this.insertEffects(actionId, p.effects, now);
-      let record: StoredRecord | null = null;
-      if (p.decision) {
-        if (action.status !== "pending") throw new Error(`action ${actionId} is already decided`);
-        record = this.decide(action, p.decision, now).record;
-      }
-      return { kind: "applied", action: this.loadAction(actionId)!, record };
-    });
-  }
-
-  /** Allocate seq and prev, sign, insert the record and close the action: inside the caller's savepoint. */
-  private decide(
-    action: Pick<NewAction, "id" | "agentId" | "region">,
-    d: { outcome: DecisionOutcome; claims: UnchainedClaims },
-    now: number,
-  ): {
-    record: StoredRecord;
-    closed: Pick<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq">;
-  } {
-    if (!this.signer) throw new Error("no signing key loaded");
-    const head = this.prep("SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1").get() as
-      | { seq: number; digest: string }
-      | undefined;
-    const seq = (head?.seq ?? 0) + 1;
-    const prev = head?.digest ?? null;
-    const { jws, kid } = this.signer({ ...d.claims, seq, prev });
-    const digest = sha256B64url(jws);
-    const decidedAt = Date.parse(d.claims.decided_at);
-    this.prep(
-      `INSERT INTO records (seq, action_id, decision_id, jws, digest, kid, agent_id, region, verdict, decided_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      seq,
-      action.id,
-      d.claims.jti,
-      jws,
-      digest,
-      kid,
-      action.agentId,
-      action.region,
-      d.outcome.verdict,
-      decidedAt,
-    );
-    const changed = this.prep(
-      `UPDATE actions SET status = 'decided', verdict = ?, reason_code = ?, decided_at = ?, record_seq = ?
-       WHERE id = ? AND status = 'pending'`,
-    ).run(d.outcome.verdict, d.outcome.reasonCode, decidedAt, seq, action.id);
-    if (changed.changes !== 1) throw new Error(`action ${action.id} was decided twice`);
-    this.insertEvents(
-      action.id,
-      action.agentId,
-      [
-        {
-          type: "record_issued",
-          actor: "system",
-          data: { seq, decision_id: d.claims.jti, verdict: d.outcome.verdict },
-        },
-      ],
-      now,
-    );
-    return {
-      record: { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid },
-      closed: {
-        status: "decided",
-        verdict: d.outcome.verdict,
-        reasonCode: d.outcome.reasonCode,
-        decidedAt,
-        recordSeq: seq,
-      },
-    };
-  }
-
-  async spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
-    return this.write(() => this.spendJti(agentId, proof, now));
-  }
-
-  private spendJti(agentId: string, proof: { jti: string; exp: number }, now: number): void {
-    // Forget spent proofs once they could no longer be accepted anyway (exp + skew).
-    this.prep("DELETE FROM proof_jtis WHERE exp <= ?").run(Math.floor(now / 1000) - 60);
-    const r = this.prep(
-      "INSERT INTO proof_jtis (agent_id, jti, exp) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    ).run(agentId, proof.jti, proof.exp);
-    if (r.changes === 0) {
-      throw new RejectionError(
-        "replayed_proof",
-        `proof jti ${proof.jti} was already used by agent ${agentId}`,
-        [{ path: "proof.jti", message: "already used" }],
-      );
-    }
-  }
-
-  private addJob(job: { key: string; id: string }, actionId: string): void {
-    this.prep(
-      "INSERT INTO intake_jobs (job_key, job_id, action_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-    ).run(job.key, job.id, actionId);
-  }
-
-  private insertEvents(
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): void {
-    const st = this.prep(
-      "INSERT INTO events (action_id, agent_id, type, actor, at, data_json) VALUES (?, ?, ?, ?, ?, ?)",
-    );
-    for (const e of events) st.run(actionId, agentId, e.type, e.actor, now, JSON.stringify(e.data ?? {}));
+  protected transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> {
+    return this.write(() => runNow(step(this.tx)));
   }
 
   /** Hands the adopter what this flush leased at birth and committed, and frees its slots. */
@@ -494,81 +296,6 @@ export class SqliteStore implements Store {
     if (reserved) this.adopter?.settle(born, reserved);
   }
 
-  private insertEffects(actionId: string | null, effects: readonly NewEffect[], now: number): void {
-    const st = this.prep(
-      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    );
-    // Due at once, with an adopter: written leased (its first attempt), and handed over
-    // after the commit. A duplicate (its key already in the outbox) returns no row.
-    const leased = this.prep(
-      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING RETURNING id`,
-    );
-    for (const e of effects) {
-      const payload = e.payload ?? {};
-      const dueAt = e.dueAt ?? now;
-      if (!this.adopter || dueAt > now || !this.adopter.reserve()) {
-        st.run(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now);
-        continue;
-      }
-      this.reserved++;
-      const lease = now + this.adopter.leaseMs;
-      const row = leased.get(actionId, e.kind, e.dedupeKey, JSON.stringify(payload), dueAt, now, lease) as
-        | { id: number }
-        | undefined;
-      if (row) {
-        this.born.push({
-          id: row.id,
-          actionId,
-          kind: e.kind,
-          dedupeKey: e.dedupeKey,
-          payload: { ...payload },
-          attempts: 1,
-          createdAt: now,
-          lease,
-        });
-      }
-    }
-  }
-
-  private recordOf(actionId: string): StoredRecord | null {
-    const r = this.prep(
-      "SELECT seq, action_id AS actionId, decision_id AS decisionId, jws, digest, kid FROM records WHERE action_id = ?",
-    ).get(actionId) as StoredRecord | undefined;
-    return r ?? null;
-  }
-
-  private loadAction(id: string): ActionWithVotes | null {
-    const row = this.prep("SELECT * FROM actions WHERE id = ?").get(id) as RawActionRow | undefined;
-    if (!row) return null;
-    const vs = this.prep(
-      "SELECT user, team, email, real_name, vote, comment, level, at FROM votes WHERE action_id = ? ORDER BY at, user",
-    ).all(id) as {
-      user: string;
-      team: string;
-      email: string | null;
-      real_name: string | null;
-      vote: string;
-      comment: string | null;
-      level: number;
-      at: number;
-    }[];
-    return {
-      ...fromRaw(row),
-      votes: vs.map((v) => ({
-        user: v.user,
-        team: v.team,
-        ...(v.email ? { email: v.email } : {}),
-        ...(v.real_name ? { real_name: v.real_name } : {}),
-        vote: v.vote as "approve" | "deny",
-        at: new Date(v.at).toISOString(),
-        ...(v.comment ? { comment: v.comment } : {}),
-        level: v.level,
-      })),
-    };
-  }
-
   async getAction(id: string): Promise<ActionWithVotes | null> {
     // One read transaction: the action and its votes from the same snapshot, even while
     // another process on the same file commits between the two statements.
@@ -576,89 +303,42 @@ export class SqliteStore implements Store {
   }
 
   async getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null> {
-    const row = this.prep("SELECT * FROM actions WHERE agent_id = ? AND request_id = ?").get(
-      agentId,
-      requestId,
-    ) as RawActionRow | undefined;
-    return row ? fromRaw(row) : null;
+    return runNow(this.tx.actionByRequest(agentId, requestId));
   }
 
   async getRecord(actionId: string): Promise<StoredRecord | null> {
-    return this.recordOf(actionId);
+    return runNow(this.tx.recordOf(actionId));
   }
 
   async findJob(jobKey: string): Promise<{ actionId: string } | null> {
-    const r = this.prep("SELECT action_id AS actionId FROM intake_jobs WHERE job_key = ?").get(jobKey) as
-      | { actionId: string }
-      | undefined;
-    return r ?? null;
+    return this.q.findJob.get({ jobKey }) ?? null;
   }
 
   async unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]> {
-    return this.prep(
-      "SELECT job_key AS key, job_id AS id FROM intake_jobs WHERE action_id = ? AND released_at IS NULL",
-    ).all(actionId) as { key: string; id: string }[];
+    return this.q.unreleasedJobs.all({ actionId });
   }
 
   async markJobsReleased(keys: readonly string[], now: number): Promise<void> {
     if (!keys.length) return;
     return this.write(() => {
-      const st = this.prep("UPDATE intake_jobs SET released_at = ? WHERE job_key = ?");
-      for (const k of keys) st.run(now, k);
+      for (const jobKey of keys) this.q.releaseJob.run({ now, jobKey });
     });
   }
 
-  async appendEvents(
-    actionId: string | null,
-    agentId: string | null,
-    events: readonly NewEvent[],
-    now: number,
-  ): Promise<void> {
-    return this.write(() => this.insertEvents(actionId, agentId, events, now));
-  }
-
   async listEvents(actionId: string): Promise<StoredEvent[]> {
-    return this.db
-      .select()
-      .from(schema.events)
-      .where(eq(schema.events.actionId, actionId))
-      .orderBy(asc(schema.events.id))
-      .all()
-      .map((e) => ({
-        id: e.id,
-        actionId: e.actionId,
-        agentId: e.agentId,
-        type: e.type,
-        actor: e.actor,
-        at: e.at,
-        data: JSON.parse(e.dataJson) as Record<string, unknown>,
-      }));
+    return this.q.listEvents.all({ actionId }).map(toEvent);
   }
 
   async getCards(actionId: string): Promise<Card[]> {
-    return this.prep(`SELECT ${CARD_COLUMNS} FROM cards WHERE action_id = ? ORDER BY level`).all(
-      actionId,
-    ) as Card[];
+    return this.q.cards.all({ actionId });
   }
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
-    const c = this.prep(`SELECT ${CARD_COLUMNS} FROM cards WHERE channel = ? AND ts = ?`).get(channel, ts) as
-      | Card
-      | undefined;
-    return c ?? null;
+    return this.q.cardByMessage.get({ channel, ts }) ?? null;
   }
 
   async saveCard(card: Card, now: number): Promise<boolean> {
-    return this.write(
-      () =>
-        this.prep(
-          "INSERT INTO cards (action_id, level, channel, ts, posted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        ).run(card.actionId, card.level, card.channel, card.ts, now).changes === 1,
-    );
-  }
-
-  async addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
-    return this.write(() => this.insertEffects(actionId, effects, now));
+    return this.write(() => this.q.saveCard.run({ ...card, now }).changes === 1);
   }
 
   adoptEffects(adopter: EffectAdopter | null): void {
@@ -672,71 +352,24 @@ export class SqliteStore implements Store {
           `UPDATE outbox SET lease_until = ?, attempts = attempts + 1
            WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND due_at <= ?
                         AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at, id LIMIT ?)
-           RETURNING id, action_id, kind, dedupe_key, payload_json, attempts, created_at, lease_until`,
-        ).all(now + leaseMs, now, now, limit) as {
-          id: number;
-          action_id: string | null;
-          kind: string;
-          dedupe_key: string;
-          payload_json: string;
-          attempts: number;
-          created_at: number;
-          lease_until: number;
-        }[],
+           RETURNING ${OUTBOX_COLUMNS}`,
+        ).all(now + leaseMs, now, now, limit) as OutboxColumns[],
     );
-    return rows
-      .sort((a, b) => a.id - b.id)
-      .map((r) => ({
-        id: r.id,
-        actionId: r.action_id,
-        kind: r.kind as EffectKind,
-        dedupeKey: r.dedupe_key,
-        payload: JSON.parse(r.payload_json) as Record<string, unknown>,
-        attempts: r.attempts,
-        createdAt: r.created_at,
-        lease: r.lease_until,
-      }));
-  }
-
-  async completeEffect(id: number, lease: number, now: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET state = 'done', done_at = ?, lease_until = NULL WHERE id = ? AND lease_until = ?",
-      [now],
-      id,
-      lease,
-    );
-  }
-
-  async retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET due_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND lease_until = ?",
-      [dueAt, error.slice(0, 2000)],
-      id,
-      lease,
-    );
-  }
-
-  async deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET due_at = ?, lease_until = NULL, attempts = max(0, attempts - 1) WHERE id = ? AND lease_until = ?",
-      [dueAt],
-      id,
-      lease,
-    );
-  }
-
-  async killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
-    return this.finish(
-      "UPDATE outbox SET state = 'dead', done_at = ?, lease_until = NULL, last_error = ? WHERE id = ? AND lease_until = ?",
-      [now, error.slice(0, 2000)],
-      id,
-      lease,
-    );
+    return toEffects(rows);
   }
 
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  private finish(update: string, args: unknown[], id: number, lease: number): Promise<boolean> {
-    return this.writeSoon(() => this.prep(update).run(...args, id, lease).changes === 1);
+  protected finish(id: number, lease: number, f: Finish): Promise<boolean> {
+    const set = ["lease_until = NULL"];
+    if (f.state !== undefined) set.push("state = @state");
+    if (f.doneAt !== undefined) set.push("done_at = @doneAt");
+    if (f.dueAt !== undefined) set.push("due_at = @dueAt");
+    if (f.lastError !== undefined) set.push("last_error = @lastError");
+    if (f.takeBack) set.push("attempts = max(0, attempts - 1)");
+    // One statement per kind of finish (four), each prepared once.
+    const st = this.prep(`UPDATE outbox SET ${set.join(", ")} WHERE id = @id AND lease_until = @lease`);
+    const { takeBack: _, ...values } = f;
+    return this.writeSoon(() => st.run({ ...values, id, lease }).changes === 1);
   }
 
   async pendingEffectCount(dueBy?: number): Promise<number> {
@@ -775,21 +408,21 @@ export class SqliteStore implements Store {
 
   async pendingForApprover(user: string, limit: number): Promise<ActionRow[]> {
     const rows = this.prep(
-      `SELECT a.* FROM actions a
-       WHERE a.status = 'pending' AND a.eligible_json IS NOT NULL
-         AND EXISTS (SELECT 1 FROM json_each(a.eligible_json) e WHERE e.value = ?)
-         AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.action_id = a.id AND v.user = ?)
-       ORDER BY a.deadline_at IS NULL, a.deadline_at, a.id LIMIT ?`,
-    ).all(user, user, limit) as RawActionRow[];
-    return rows.map(fromRaw);
+      `SELECT ${ACTION_COLUMNS} FROM actions
+       WHERE status = 'pending' AND eligible_json IS NOT NULL
+         AND EXISTS (SELECT 1 FROM json_each(eligible_json) e WHERE e.value = ?)
+         AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.action_id = actions.id AND v.user = ?)
+       ORDER BY deadline_at IS NULL, deadline_at, id LIMIT ?`,
+    ).all(user, user, limit) as ActionColumns[];
+    return rows.map(toRow);
   }
 
   async recentlyVotedBy(user: string, limit: number): Promise<ActionRow[]> {
     const rows = this.prep(
-      `SELECT a.* FROM actions a JOIN votes v ON v.action_id = a.id
-       WHERE v.user = ? AND a.status = 'decided' ORDER BY a.decided_at DESC LIMIT ?`,
-    ).all(user, limit) as RawActionRow[];
-    return rows.map(fromRaw);
+      `SELECT ${ACTION_COLUMNS} FROM actions JOIN votes v ON v.action_id = actions.id
+       WHERE v.user = ? AND actions.status = 'decided' ORDER BY actions.decided_at DESC LIMIT ?`,
+    ).all(user, limit) as ActionColumns[];
+    return rows.map(toRow);
   }
 
   async recentForAgents(agentIds: readonly string[], limit: number): Promise<ActionRow[]> {
@@ -798,66 +431,34 @@ export class SqliteStore implements Store {
       .select()
       .from(schema.actions)
       .where(inArray(schema.actions.agentId, [...agentIds]))
-      .orderBy(sql`${schema.actions.requestedAt} desc`)
+      .orderBy(desc(schema.actions.requestedAt))
       .limit(limit)
       .all()
       .map(toRow);
   }
 
-  async agentStats(agentId: string, since: number): Promise<Record<"total" | "pending" | Verdict, number>> {
-    const rows = this.prep(
-      `SELECT coalesce(verdict, 'pending') AS k, count(*) AS n FROM actions
-       WHERE agent_id = ? AND requested_at >= ? GROUP BY 1`,
-    ).all(agentId, since) as { k: string; n: number }[];
-    const out = { total: 0, pending: 0, approved: 0, denied: 0, expired: 0, cancelled: 0 };
-    for (const r of rows) {
-      if (r.k in out) out[r.k as keyof typeof out] = r.n;
-      out.total += r.n;
-    }
-    return out;
+  async agentStats(agentId: string, since: number): Promise<AgentStats> {
+    return agentStats(this.q.agentStats.all({ agentId, since }));
   }
 
   async recordWebhookAttempt(a: WebhookAttempt): Promise<void> {
     return this.write(() => {
-      this.prep(
-        `INSERT INTO webhook_attempts (action_id, webhook_id, attempt, at, url, status, duration_ms, error, address)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(a.actionId, a.webhookId, a.attempt, a.at, a.url, a.status, a.durationMs, a.error, a.address);
+      this.q.webhookAttempt.run({ ...a });
     });
   }
 
   async webhookAttempts(actionId: string): Promise<WebhookAttempt[]> {
-    return this.db
-      .select({
-        actionId: schema.webhookAttempts.actionId,
-        webhookId: schema.webhookAttempts.webhookId,
-        attempt: schema.webhookAttempts.attempt,
-        at: schema.webhookAttempts.at,
-        url: schema.webhookAttempts.url,
-        status: schema.webhookAttempts.status,
-        durationMs: schema.webhookAttempts.durationMs,
-        error: schema.webhookAttempts.error,
-        address: schema.webhookAttempts.address,
-      })
-      .from(schema.webhookAttempts)
-      .where(eq(schema.webhookAttempts.actionId, actionId))
-      .orderBy(asc(schema.webhookAttempts.id))
-      .all();
+    return this.q.webhookAttempts.all({ actionId });
   }
 
   async registerSigningKey(kid: string, publicJwk: object, now: number): Promise<void> {
     return this.write(() => {
-      this.prep(
-        "INSERT INTO signing_keys (kid, public_jwk, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-      ).run(kid, JSON.stringify(publicJwk), now);
+      this.q.signingKey.run({ kid, publicJwk: JSON.stringify(publicJwk), now });
     });
   }
 
   async signingKeys(): Promise<{ kid: string; publicJwk: object }[]> {
-    return this.db
-      .select()
-      .from(schema.signingKeys)
-      .orderBy(asc(schema.signingKeys.createdAt))
+    return this.q.signingKeys
       .all()
       .map((k) => ({ kid: k.kid, publicJwk: JSON.parse(k.publicJwk) as object }));
   }
@@ -881,55 +482,302 @@ export class SqliteStore implements Store {
   }
 }
 
-const CARD_COLUMNS = "action_id AS actionId, level, channel, ts";
+/** The actions table's columns in the one row shape both stores map (see rows.ts). */
+/** The SQL name of each of the actions table's columns. */
+const ACTION_COLUMN_NAMES = {
+  id: "id",
+  agentId: "agent_id",
+  requestId: "request_id",
+  requestJson: "request_json",
+  requestSha256: "request_sha256",
+  actionType: "action_type",
+  riskClass: "risk_class",
+  region: "region",
+  status: "status",
+  routeName: "route_name",
+  level: "level",
+  quorum: "quorum",
+  eligibleJson: "eligible_json",
+  deadlineAt: "deadline_at",
+  capAt: "cap_at",
+  policySha256: "policy_sha256",
+  requestedAt: "requested_at",
+  verdict: "verdict",
+  reasonCode: "reason_code",
+  decidedAt: "decided_at",
+  recordSeq: "record_seq",
+} as const satisfies Record<keyof ActionColumns, string>;
 
-/** A row as better-sqlite3 returns it from hand-written SQL (snake_case columns). */
-interface RawActionRow {
-  id: string;
-  agent_id: string;
-  request_id: string;
-  request_json: string;
-  request_sha256: string;
-  action_type: string;
-  risk_class: string;
-  region: string;
-  status: string;
-  route_name: string | null;
-  level: number;
-  quorum: number;
-  eligible_json: string | null;
-  deadline_at: number | null;
-  cap_at: number | null;
-  policy_sha256: string;
-  requested_at: number;
-  verdict: string | null;
-  reason_code: string | null;
-  decided_at: number | null;
-  record_seq: number | null;
+const ACTION_COLUMNS = Object.entries(ACTION_COLUMN_NAMES)
+  .map(([name, column]) => `actions.${column} AS ${name}`)
+  .join(", ");
+
+const OUTBOX_COLUMNS = `id, action_id AS actionId, kind, dedupe_key AS dedupeKey, payload_json AS payloadJson,
+  attempts, created_at AS createdAt, lease_until AS leaseUntil`;
+
+/**
+ * The queries off the hot paths, prepared once through drizzle (typed by the schema). The
+ * hot paths of intake, votes and the outbox stay raw prepared statements: drizzle maps
+ * every row it returns through its column list, which showed in profiles there.
+ */
+function prepareQueries(db: Db) {
+  const p = sql.placeholder;
+  const { cards, intakeJobs, events, webhookAttempts, signingKeys, actions } = schema;
+  const cardColumns = {
+    actionId: cards.actionId,
+    level: cards.level,
+    channel: cards.channel,
+    ts: cards.ts,
+  };
+  return {
+    findJob: db
+      .select({ actionId: intakeJobs.actionId })
+      .from(intakeJobs)
+      .where(eq(intakeJobs.jobKey, p("jobKey")))
+      .prepare(),
+    unreleasedJobs: db
+      .select({ key: intakeJobs.jobKey, id: intakeJobs.jobId })
+      .from(intakeJobs)
+      .where(and(eq(intakeJobs.actionId, p("actionId")), isNull(intakeJobs.releasedAt)))
+      .prepare(),
+    releaseJob: db
+      .update(intakeJobs)
+      .set({ releasedAt: sql`${p("now")}` })
+      .where(eq(intakeJobs.jobKey, p("jobKey")))
+      .prepare(),
+    listEvents: db
+      .select()
+      .from(events)
+      .where(eq(events.actionId, p("actionId")))
+      .orderBy(asc(events.id))
+      .prepare(),
+    cards: db
+      .select(cardColumns)
+      .from(cards)
+      .where(eq(cards.actionId, p("actionId")))
+      .orderBy(asc(cards.level))
+      .prepare(),
+    cardByMessage: db
+      .select(cardColumns)
+      .from(cards)
+      .where(and(eq(cards.channel, p("channel")), eq(cards.ts, p("ts"))))
+      .limit(1)
+      .prepare(),
+    saveCard: db
+      .insert(cards)
+      .values({
+        actionId: p("actionId"),
+        level: p("level"),
+        channel: p("channel"),
+        ts: p("ts"),
+        postedAt: p("now"),
+      })
+      .onConflictDoNothing()
+      .prepare(),
+    agentStats: db
+      .select({ k: sql<string>`coalesce(${actions.verdict}, 'pending')`, n: sql<number>`count(*)` })
+      .from(actions)
+      .where(and(eq(actions.agentId, p("agentId")), gte(actions.requestedAt, p("since"))))
+      .groupBy(sql`1`)
+      .prepare(),
+    webhookAttempt: db
+      .insert(webhookAttempts)
+      .values({
+        actionId: p("actionId"),
+        webhookId: p("webhookId"),
+        attempt: p("attempt"),
+        at: p("at"),
+        url: p("url"),
+        status: p("status"),
+        durationMs: p("durationMs"),
+        error: p("error"),
+        address: p("address"),
+      })
+      .prepare(),
+    webhookAttempts: db
+      .select(columnsOf(webhookAttempts, WEBHOOK_ATTEMPT_FIELDS))
+      .from(webhookAttempts)
+      .where(eq(webhookAttempts.actionId, p("actionId")))
+      .orderBy(asc(webhookAttempts.id))
+      .prepare(),
+    signingKey: db
+      .insert(signingKeys)
+      .values({ kid: p("kid"), publicJwk: p("publicJwk"), createdAt: p("now") })
+      .onConflictDoNothing()
+      .prepare(),
+    signingKeys: db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt)).prepare(),
+  };
 }
 
-function fromRaw(r: RawActionRow): ActionRow {
-  return toRow({
-    id: r.id,
-    agentId: r.agent_id,
-    requestId: r.request_id,
-    requestJson: r.request_json,
-    requestSha256: r.request_sha256,
-    actionType: r.action_type,
-    riskClass: r.risk_class,
-    region: r.region,
-    status: r.status,
-    routeName: r.route_name,
-    level: r.level,
-    quorum: r.quorum,
-    eligibleJson: r.eligible_json,
-    deadlineAt: r.deadline_at,
-    capAt: r.cap_at,
-    policySha256: r.policy_sha256,
-    requestedAt: r.requested_at,
-    verdict: r.verdict,
-    reasonCode: r.reason_code,
-    decidedAt: r.decided_at,
-    recordSeq: r.record_seq,
-  });
+/**
+ * The statements of SqliteStore's writes, for the shared store logic (core.ts). They run
+ * inside the group's transaction, on its one connection: nothing here waits.
+ */
+class SqliteTx implements StoreTx {
+  constructor(
+    private readonly prep: (sqlText: string) => Database.Statement,
+    private readonly currentSigner: () => RecordSigner | null,
+    private readonly currentBirths: () => Births | null,
+  ) {}
+
+  get signer(): RecordSigner | null {
+    return this.currentSigner();
+  }
+
+  get births(): Births | null {
+    return this.currentBirths();
+  }
+
+  holdAgent(): Step<void> {
+    // One writer at a time already: the group's IMMEDIATE transaction holds the file's write lock.
+    return done(undefined);
+  }
+
+  actionByRequest(agentId: string, requestId: string): Step<ActionRow | null> {
+    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE agent_id = ? AND request_id = ?`).get(
+      agentId,
+      requestId,
+    ) as ActionColumns | undefined;
+    return done(row ? toRow(row) : null);
+  }
+
+  loadAction(id: string, _forUpdate = false): Step<ActionWithVotes | null> {
+    // A write holds the whole file, so there is nothing to lock row by row.
+    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE id = ?`).get(id) as
+      | ActionColumns
+      | undefined;
+    if (!row) return done(null);
+    return done(
+      withVotes(
+        row,
+        this.prep(
+          "SELECT user, team, email, real_name AS realName, vote, comment, level, at FROM votes WHERE action_id = ? ORDER BY at, user",
+        ).all(id) as VoteColumns[],
+      ),
+    );
+  }
+
+  countPending(agentId: string, limit: number): Step<number> {
+    return done(
+      (
+        this.prep(
+          "SELECT count(*) AS n FROM (SELECT 1 FROM actions WHERE agent_id = ? AND status = 'pending' LIMIT ?)",
+        ).get(agentId, limit) as { n: number }
+      ).n,
+    );
+  }
+
+  insertAction(v: ReturnType<typeof actionValues>): Step<void> {
+    this.prep(
+      `INSERT INTO actions (id, agent_id, request_id, request_json, request_sha256, action_type, risk_class,
+         region, status, route_name, level, quorum, eligible_json, deadline_at, cap_at, policy_sha256, requested_at)
+       VALUES (@id, @agentId, @requestId, @requestJson, @requestSha256, @actionType, @riskClass, @region, @status,
+         @routeName, @level, @quorum, @eligibleJson, @deadlineAt, @capAt, @policySha256, @requestedAt)`,
+    ).run(v);
+    return done(undefined);
+  }
+
+  updateAction(id: string, set: ActionUpdate): Step<void> {
+    const columns = Object.keys(set) as (keyof ActionUpdate)[];
+    // One statement per combination of columns (at most 15), each prepared once.
+    this.prep(
+      `UPDATE actions SET ${columns.map((c) => `${ACTION_COLUMN_NAMES[c]} = @${c}`).join(", ")} WHERE id = @id`,
+    ).run({
+      ...set,
+      id,
+    });
+    return done(undefined);
+  }
+
+  insertVote(actionId: string, v: VoteColumns): Step<void> {
+    this.prep(
+      `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, level, at)
+       VALUES (@actionId, @user, @team, @email, @realName, @vote, @comment, @level, @at)`,
+    ).run({ ...v, actionId });
+    return done(undefined);
+  }
+
+  forgetJtis(exp: number): Step<void> {
+    this.prep("DELETE FROM proof_jtis WHERE exp <= ?").run(exp);
+    return done(undefined);
+  }
+
+  insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
+    return done(
+      this.prep("INSERT INTO proof_jtis (agent_id, jti, exp) VALUES (?, ?, ?) ON CONFLICT DO NOTHING").run(
+        agentId,
+        jti,
+        exp,
+      ).changes === 1,
+    );
+  }
+
+  insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
+    this.prep(
+      "INSERT INTO intake_jobs (job_key, job_id, action_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    ).run(job.key, job.id, actionId);
+    return done(undefined);
+  }
+
+  insertEvents(rows: readonly NewEventRow[]): Step<void> {
+    const st = this.prep(
+      `INSERT INTO events (action_id, agent_id, type, actor, at, data_json)
+       VALUES (@actionId, @agentId, @type, @actor, @at, @dataJson)`,
+    );
+    for (const r of rows) st.run(r);
+    return done(undefined);
+  }
+
+  insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
+    const plain = this.prep(
+      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
+       VALUES (@actionId, @kind, @dedupeKey, @payloadJson, @dueAt, @createdAt) ON CONFLICT DO NOTHING`,
+    );
+    const leased = this.prep(
+      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
+       VALUES (@actionId, @kind, @dedupeKey, @payloadJson, @dueAt, @createdAt, @leaseUntil, 1)
+       ON CONFLICT DO NOTHING RETURNING id`,
+    );
+    const ids = new Map<string, number>();
+    for (const r of rows) {
+      if (r.leaseUntil === null) {
+        plain.run(r);
+        continue;
+      }
+      const row = leased.get(r) as { id: number } | undefined;
+      if (row) ids.set(r.dedupeKey, row.id);
+    }
+    return done(ids);
+  }
+
+  logHead(): Step<{ seq: number; digest: string } | null> {
+    const head = this.prep("SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1").get() as
+      | { seq: number; digest: string }
+      | undefined;
+    return done(head ?? null);
+  }
+
+  insertRecord(r: RecordColumns): Step<void> {
+    this.prep(
+      `INSERT INTO records (seq, action_id, decision_id, jws, digest, kid, agent_id, region, verdict, decided_at)
+       VALUES (@seq, @actionId, @decisionId, @jws, @digest, @kid, @agentId, @region, @verdict, @decidedAt)`,
+    ).run(r);
+    return done(undefined);
+  }
+
+  closeAction(id: string, c: Closed): Step<boolean> {
+    return done(
+      this.prep(
+        `UPDATE actions SET status = @status, verdict = @verdict, reason_code = @reasonCode, decided_at = @decidedAt,
+           record_seq = @recordSeq WHERE id = @id AND status = 'pending'`,
+      ).run({ ...c, id }).changes === 1,
+    );
+  }
+
+  recordOf(actionId: string): Step<StoredRecord | null> {
+    const r = this.prep(
+      "SELECT seq, action_id AS actionId, decision_id AS decisionId, jws, digest, kid FROM records WHERE action_id = ?",
+    ).get(actionId) as StoredRecord | undefined;
+    return done(r ?? null);
+  }
 }

@@ -1,0 +1,555 @@
+/**
+ * The store logic both stores share: admit, mutate, the next record's linking (seq, prev,
+ * sign), spending a proof's jti, leasing effects at birth, the row mappers and the error
+ * texts. Each store supplies only a StoreTx (its statements, inside its own transaction)
+ * and what truly differs: SQLite's group commit and savepoints, PostgreSQL's locks and pool.
+ *
+ * One body of logic serves a synchronous driver (better-sqlite3 inside a transaction, where
+ * nothing may wait) and an asynchronous one (node-postgres). So the logic is written as
+ * generators: a step that needs the database is `yield* tx.something()`, which returns at
+ * once on SQLite and yields a promise on PostgreSQL. `runNow` drives a step that never
+ * waits; `runAwaiting` awaits each promise and resumes with its value (or its error).
+ */
+
+import type {
+  ActionRow,
+  ActionWithVotes,
+  AdmitInput,
+  AdmitResult,
+  Effect,
+  EffectAdopter,
+  EffectKind,
+  MutateResult,
+  NewAction,
+  NewEffect,
+  NewEvent,
+  Plan,
+  RecordSigner,
+  Refused,
+  StoredEvent,
+  StoredRecord,
+  UnchainedClaims,
+  WebhookAttempt,
+} from "../../app/ports.js";
+import { sha256B64url } from "../../domain/canonical.js";
+import type { DecisionOutcome } from "../../domain/decision.js";
+import { RejectionError, type Verdict, type Vote } from "../../domain/types.js";
+import { StoreError } from "./errors.js";
+import { type ActionColumns, actionValues, toRow } from "./rows.js";
+
+/** A piece of store logic: runs without waiting on SQLite, yields the driver's promises on PostgreSQL. */
+export type Step<T> = Generator<Promise<unknown>, T, unknown>;
+
+/** Wraps an asynchronous driver call as a step. */
+export function* wait<T>(p: Promise<T>): Step<T> {
+  return (yield p) as T;
+}
+
+/** A step whose value is already at hand (every step of a synchronous driver). */
+// biome-ignore lint/correctness/useYield: it is a step that never waits, by design
+export function* done<T>(value: T): Step<T> {
+  return value;
+}
+
+/** Runs a step that must not wait (inside a better-sqlite3 transaction, which cannot span an await). */
+export function runNow<T>(step: Step<T>): T {
+  const r = step.next();
+  if (!r.done) throw new StoreError("a synchronous store step tried to wait for a promise");
+  return r.value;
+}
+
+/** Runs a step, awaiting each promise it yields and resuming it with the value or the error. */
+export async function runAwaiting<T>(step: Step<T>): Promise<T> {
+  let r = step.next();
+  while (!r.done) {
+    let value: unknown;
+    try {
+      value = await r.value;
+    } catch (e) {
+      r = step.throw(e);
+      continue;
+    }
+    r = step.next(value);
+  }
+  return r.value;
+}
+
+/** The effects one transaction leased at birth (see Store.adoptEffects), and the slots it holds. */
+export interface Births {
+  readonly adopter: EffectAdopter;
+  born: Effect[];
+  reserved: number;
+}
+
+export interface VoteColumns {
+  user: string;
+  team: string;
+  email: string | null;
+  realName: string | null;
+  vote: string;
+  comment: string | null;
+  level: number;
+  at: number;
+}
+
+export interface OutboxColumns {
+  id: number;
+  actionId: string | null;
+  kind: string;
+  dedupeKey: string;
+  payloadJson: string;
+  attempts: number;
+  createdAt: number;
+  leaseUntil: number | null;
+}
+
+export type NewOutboxRow = Omit<OutboxColumns, "id" | "attempts"> & { dueAt: number };
+
+export interface NewEventRow {
+  actionId: string | null;
+  agentId: string | null;
+  type: string;
+  actor: string;
+  at: number;
+  dataJson: string;
+}
+
+export interface RecordColumns {
+  seq: number;
+  actionId: string;
+  decisionId: string;
+  jws: string;
+  digest: string;
+  kid: string;
+  agentId: string;
+  region: string;
+  verdict: string;
+  decidedAt: number;
+}
+
+/** What a plan may change of an action's columns. */
+export type ActionUpdate = Partial<Pick<ActionColumns, "level" | "quorum" | "deadlineAt" | "eligibleJson">>;
+
+/** The columns that close an action with its verdict. */
+export type Closed = Pick<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq">;
+
+/** The statements one store runs inside one of its transactions. */
+export interface StoreTx {
+  /** Records are signed inside the transaction that inserts them. */
+  readonly signer: RecordSigner | null;
+  /** This transaction's effects leased at birth; null when no adopter takes them. */
+  readonly births: Births | null;
+  /** Serialises one agent's admissions (PostgreSQL locks; SQLite has one writer already). */
+  holdAgent(agentId: string): Step<void>;
+  actionByRequest(agentId: string, requestId: string): Step<ActionRow | null>;
+  /** Reads an action and its votes; `forUpdate` holds the row until commit. */
+  loadAction(id: string, forUpdate: boolean): Step<ActionWithVotes | null>;
+  /** How many actions of the agent are pending, counted up to `limit` only. */
+  countPending(agentId: string, limit: number): Step<number>;
+  insertAction(v: ReturnType<typeof actionValues>): Step<void>;
+  updateAction(id: string, set: ActionUpdate): Step<void>;
+  insertVote(actionId: string, v: VoteColumns): Step<void>;
+  /** Deletes spent jtis whose exp is at or before `exp`. */
+  forgetJtis(exp: number): Step<void>;
+  /** False when the (agent, jti) was already spent. */
+  insertJti(agentId: string, jti: string, exp: number): Step<boolean>;
+  insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void>;
+  insertEvents(rows: readonly NewEventRow[]): Step<void>;
+  /** Inserts, skipping duplicate dedupe keys; returns the ids of the rows inserted leased, by dedupe key. */
+  insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>>;
+  /** The log's newest record, held until commit so that no other decider reads the same head. */
+  logHead(): Step<{ seq: number; digest: string } | null>;
+  insertRecord(r: RecordColumns): Step<void>;
+  /** Closes a pending action; false when it was not pending. */
+  closeAction(id: string, c: Closed): Step<boolean>;
+  recordOf(actionId: string): Step<StoredRecord | null>;
+}
+
+/**
+ * The Store methods that are the same on every store once it can run a step in one of its
+ * write transactions (`transact`) and finish an effect (`finish`).
+ */
+export abstract class CoreStore {
+  /** Runs `step` in one write transaction; settles once it has committed. */
+  protected abstract transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T>;
+  /** Finishes an effect only if `lease` is still its lease (see Effect.lease). */
+  protected abstract finish(id: number, lease: number, f: Finish): Promise<boolean>;
+
+  admit(input: AdmitInput): Promise<AdmitResult> {
+    return this.transact((tx) => admit(tx, input));
+  }
+
+  mutate(actionId: string, now: number, plan: (a: ActionWithVotes) => Plan | Refused): Promise<MutateResult> {
+    return this.transact((tx) => mutate(tx, actionId, now, plan));
+  }
+
+  spendProof(agentId: string, proof: { jti: string; exp: number }, now: number): Promise<void> {
+    return this.transact((tx) => spendJti(tx, agentId, proof, now));
+  }
+
+  appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void> {
+    return this.transact((tx) => insertEvents(tx, actionId, agentId, events, now));
+  }
+
+  addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void> {
+    return this.transact((tx) => insertEffects(tx, actionId, effects, now));
+  }
+
+  completeEffect(id: number, lease: number, now: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.complete(now));
+  }
+
+  retryEffect(id: number, lease: number, dueAt: number, error: string): Promise<boolean> {
+    return this.finish(id, lease, finishing.retry(dueAt, error));
+  }
+
+  deferEffect(id: number, lease: number, dueAt: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.defer(dueAt));
+  }
+
+  killEffect(id: number, lease: number, error: string, now: number): Promise<boolean> {
+    return this.finish(id, lease, finishing.kill(error, now));
+  }
+}
+
+/** Accept a new request or recognise a repeat (Store.admit), in the caller's transaction. */
+export function* admit(tx: StoreTx, input: AdmitInput): Step<AdmitResult> {
+  const a = input.action;
+  yield* tx.holdAgent(a.agentId);
+  const existing = yield* tx.actionByRequest(a.agentId, a.requestId);
+  if (existing) {
+    if (existing.requestSha256 !== a.requestSha256) {
+      throw new RejectionError(
+        "request_id_conflict",
+        `request_id ${a.requestId} was already used by this agent for a different request (action ${existing.id})`,
+        [{ path: "request_id", message: "already used for different content" }],
+      );
+    }
+    // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere.
+    if (input.proof) yield* spendJti(tx, a.agentId, input.proof, input.now);
+    if (input.job) yield* tx.insertJob(input.job, existing.id);
+    yield* insertEvents(
+      tx,
+      existing.id,
+      a.agentId,
+      [{ type: "repeat", actor: `agent:${a.agentId}` }],
+      input.now,
+    );
+    return { kind: "repeat", action: existing, record: yield* tx.recordOf(existing.id) };
+  }
+  if (input.proof) yield* spendJti(tx, a.agentId, input.proof, input.now);
+  // Counted up to the limit only: the answer is the same, and the cost no longer grows
+  // with the agent's backlog (100k pending made every admit scan 100k index entries).
+  const pending = yield* tx.countPending(a.agentId, input.maxPending);
+  if (!input.decision && pending >= input.maxPending) {
+    throw new RejectionError(
+      "too_many_pending",
+      `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
+    );
+  }
+  const v = actionValues(a);
+  yield* tx.insertAction(v);
+  if (input.job) yield* tx.insertJob(input.job, a.id);
+  yield* insertEvents(tx, a.id, a.agentId, input.events, input.now);
+  yield* insertEffects(tx, a.id, input.effects(a), input.now);
+  // The row is what was just inserted (and closed, when decided at once): no need to read it back.
+  const action = toRow({ ...v, verdict: null, reasonCode: null, decidedAt: null, recordSeq: null });
+  if (!input.decision) return { kind: "created", action, record: null };
+  const { record, closed } = yield* decide(tx, a, input.decision, input.now);
+  return { kind: "created", action: { ...action, ...closed }, record };
+}
+
+/** Read the action, let `plan` decide, apply it (Store.mutate), in the caller's transaction. */
+export function* mutate(
+  tx: StoreTx,
+  actionId: string,
+  now: number,
+  plan: (a: ActionWithVotes) => Plan | Refused,
+): Step<MutateResult> {
+  const action = yield* tx.loadAction(actionId, true);
+  if (!action) return { kind: "not_found" };
+  const p = plan(action);
+  if ("refused" in p) {
+    yield* insertEvents(tx, actionId, action.agentId, p.events, now);
+    return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
+  }
+  if (p.set) {
+    const set: ActionUpdate = {};
+    if (p.set.level !== undefined) set.level = p.set.level;
+    if (p.set.quorum !== undefined) set.quorum = p.set.quorum;
+    if (p.set.deadlineAt !== undefined) set.deadlineAt = p.set.deadlineAt;
+    if (p.set.eligible !== undefined)
+      set.eligibleJson = p.set.eligible === null ? null : JSON.stringify(p.set.eligible);
+    if (Object.keys(set).length) yield* tx.updateAction(actionId, set);
+  }
+  if (p.vote) yield* tx.insertVote(actionId, voteColumns(p.vote));
+  yield* insertEvents(tx, actionId, action.agentId, p.events, now);
+  yield* insertEffects(tx, actionId, p.effects, now);
+  let record: StoredRecord | null = null;
+  if (p.decision) {
+    if (action.status !== "pending") throw new StoreError(`action ${actionId} is already decided`);
+    record = (yield* decide(tx, action, p.decision, now)).record;
+  }
+  const after = yield* tx.loadAction(actionId, false);
+  if (!after) throw new StoreError(`action ${actionId} vanished inside its own transaction`);
+  return { kind: "applied", action: after, record };
+}
+
+/**
+ * Allocate seq and prev, sign, insert the record and close the action, in the caller's
+ * transaction. The head is read after every write before it in that transaction (and, on
+ * PostgreSQL, under the log's lock), which is what keeps the log one chain.
+ */
+export function* decide(
+  tx: StoreTx,
+  action: Pick<NewAction, "id" | "agentId" | "region">,
+  d: { readonly outcome: DecisionOutcome; readonly claims: UnchainedClaims },
+  now: number,
+): Step<{ record: StoredRecord; closed: Closed }> {
+  if (!tx.signer) throw new StoreError("no signing key loaded");
+  const head = yield* tx.logHead();
+  const seq = (head?.seq ?? 0) + 1;
+  const prev = head?.digest ?? null;
+  const { jws, kid } = tx.signer({ ...d.claims, seq, prev });
+  const digest = sha256B64url(jws);
+  const decidedAt = Date.parse(d.claims.decided_at);
+  const record: StoredRecord = { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid };
+  yield* tx.insertRecord({
+    ...record,
+    agentId: action.agentId,
+    region: action.region,
+    verdict: d.outcome.verdict,
+    decidedAt,
+  });
+  const closed: Closed = {
+    status: "decided",
+    verdict: d.outcome.verdict,
+    reasonCode: d.outcome.reasonCode,
+    decidedAt,
+    recordSeq: seq,
+  };
+  if (!(yield* tx.closeAction(action.id, closed)))
+    throw new StoreError(`action ${action.id} was decided twice`);
+  yield* insertEvents(
+    tx,
+    action.id,
+    action.agentId,
+    [
+      {
+        type: "record_issued",
+        actor: "system",
+        data: { seq, decision_id: d.claims.jti, verdict: d.outcome.verdict },
+      },
+    ],
+    now,
+  );
+  return { record, closed };
+}
+
+/** Spend a proof's jti; a second spend throws RejectionError replayed_proof. */
+export function* spendJti(
+  tx: StoreTx,
+  agentId: string,
+  proof: { readonly jti: string; readonly exp: number },
+  now: number,
+): Step<void> {
+  // Forget spent proofs once they could no longer be accepted anyway (exp + skew).
+  yield* tx.forgetJtis(Math.floor(now / 1000) - 60);
+  if (!(yield* tx.insertJti(agentId, proof.jti, proof.exp))) {
+    throw new RejectionError(
+      "replayed_proof",
+      `proof jti ${proof.jti} was already used by agent ${agentId}`,
+      [{ path: "proof.jti", message: "already used" }],
+    );
+  }
+}
+
+export function* insertEvents(
+  tx: StoreTx,
+  actionId: string | null,
+  agentId: string | null,
+  events: readonly NewEvent[],
+  now: number,
+): Step<void> {
+  if (!events.length) return;
+  yield* tx.insertEvents(
+    events.map((e) => ({
+      actionId,
+      agentId,
+      type: e.type,
+      actor: e.actor,
+      at: now,
+      dataJson: JSON.stringify(e.data ?? {}),
+    })),
+  );
+}
+
+/**
+ * Queue effects. Due at once, with an adopter that grants a slot: written leased (its
+ * first attempt counted), and handed to the adopter once the transaction has committed.
+ * A duplicate (its key already in the outbox) is skipped, and so is not born.
+ */
+export function* insertEffects(
+  tx: StoreTx,
+  actionId: string | null,
+  effects: readonly NewEffect[],
+  now: number,
+): Step<void> {
+  if (!effects.length) return;
+  const births = tx.births;
+  const lease = births ? now + births.adopter.leaseMs : null;
+  const rows = effects.map((e): NewOutboxRow => {
+    const dueAt = e.dueAt ?? now;
+    const adopt = births !== null && dueAt <= now && births.adopter.reserve();
+    if (adopt) births.reserved++;
+    return {
+      actionId,
+      kind: e.kind,
+      dedupeKey: e.dedupeKey,
+      payloadJson: JSON.stringify(e.payload ?? {}),
+      dueAt,
+      createdAt: now,
+      leaseUntil: adopt ? lease : null,
+    };
+  });
+  const leased = yield* tx.insertOutbox(rows);
+  if (!births || lease === null || !leased.size) return;
+  for (const e of effects) {
+    const id = leased.get(e.dedupeKey);
+    if (id === undefined) continue;
+    births.born.push({
+      id,
+      actionId,
+      kind: e.kind,
+      dedupeKey: e.dedupeKey,
+      payload: { ...(e.payload ?? {}) },
+      attempts: 1,
+      createdAt: now,
+      lease,
+    });
+  }
+}
+
+export function voteColumns(v: Vote & { readonly level: number }): VoteColumns {
+  return {
+    user: v.user,
+    team: v.team,
+    email: v.email ?? null,
+    realName: v.real_name ?? null,
+    vote: v.vote,
+    comment: v.comment ?? null,
+    level: v.level,
+    at: Date.parse(v.at),
+  };
+}
+
+export function toVote(v: VoteColumns): Vote & { readonly level: number } {
+  return {
+    user: v.user,
+    team: v.team,
+    ...(v.email ? { email: v.email } : {}),
+    ...(v.realName ? { real_name: v.realName } : {}),
+    vote: v.vote as Vote["vote"],
+    at: new Date(v.at).toISOString(),
+    ...(v.comment ? { comment: v.comment } : {}),
+    level: v.level,
+  };
+}
+
+export function withVotes(row: ActionColumns, votes: readonly VoteColumns[]): ActionWithVotes {
+  return { ...toRow(row), votes: votes.map(toVote) };
+}
+
+/** A claimed effect; `leaseUntil` is set by the claim. */
+export function toEffect(r: OutboxColumns): Effect {
+  return {
+    id: r.id,
+    actionId: r.actionId,
+    kind: r.kind as EffectKind,
+    dedupeKey: r.dedupeKey,
+    payload: JSON.parse(r.payloadJson) as Record<string, unknown>,
+    attempts: r.attempts,
+    createdAt: r.createdAt,
+    lease: r.leaseUntil ?? 0,
+  };
+}
+
+/** Claimed effects in the order they were written. */
+export function toEffects(rows: readonly OutboxColumns[]): Effect[] {
+  return [...rows].sort((a, b) => a.id - b.id).map(toEffect);
+}
+
+/**
+ * What finishing a leased effect changes in its outbox row (the lease is always cleared).
+ * `takeBack` returns the attempt its claim counted (never below zero).
+ */
+export interface Finish {
+  readonly state?: "done" | "dead";
+  readonly doneAt?: number;
+  readonly dueAt?: number;
+  readonly lastError?: string;
+  readonly takeBack?: true;
+}
+
+/** An error as the outbox keeps it: long enough to read, short enough to keep every row small. */
+function lastError(error: string): string {
+  return error.slice(0, 2000);
+}
+
+export const finishing = {
+  complete: (now: number): Finish => ({ state: "done", doneAt: now }),
+  retry: (dueAt: number, error: string): Finish => ({ dueAt, lastError: lastError(error) }),
+  defer: (dueAt: number): Finish => ({ dueAt, takeBack: true }),
+  kill: (error: string, now: number): Finish => ({ state: "dead", doneAt: now, lastError: lastError(error) }),
+};
+
+/** The columns of a webhook attempt, named as WebhookAttempt names them in both schemas. */
+export const WEBHOOK_ATTEMPT_FIELDS = [
+  "actionId",
+  "webhookId",
+  "attempt",
+  "at",
+  "url",
+  "status",
+  "durationMs",
+  "error",
+  "address",
+] as const satisfies readonly (keyof WebhookAttempt)[];
+
+/** A selection of a table's columns by name (drizzle's `select({...})` argument). */
+export function columnsOf<T, K extends keyof T>(table: T, names: readonly K[]): Pick<T, K> {
+  return Object.fromEntries(names.map((n) => [n, table[n]])) as Pick<T, K>;
+}
+
+export type AgentStats = Record<"total" | "pending" | Verdict, number>;
+
+/** Folds (verdict or 'pending', count) rows into an agent's stats. */
+export function agentStats(rows: readonly { k: string; n: number }[]): AgentStats {
+  const out: AgentStats = { total: 0, pending: 0, approved: 0, denied: 0, expired: 0, cancelled: 0 };
+  for (const r of rows) {
+    if (r.k in out) out[r.k as keyof AgentStats] = r.n;
+    out.total += r.n;
+  }
+  return out;
+}
+
+export interface EventColumns extends NewEventRow {
+  id: number;
+}
+
+export function toEvent(e: EventColumns): StoredEvent {
+  return {
+    id: e.id,
+    actionId: e.actionId,
+    agentId: e.agentId,
+    type: e.type,
+    actor: e.actor,
+    at: e.at,
+    data: JSON.parse(e.dataJson) as Record<string, unknown>,
+  };
+}
