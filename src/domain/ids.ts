@@ -6,7 +6,7 @@ const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"; // Crockford base32, lower-
  * Sortable, unguessable ids: `act_` + 10 chars of milliseconds + 16 random chars (80 bits).
  * Sortable so that listings by id follow arrival; random so an agent cannot guess another's.
  */
-export function newId(prefix: "act" | "dec", now: number = Date.now()): string {
+export function newId(prefix: "act" | "dec" | "rct", now: number = Date.now()): string {
   let t = now;
   let time = "";
   for (let i = 0; i < 10; i++) {

@@ -19,6 +19,7 @@ import type {
   ApproverSpec,
   BusinessHours,
   CallbackOrigin,
+  ExecutorPolicy,
   Policy,
   Route,
   RouteLevel,
@@ -426,7 +427,18 @@ const HHMM = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 const WEEKDAYS: readonly Weekday[] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ON_TIMEOUT = ["deny", "escalate"] as const;
 
-const TOP_KEYS = ["issuer", "slack", "risk_classes", "regions", "defaults", "actions", "agents", "routes"];
+const TOP_KEYS = [
+  "issuer",
+  "slack",
+  "risk_classes",
+  "regions",
+  "defaults",
+  "actions",
+  "agents",
+  "executors",
+  "routes",
+];
+const EXECUTOR_KEYS = ["auth", "may_redeem", "for_agents"];
 const AGENT_KEYS = [
   "owners",
   "auth",
@@ -648,6 +660,33 @@ function readPolicy(r: Reader, root: unknown, file: string): PolicyBody | undefi
     }
   }
 
+  const executors: Record<string, ExecutorPolicy> = {};
+  const executorsEntry = top.get("executors");
+  if (executorsEntry) {
+    for (const e of r.map(executorsEntry.value, executorsEntry.path, "the executors") ?? []) {
+      if (!AGENT_ID.test(e.key)) {
+        r.report(
+          e.keyNode,
+          e.path,
+          `"${e.key}" is not a valid executor id: use 1-128 of letters, digits, . _ : -`,
+        );
+        continue;
+      }
+      // One id, one role: a proof names its signer by id alone, so an id that were both
+      // could redeem the approvals it asked for itself.
+      if (known.agentIds?.has(e.key)) {
+        r.report(
+          e.keyNode,
+          e.path,
+          `"${e.key}" is both an agent and an executor; an id may be only one of them`,
+        );
+        continue;
+      }
+      const executor = readExecutor(r, e, known, file);
+      if (executor !== undefined) setOwn(executors, e.key, executor);
+    }
+  }
+
   const routes: Route[] = [];
   const routesEntry = top.get("routes");
   if (routesEntry) {
@@ -671,6 +710,7 @@ function readPolicy(r: Reader, root: unknown, file: string): PolicyBody | undefi
     defaults,
     actions,
     agents: known.agents ?? {},
+    executors,
     routes,
   };
 }
@@ -825,38 +865,8 @@ function readAgent(
     }
   }
 
-  let auth: AgentAuth | undefined;
   const authEntry = fields.get("auth");
-  if (authEntry) {
-    const a = r.object(authEntry.value, authEntry.path, "the agent's proof key", [
-      "hmac_secret_env",
-      "public_key_file",
-    ]);
-    if (a !== undefined) {
-      const hmac = a.get("hmac_secret_env");
-      const pub = a.get("public_key_file");
-      if (hmac && pub) {
-        r.report(
-          r.deref(authEntry.value),
-          authEntry.path,
-          "give exactly one of hmac_secret_env or public_key_file, not both: the proof's algorithm must be fixed",
-        );
-      } else if (hmac) {
-        const name = r.name(hmac.value, hmac.path, ENV_NAME, ENV_WHAT);
-        if (name !== undefined) auth = { kind: "hmac", secret_env: name };
-      } else if (pub) {
-        const path = r.string(pub.value, pub.path, "the path of a PEM public key file");
-        if (path !== undefined) auth = { kind: "eddsa", public_key_file: resolve(dirname(file), path) };
-      } else {
-        r.report(
-          r.deref(authEntry.value),
-          authEntry.path,
-          "needs hmac_secret_env (an environment variable holding the shared secret) or public_key_file (an Ed25519 PEM)",
-          authEntry.keyNode,
-        );
-      }
-    }
-  }
+  const auth = authEntry ? readAuth(r, authEntry, file, "the agent's proof key") : undefined;
 
   let webhookSecretEnv: string | undefined;
   const webhookEntry = fields.get("webhook_secret_env");
@@ -936,6 +946,86 @@ function readAgent(
     vendor_managed: vendorManaged,
     max_pending: maxPending,
   };
+}
+
+function readExecutor(r: Reader, e: Entry, known: Known, file: string): ExecutorPolicy | undefined {
+  const fields = r.object(e.value, e.path, "the executor's settings", EXECUTOR_KEYS, ["auth", "may_redeem"]);
+  if (fields === undefined) return undefined;
+  const before = r.problems.length;
+  const authEntry = fields.get("auth");
+  const auth = authEntry ? readAuth(r, authEntry, file, "the executor's proof key") : undefined;
+
+  const mayRedeem: string[] = [];
+  const mayEntry = fields.get("may_redeem");
+  if (mayEntry) {
+    const globs = r.strings(mayEntry.value, mayEntry.path, "an action glob such as payments.*");
+    if (globs !== undefined && globs.length === 0) {
+      r.report(
+        r.deref(mayEntry.value),
+        mayEntry.path,
+        "list at least one action glob whose approvals the executor may redeem",
+      );
+    }
+    for (const g of globs ?? []) {
+      if (isActionGlob(g.value)) mayRedeem.push(g.value);
+      else
+        r.report(
+          g.node,
+          g.path,
+          `"${g.value}" is not an action glob; expected dotted lower-case like payments.*`,
+        );
+    }
+  }
+
+  const forAgents: string[] = [];
+  const forEntry = fields.get("for_agents");
+  if (forEntry) {
+    const ids = r.strings(forEntry.value, forEntry.path, "an agent id");
+    if (ids !== undefined && ids.length === 0) {
+      r.report(
+        r.deref(forEntry.value),
+        forEntry.path,
+        "list at least one agent, or leave for_agents out to allow any agent's approvals",
+      );
+    }
+    for (const item of ids ?? []) {
+      if (checkKnown(r, item, known.agentIds, "agent")) forAgents.push(item.value);
+    }
+  }
+
+  if (r.problems.length > before || auth === undefined) return undefined;
+  return { id: e.key, auth, may_redeem: mayRedeem, for_agents: forAgents };
+}
+
+/** An agent's or an executor's proof key: exactly one of an HMAC secret's variable or an Ed25519 public key file. */
+function readAuth(r: Reader, authEntry: Entry, file: string, what: string): AgentAuth | undefined {
+  let auth: AgentAuth | undefined;
+  const a = r.object(authEntry.value, authEntry.path, what, ["hmac_secret_env", "public_key_file"]);
+  if (a !== undefined) {
+    const hmac = a.get("hmac_secret_env");
+    const pub = a.get("public_key_file");
+    if (hmac && pub) {
+      r.report(
+        r.deref(authEntry.value),
+        authEntry.path,
+        "give exactly one of hmac_secret_env or public_key_file, not both: the proof's algorithm must be fixed",
+      );
+    } else if (hmac) {
+      const name = r.name(hmac.value, hmac.path, ENV_NAME, ENV_WHAT);
+      if (name !== undefined) auth = { kind: "hmac", secret_env: name };
+    } else if (pub) {
+      const path = r.string(pub.value, pub.path, "the path of a PEM public key file");
+      if (path !== undefined) auth = { kind: "eddsa", public_key_file: resolve(dirname(file), path) };
+    } else {
+      r.report(
+        r.deref(authEntry.value),
+        authEntry.path,
+        "needs hmac_secret_env (an environment variable holding the shared secret) or public_key_file (an Ed25519 PEM)",
+        authEntry.keyNode,
+      );
+    }
+  }
+  return auth;
 }
 
 function readCallbackOrigin(r: Reader, raw: unknown, path: Path): CallbackOrigin | undefined {

@@ -46,19 +46,23 @@ export function loadAgentKeys(
   env: Readonly<Record<string, string | undefined>>,
 ): Map<string, AgentKey> {
   const keys = new Map<string, AgentKey>();
-  for (const [id, agent] of Object.entries(policy.agents)) {
-    const auth = agent.auth;
+  // Executors prove who they are the same way; ids never overlap (policy check refuses it).
+  const signers = [
+    ...Object.entries(policy.agents).map(([id, a]) => ({ id, auth: a.auth, role: "agent" })),
+    ...Object.entries(policy.executors ?? {}).map(([id, x]) => ({ id, auth: x.auth, role: "executor" })),
+  ];
+  for (const { id, auth, role } of signers) {
     if (auth.kind === "hmac") {
       const value = env[auth.secret_env];
       if (value === undefined || value === "") {
         throw new Error(
-          `agent "${id}": environment variable ${auth.secret_env} (its HMAC secret) is not set`,
+          `${role} "${id}": environment variable ${auth.secret_env} (its HMAC secret) is not set`,
         );
       }
       const secret = new TextEncoder().encode(value);
       if (secret.length < MIN_SECRET_BYTES) {
         throw new Error(
-          `agent "${id}": the secret in ${auth.secret_env} is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`,
+          `${role} "${id}": the secret in ${auth.secret_env} is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`,
         );
       }
       keys.set(id, { kind: "hmac", secret });
@@ -69,17 +73,17 @@ export function loadAgentKeys(
       try {
         pem = readFileSync(file, "utf8");
       } catch (err) {
-        throw new Error(`agent "${id}": cannot read public_key_file ${file}: ${(err as Error).message}`);
+        throw new Error(`${role} "${id}": cannot read public_key_file ${file}: ${(err as Error).message}`);
       }
       let publicKey: KeyObject;
       try {
         publicKey = createPublicKey(pem);
       } catch {
-        throw new Error(`agent "${id}": public_key_file ${file} is not a readable PEM public key`);
+        throw new Error(`${role} "${id}": public_key_file ${file} is not a readable PEM public key`);
       }
       if (publicKey.asymmetricKeyType !== "ed25519") {
         throw new Error(
-          `agent "${id}": public_key_file ${file} holds a key of type ${publicKey.asymmetricKeyType ?? "unknown"}; an Ed25519 key is required`,
+          `${role} "${id}": public_key_file ${file} holds a key of type ${publicKey.asymmetricKeyType ?? "unknown"}; an Ed25519 key is required`,
         );
       }
       keys.set(id, { kind: "eddsa", publicKey });
@@ -109,8 +113,10 @@ export async function verifyProof(
     now: Date;
     expectedAgent?: string;
     expectedDigest?: string;
+    /** Whose proofs this call takes: agents (the default), executors, or either. */
+    accept?: "agent" | "executor" | "any";
   },
-): Promise<ProofClaims> {
+): Promise<ProofClaims & { role: "agent" | "executor" }> {
   const { policy, keys, now } = opts;
   if (typeof token !== "string" || token.split(".").length !== 3) {
     throw badProof("proof is not a compact JWT (three base64url parts separated by dots)");
@@ -130,8 +136,16 @@ export async function verifyProof(
   if (opts.expectedAgent !== undefined && iss !== opts.expectedAgent) {
     throw badProof(`proof claim iss "${iss}" does not match agent_id "${opts.expectedAgent}"`);
   }
-  const agent = Object.hasOwn(policy.agents, iss) ? policy.agents[iss] : undefined;
+  const accept = opts.accept ?? "agent";
+  const executors = policy.executors ?? {};
+  const asAgent = accept !== "executor" && Object.hasOwn(policy.agents, iss) ? policy.agents[iss] : undefined;
+  const asExecutor = accept !== "agent" && Object.hasOwn(executors, iss) ? executors[iss] : undefined;
+  const agent = asAgent ?? asExecutor;
+  const role = asAgent ? "agent" : "executor";
   if (agent === undefined) {
+    if (accept === "executor") {
+      throw new RejectionError("unknown_executor", `proof claim iss: executor "${iss}" is not in the policy`);
+    }
     throw new RejectionError("unknown_agent", `proof claim iss: agent "${iss}" is not in the policy`, [
       { path: "agent_id", message: `agent "${iss}" is not in the policy` },
     ]);
@@ -210,7 +224,7 @@ export async function verifyProof(
       "proof claim req does not match the request: it must be the base64url SHA-256 of the request's RFC 8785 canonical JSON",
     );
   }
-  return { iss, aud, iat, exp, jti, req };
+  return { iss, aud, iat, exp, jti, req, role };
 }
 
 /**

@@ -2,7 +2,7 @@
  * Opens the store the configuration names: SQLite for one host (the embedded default),
  * PostgreSQL for several instances sharing the work. Both run the same use-cases.
  */
-import type { RecordSigner, Store } from "../../app/ports.js";
+import type { ReceiptSigner, RecordSigner, Store } from "../../app/ports.js";
 import type { Config } from "../../config.js";
 import { PostgresStore } from "./postgres.js";
 import { SqliteStore } from "./sqlite.js";
@@ -16,7 +16,10 @@ export interface OpenStoreOptions {
   readonly poolSize?: number;
 }
 
-export type OpenedStore = Store & { setSigner(signer: RecordSigner): void };
+export type OpenedStore = Store & {
+  setSigner(signer: RecordSigner): void;
+  setReceiptSigner(signer: ReceiptSigner): void;
+};
 
 export async function openStore(
   config: Pick<Config, "databaseKind" | "databasePath"> &

@@ -5,7 +5,9 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Approvals } from "../../app/approvals.js";
-import type { ActionRow, Store } from "../../app/ports.js";
+import { GrantRefusal, type Grants } from "../../app/grants.js";
+import type { ActionRow, Store, StoredReceipt } from "../../app/ports.js";
+import { GRANT_EVENTS } from "../../audit/events.js";
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
 import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
@@ -19,8 +21,10 @@ export interface AgentApiDeps {
   /** Verifies a bearer token like a proof; judged now. */
   readonly verifyToken: (
     token: string,
-    o: { expectedAgent?: string; expectedDigest?: string },
-  ) => Promise<{ iss: string; jti: string; exp: number }>;
+    o: { expectedAgent?: string; expectedDigest?: string; accept?: "agent" | "executor" | "any" },
+  ) => Promise<{ iss: string; jti: string; exp: number; role?: "agent" | "executor" }>;
+  /** Redeem and outcome (POST /v1/grants/redeem, /v1/actions/:id/outcome); absent: those routes are not served. */
+  readonly grants?: Grants;
   /** Throws when Redis does not answer: nothing is accepted that could not be carried out. */
   readonly redisReady: () => Promise<void>;
 }
@@ -53,7 +57,10 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
     }
   });
 
-  async function bearer(req: FastifyRequest, o: { expectedAgent?: string; expectedDigest?: string }) {
+  async function bearer(
+    req: FastifyRequest,
+    o: { expectedAgent?: string; expectedDigest?: string; accept?: "agent" | "executor" | "any" },
+  ) {
     const h = req.headers.authorization;
     const m = typeof h === "string" ? /^Bearer\s+(\S+)$/i.exec(h) : null;
     if (!m)
@@ -116,9 +123,52 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
         }
       }
       const rec = a.status === "decided" ? await d.store.getRecord(a.id) : null;
-      return reply.send(view(a, rec?.jws ?? null));
+      const receipts = a.verdict === "approved" ? await d.store.getReceipts(a.id) : [];
+      return reply.send({ ...view(a, rec?.jws ?? null), ...after(receipts) });
     },
   );
+
+  const grants = d.grants;
+  if (grants) {
+    app.post("/v1/grants/redeem", async (req, reply) => {
+      let claims: Awaited<ReturnType<typeof bearer>>;
+      try {
+        claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+      } catch (e) {
+        // This door is for executors: an unknown signer is an unknown executor.
+        if (e instanceof RejectionError && e.code === "unknown_agent")
+          throw new RejectionError("unknown_executor", e.message.replace("agent", "executor"));
+        throw e;
+      }
+      await d.store.spendProof(claims.iss, claims, Date.now());
+      if (claims.role !== "executor") {
+        const reason = `${claims.iss} is an agent: only an executor named in the policy may redeem an approval`;
+        await d.store.appendEvents(
+          null,
+          claims.iss,
+          [
+            {
+              type: GRANT_EVENTS.redeemRefused,
+              actor: `agent:${claims.iss}`,
+              data: { code: "forbidden", reason },
+            },
+          ],
+          Date.now(),
+        );
+        throw new GrantRefusal("forbidden", reason);
+      }
+      const r = await grants.redeem(claims.iss, req.body);
+      return reply.status(200).send({ receipt: r.receipt.jws, action_id: r.actionId });
+    });
+
+    app.post<{ Params: { id: string } }>("/v1/actions/:id/outcome", async (req, reply) => {
+      const claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+      await d.store.spendProof(claims.iss, claims, Date.now());
+      const by = claims.role === "executor" ? { executor: claims.iss } : { agent: claims.iss };
+      const r = await grants.outcome(req.params.id, by, req.body);
+      return reply.status(201).send({ receipt: r.jws });
+    });
+  }
 
   app.post<{ Params: { id: string } }>("/v1/actions/:id/cancel", async (req, reply) => {
     const body = (req.body ?? {}) as { note?: unknown };
@@ -191,6 +241,21 @@ async function readyOr503(ready: () => Promise<void>): Promise<void> {
       "the queue (Redis) is not reachable; nothing was accepted, try again",
     );
   }
+}
+
+function bodyDigest(body: unknown): string {
+  return body === undefined ? EMPTY_DIGEST : requestDigest(body);
+}
+
+/** What happened to an approval after its verdict, as GET shows it. */
+function after(receipts: readonly StoredReceipt[]) {
+  const at = (kind: StoredReceipt["kind"]) => {
+    const r = receipts.find((x) => x.kind === kind);
+    return r ? new Date(r.at).toISOString() : undefined;
+  };
+  const redeemed = at("redeemed");
+  const revoked = at("revoked");
+  return { ...(redeemed ? { redeemed_at: redeemed } : {}), ...(revoked ? { revoked_at: revoked } : {}) };
 }
 
 function view(a: ActionRow, record: string | null) {
