@@ -6,6 +6,9 @@
  */
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openAuditReader } from "../../src/adapters/db/open-audit.js";
+import { exportChunks } from "../../src/audit/export.js";
+import { verifyExport } from "../../src/audit/verify.js";
 import type { ReceiptClaims, RecordClaims } from "../../src/domain/types.js";
 import { approved, grantsHarness, post } from "../support/grants.js";
 import { type Harness, request } from "../support/harness.js";
@@ -211,5 +214,47 @@ describe("grant_expired", () => {
     const r = await post(short, "/v1/grants/redeem", { record: g.record, request: g.request });
     expect(r.status).toBe(410);
     expect(r.json.code).toBe("grant_expired");
+  });
+});
+
+describe("receipts in the audit log", () => {
+  it("export carries redeem, outcome and revoke receipts; verify passes; CSV fills the after-verdict columns", async () => {
+    const g = await approved(h);
+    await post(h, "/v1/grants/redeem", { record: g.record, request: g.request });
+    await post(h, `/v1/actions/${g.actionId}/outcome`, { status: "succeeded" });
+    const r = await approved(h);
+    await h.app.grants.revoke(r.actionId, { cli: true }, "not needed");
+    const reader = await openAuditReader({
+      databaseKind: h.storeKind,
+      databasePath: h.dbEnv.DATABASE_URL!.replace(/^file:/, ""),
+      databaseSchema: h.pgSchema ?? undefined,
+    });
+    try {
+      const upTo = await reader.lastSeq();
+      const jsonl: string[] = [];
+      for await (const c of exportChunks(reader.records(upTo), { format: "jsonl", filter: {} }))
+        jsonl.push(c);
+      const lines = jsonl
+        .join("")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      const mine = lines.filter((l) => l.action_id === g.actionId || l.action_id === r.actionId);
+      expect(mine.map((l) => l.kind)).toEqual(["decision", "redeemed", "outcome", "decision", "revoked"]);
+      const report = await verifyExport(jsonl, { jwks: await reader.publishedKeys() });
+      expect(report).toMatchObject({ ok: true });
+      const csv: string[] = [];
+      for await (const c of exportChunks(reader.records(upTo), { format: "csv", filter: {} })) csv.push(c);
+      const row = csv
+        .join("")
+        .split("\n")
+        .find((l) => l.includes(g.actionId))!;
+      expect(row).toContain("succeeded");
+      const events = await reader.actionReceipts!(g.actionId);
+      expect(events.map((e) => e.seq)).toEqual(mine.slice(1, 3).map((l) => l.seq));
+      expect((await reader.actionRecord(g.actionId))?.seq).toBe(mine[0].seq);
+    } finally {
+      await reader.close();
+    }
   });
 });
