@@ -8,7 +8,9 @@ import path from "node:path";
 import { Command, CommanderError } from "commander";
 import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
 import { loadAgentKeys, mintProof } from "../adapters/crypto/proof.js";
+import { signReceipt } from "../adapters/crypto/signing.js";
 import { openStore } from "../adapters/db/open.js";
+import { GrantRefusal, Grants } from "../app/grants.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, loadPolicyFile, PolicyError } from "../domain/policy.js";
@@ -130,7 +132,9 @@ program
   .command("agent")
   .description("tools for agents")
   .command("token <agentId>")
-  .description("mint a proof (a short-lived JWT) for curl, from the agent's secret or private key")
+  .description(
+    "mint a proof (a short-lived JWT) for curl, from the agent's (or an executor's) secret or private key",
+  )
   .option(
     "--key <file>",
     "the agent's Ed25519 private key (PEM); HMAC agents use their secret from the environment",
@@ -140,12 +144,23 @@ program
   .action(async (agentId: string, opts: { key?: string; request?: string; ttl: string }) => {
     const config = loadConfig();
     const p = loadPolicyFile(config.policyFile);
-    const agent = p.agents[agentId];
-    if (!agent) throw new UsageError(`agent ${agentId} is not in ${p.file}`);
+    // An executor proves who it is the same way (docs/agents.md, "For the service that executes").
+    const executors = p.executors ?? {};
+    const agent = Object.hasOwn(p.agents, agentId)
+      ? p.agents[agentId]
+      : Object.hasOwn(executors, agentId)
+        ? executors[agentId]
+        : undefined;
+    if (!agent) throw new UsageError(`no agent or executor ${agentId} in ${p.file}`);
     let key: Parameters<typeof mintProof>[0]["key"];
     if (opts.key) key = { kind: "eddsa-private", privateKeyPem: fs.readFileSync(opts.key, "utf8") };
     else if (agent.auth.kind === "hmac") {
-      const k = loadAgentKeys({ ...p, agents: { [agentId]: agent } }, config.secrets).get(agentId);
+      const k = loadAgentKeys(
+        Object.hasOwn(p.agents, agentId)
+          ? { ...p, agents: { [agentId]: p.agents[agentId]! }, executors: {} }
+          : { ...p, agents: {}, executors: { [agentId]: executors[agentId]! } },
+        config.secrets,
+      ).get(agentId);
       if (k?.kind !== "hmac") throw new UsageError(`no HMAC secret for ${agentId}`);
       key = k;
     } else throw new UsageError(`agent ${agentId} signs with Ed25519: pass its private key with --key FILE`);
@@ -156,6 +171,40 @@ program
   });
 
 registerAuditCommands(program, { loadConfig });
+
+program
+  .command("grants")
+  .description("approvals after their verdict")
+  .command("revoke <actionId>")
+  .description(
+    "revoke an approval nothing has redeemed yet (a receipt in the log; the agent gets decision.revoked)",
+  )
+  .requiredOption("--reason <text>", "why, kept in the receipt's reason_text")
+  .action(async (actionId: string, opts: { reason: string }) => {
+    const config = loadConfig();
+    const p = loadPolicyFile(config.policyFile);
+    const key = readSigningKey(config.signingKeyFile);
+    const store = await openStore(config);
+    try {
+      await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
+      store.setReceiptSigner((claims) => ({ jws: signReceipt(key, claims), kid: key.kid }));
+      const grants = new Grants({
+        store,
+        policy: p,
+        verifyRecord: () => Promise.reject(new Error("the CLI redeems nothing")),
+      });
+      const r = await grants.revoke(actionId, { cli: true }, opts.reason);
+      console.log(
+        `revoked ${actionId}: receipt seq ${r.seq} (${r.receiptId}) at ${new Date(r.at).toISOString()}`,
+      );
+      console.log("a running server sends the agent its decision.revoked webhook and updates the card");
+    } catch (e) {
+      if (e instanceof GrantRefusal) throw new UsageError(`${e.code}: ${e.message}`, 1);
+      throw e;
+    } finally {
+      await store.close();
+    }
+  });
 
 const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
 webhooks
@@ -199,7 +248,15 @@ webhooks
     }
   });
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  /** 2 for a usage error; 1 for a refusal (the approval could not be revoked). */
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
 
 function redactUrl(url: string): string {
   const u = new URL(url);
@@ -232,7 +289,7 @@ try {
   }
   if (e instanceof UsageError) {
     console.error(`countersign: ${e.message}`);
-    process.exit(2);
+    process.exit(e.exitCode);
   }
   console.error(`countersign: ${(e as Error).message}`);
   process.exit(1);
