@@ -166,7 +166,6 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     },
   });
 
-  slack.attach(approvals);
   const grants = new Grants({
     store,
     policy,
@@ -176,6 +175,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
       return verifyJws(jws, keys, "decision+jwt").payload as unknown as RecordClaims;
     },
   });
+  slack.attach(approvals, grants);
 
   const intake = new Intake(approvals, store, log.child({ part: "intake" }), {
     queue: config.queue.intake,

@@ -17,15 +17,19 @@ import {
 import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import type { Approvals, Directory } from "../../app/approvals.js";
+import { GrantRefusal, type Grants, mayRevoke } from "../../app/grants.js";
 import type { Store } from "../../app/ports.js";
+import { GRANT_EVENTS } from "../../audit/events.js";
 import {
   ACTION_IDS,
   CALLBACK_IDS,
+  MODAL_INPUT_IDS,
   parseButtonValue,
   renderApproveCommentModal,
   renderDenyModal,
   renderNotApproverNote,
   renderRequestModal,
+  renderRevokeModal,
 } from "./blocks.js";
 import { renderApprovalsList, renderHome } from "./home.js";
 
@@ -45,7 +49,7 @@ export interface SlackDoor {
   /** HTTP mode: the listener for POST /slack/events. Null in Socket Mode. */
   readonly requestListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
   /** Register the click and modal handlers; the use-cases need the door's directory, so they come second. */
-  attach(approvals: Approvals): void;
+  attach(approvals: Approvals, grants?: Grants): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -93,7 +97,7 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
   return {
     client,
     directory,
-    attach: (approvals) => registerHandlers(app, client, directory, approvals, o),
+    attach: (approvals, grants) => registerHandlers(app, client, directory, approvals, o, grants),
     requestListener: receiver ? receiver.requestListener : null,
     async start() {
       if (o.appToken) await app.start();
@@ -110,6 +114,7 @@ function registerHandlers(
   directory: Directory,
   approvals: Approvals,
   o: SlackDoorOptions,
+  grants?: Grants,
 ) {
   const { store, log } = o;
 
@@ -336,6 +341,89 @@ function registerHandlers(
       const card = await store.findCardByMessage(meta.channel, meta.ts);
       if (!card || card.actionId !== meta.actionId || card.level !== meta.level) return;
       await voteFrom(body.user.id, body.user.team_id ?? undefined, { ...card }, vote, text.slice(0, 1000));
+    });
+  }
+
+  if (grants) registerRevoke(grants);
+
+  /**
+   * Revoke, on a decided approval's card: the last level's eligible approvers and the
+   * agent's owners get a modal asking for a reason. Its submission is acknowledged only
+   * once the revocation, or its refusal, is committed; a refusal's note follows the ack.
+   */
+  function registerRevoke(g: Grants) {
+    async function refuseRevoke(actionId: string, userId: string, reason: string) {
+      await store.appendEvents(
+        actionId,
+        null,
+        [{ type: GRANT_EVENTS.revokeRefused, actor: `slack:${userId}`, data: { code: "forbidden", reason } }],
+        Date.now(),
+      );
+    }
+    const notAllowed = "only the last level's approvers and the agent's owners may revoke this approval";
+
+    app.action<BlockAction<ButtonAction>>(ACTION_IDS.revoke, async ({ ack, body, action }) => {
+      await ack();
+      const card = await clickedCard(body, action);
+      if (!card) return refuseClick(body, "this button does not belong to a current approval card");
+      const a = await store.getAction(card.actionId);
+      if (!a || !mayRevoke(approvals.policy, a, body.user.id)) {
+        await refuseRevoke(card.actionId, body.user.id, notAllowed);
+        return note(card.channel, body.user.id, renderNotApproverNote(notAllowed));
+      }
+      await client.views.open({
+        trigger_id: body.trigger_id,
+        view: renderRevokeModal({
+          actionId: card.actionId,
+          level: card.level,
+          cardChannel: card.channel,
+          cardTs: card.ts,
+          summary: a.request.action.summary,
+        }) as never,
+      });
+    });
+
+    app.view<ViewSubmitAction>(CALLBACK_IDS.revoke, async ({ ack, body, view }) => {
+      const field = MODAL_INPUT_IDS.reason;
+      const text = (view.state.values[field]?.[field]?.value ?? "").trim();
+      if (!text) {
+        await ack({ response_action: "errors", errors: { [field]: "Say why you revoke it." } });
+        return;
+      }
+      let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
+      try {
+        meta = JSON.parse(view.private_metadata);
+      } catch {
+        meta = {};
+      }
+      // The modal carries the card it came from; check it again, it passed through the client.
+      const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
+      if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+        await ack();
+        return;
+      }
+      const userId = body.user.id;
+      const a = await store.getAction(card.actionId);
+      if (!a || !mayRevoke(approvals.policy, a, userId)) {
+        await refuseRevoke(card.actionId, userId, notAllowed);
+        await ack();
+        return note(card.channel, userId, renderNotApproverNote(notAllowed));
+      }
+      const u = await directory.user(userId);
+      let refused: string | null = null;
+      try {
+        await g.revoke(
+          card.actionId,
+          { user: userId, team: body.user.team_id ?? u?.team ?? "" },
+          text.slice(0, 1000),
+        );
+      } catch (e) {
+        // Anything but a refusal (the database away) is not acknowledged: the person sees an error.
+        if (!(e instanceof GrantRefusal)) throw e;
+        refused = e.message;
+      }
+      await ack();
+      if (refused) await note(card.channel, userId, `Not revoked: ${refused}`);
     });
   }
 
