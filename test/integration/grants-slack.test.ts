@@ -109,3 +109,24 @@ describe("Revoke on the decided card", () => {
     await eventually(async () => !hasRevoke(cardMessage(card)), "the card without Revoke");
   });
 });
+
+describe("Revoke after valid_until", () => {
+  let short: Harness;
+  beforeAll(async () => {
+    short = await grantsHarness({ validFor: "2s" });
+  });
+  afterAll(async () => {
+    await short?.stop();
+  });
+
+  it("the card drops Revoke once the approval's valid_until has passed", async () => {
+    const req = request({ region: "us", action: { type: "ops.restart", summary: "Restart the worker" } });
+    const job = await short.submit(req);
+    const card = await short.card(req.request_id);
+    await short.click("U0ALICE", card, ACTION_IDS.approve);
+    await job.waitUntilFinished(short.events, 10_000);
+    const message = () => short.sim.messages(card.channel).find((m) => m.ts === card.ts && !m.thread_ts)!;
+    await eventually(async () => hasRevoke(message()), "the decided card with Revoke");
+    await eventually(async () => !hasRevoke(message()), "the card without Revoke after valid_until", 15_000);
+  });
+});
