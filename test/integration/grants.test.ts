@@ -98,6 +98,10 @@ describe("POST /v1/grants/redeem", () => {
     const unknown = await post(h, "/v1/grants/redeem", body, { executor: "nobody" });
     expect(unknown.status).toBe(401);
     expect(unknown.json.code).toBe("unknown_executor");
+    const kept = await h.sql<{ data_json: string }>(
+      "SELECT data_json FROM events WHERE type = 'redeem_refused' AND actor = 'http'",
+    );
+    expect(kept.some((e) => JSON.parse(e.data_json).code === "unknown_executor")).toBe(true);
   });
 
   it("refuses a denied record (409 not_approved)", async () => {

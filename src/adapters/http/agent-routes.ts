@@ -134,13 +134,30 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
       let claims: Awaited<ReturnType<typeof bearer>>;
       try {
         claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+        await d.store.spendProof(claims.iss, claims, Date.now());
       } catch (e) {
         // This door is for executors: an unknown signer is an unknown executor.
-        if (e instanceof RejectionError && e.code === "unknown_agent")
-          throw new RejectionError("unknown_executor", e.message.replace("agent", "executor"));
-        throw e;
+        const err =
+          e instanceof RejectionError && e.code === "unknown_agent"
+            ? new RejectionError("unknown_executor", e.message.replace("agent", "executor"))
+            : e;
+        // A refused authentication is a refused redemption too, and kept as one.
+        if (err instanceof RejectionError || err instanceof ApiProblem) {
+          await d.store.appendEvents(
+            null,
+            null,
+            [
+              {
+                type: GRANT_EVENTS.redeemRefused,
+                actor: "http",
+                data: { code: err.code, reason: err.message },
+              },
+            ],
+            Date.now(),
+          );
+        }
+        throw err;
       }
-      await d.store.spendProof(claims.iss, claims, Date.now());
       if (claims.role !== "executor") {
         const reason = `${claims.iss} is an agent: only an executor named in the policy may redeem an approval`;
         await d.store.appendEvents(
