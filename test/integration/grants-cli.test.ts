@@ -122,6 +122,11 @@ describe("countersign grants revoke", () => {
       .slice(before)
       .filter((x) => JSON.parse(x.body).type === "decision.approved");
     expect(approvals).toHaveLength(1);
+    // `audit events` lists the revocation's receipt under the record, and the refused redeem.
+    const timeline = await cli(["audit", "events", actionId]);
+    expect(timeline.code).toBe(0);
+    expect(timeline.stdout).toMatch(/receipt seq \d+: revoked/);
+    expect(timeline.stdout).toContain("redeem_refused");
     const again = await cli(["grants", "revoke", actionId, "--reason", "twice"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain("already_revoked");
