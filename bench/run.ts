@@ -13,6 +13,7 @@ import Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { REDIS_URL } from "../test/support/harness.js";
 import { audit } from "./audit.js";
+import { grants } from "./grants.js";
 import { intake } from "./intake.js";
 import {
   type BenchContext,
@@ -36,6 +37,7 @@ const MEASURES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   pending,
   records,
   audit,
+  grants,
   scale,
 };
 

@@ -26,11 +26,12 @@ import { WebhookSender } from "./adapters/webhooks/outbox.js";
 import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
+import { Grants } from "./app/grants.js";
 import type { AuditReader } from "./audit/reader.js";
 import { type Config, checkWebhookSecrets, requireSlack } from "./config.js";
-import type { Policy } from "./domain/types.js";
+import type { Policy, RecordClaims } from "./domain/types.js";
 import { verifyProof } from "./records/proof.js";
-import { type SigningKey, signRecord } from "./records/signing.js";
+import { type PublicJwk, type SigningKey, signReceipt, signRecord, verifyJws } from "./records/signing.js";
 
 export interface Countersign {
   readonly url: string;
@@ -40,6 +41,7 @@ export interface Countersign {
   /** The SQLite handle, for tests; null on PostgreSQL. */
   readonly sqlite: Database.Database | null;
   readonly approvals: Approvals;
+  readonly grants: Grants;
   readonly intake: Intake;
   readonly timers: Timers;
   readonly effects: EffectRunner;
@@ -85,6 +87,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const useKey = (key: SigningKey) => {
     signingKey = key;
     store.setSigner((claims) => ({ jws: signRecord(key, claims), kid: key.kid }));
+    store.setReceiptSigner((claims) => ({ jws: signReceipt(key, claims), kid: key.kid }));
   };
   useKey(signingKey);
   // `countersign keys generate` on a running installation: the new key is published in the
@@ -158,7 +161,17 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     },
   });
 
-  slack.attach(approvals);
+  const grants = new Grants({
+    store,
+    policy,
+    random: randomBytes,
+    // Every key that ever signed (the log's JWKS): a record signed before a rotation still redeems.
+    async verifyRecord(jws) {
+      const keys = (await store.signingKeys()).map((k) => k.publicJwk as PublicJwk);
+      return verifyJws(jws, keys, "decision+jwt").payload as unknown as RecordClaims;
+    },
+  });
+  slack.attach(approvals, grants);
 
   const intake = new Intake(approvals, store, log.child({ part: "intake" }), {
     queue: config.queue.intake,
@@ -223,6 +236,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
           store,
           approvals,
           verdicts,
+          grants,
           redisReady: redisPing,
           async verifyToken(token, v) {
             return verifyProof(token, { policy, keys: agentKeys, now: new Date(), ...v });
@@ -261,6 +275,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     store,
     sqlite: store.sqlite,
     approvals,
+    grants,
     intake,
     timers,
     effects,

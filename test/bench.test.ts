@@ -37,6 +37,9 @@ const MEASURES = [
   "records.sequential_vs_inserts",
   "records.grouped_inserts",
   "records.raw_parts",
+  "grants.redeem_per_second",
+  "grants.redeem_p99",
+  "grants.redeem_vs_signing",
   "audit.export",
   "audit.verify",
   // A quick run scales one configuration: PostgreSQL with two instances (bench/scale.ts).

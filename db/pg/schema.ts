@@ -108,9 +108,20 @@ export const records = pgTable(
     region: text("region").notNull(),
     verdict: text("verdict").notNull(),
     decidedAt: ms("decided_at").notNull(),
+    /**
+     * decision | redeemed | outcome | revoked. Receipts are entries of the same log: they
+     * take the next seq and chain by prev like a decision. A receipt row's decision_id is
+     * the receipt's own id, `ref` the decision it is about, verdict and decided_at the
+     * decision's verdict and the receipt's time.
+     */
+    kind: text("kind").notNull().default("decision"),
+    ref: text("ref"),
   },
   (t) => [
-    uniqueIndex("records_action").on(t.actionId),
+    // At most one entry of each kind per action: "redeemed exactly once" (and one
+    // outcome, one revocation) is a fact the database keeps, whatever the code does.
+    uniqueIndex("records_action_kind").on(t.actionId, t.kind),
+    index("records_ref").on(t.ref),
     uniqueIndex("records_decision").on(t.decisionId),
     index("records_decided_at").on(t.decidedAt),
   ],

@@ -571,6 +571,14 @@ export class Approvals {
    */
   private decisionEffects(a: Pick<ActionRow, "id" | "agentId" | "request">, d: DecisionOutcome): NewEffect[] {
     const effects = decisionEffects(a, a.request);
+    if (d.verdict === "approved") {
+      // The decided card offers Revoke until valid_until: redraw it then, so the button goes.
+      effects.push({
+        kind: "update_card",
+        dedupeKey: `update:${a.id}:valid_until`,
+        dueAt: this.d.now().getTime() + this.d.policy.defaults.approval_valid_for_ms + 1_000,
+      });
+    }
     if (d.reasonCode === "timeout" || d.reasonCode === "no_eligible_approvers") {
       for (const u of this.d.policy.agents[a.agentId]?.owners.technical ?? []) {
         effects.push({ kind: "dm", dedupeKey: `dm:${a.id}:owner:${u}`, payload: { to: u, why: "owner" } });

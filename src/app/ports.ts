@@ -3,7 +3,15 @@
  * Slack) implement them; the use-cases never import an adapter.
  */
 import type { DecisionOutcome, Refusal } from "../domain/decision.js";
-import type { ActionRequest, RecordClaims, Verdict, Vote } from "../domain/types.js";
+import type {
+  ActionRequest,
+  ReceiptClaims,
+  ReceiptKind,
+  RecordClaims,
+  UnchainedReceiptClaims,
+  Verdict,
+  Vote,
+} from "../domain/types.js";
 
 export interface ActionRow {
   readonly id: string;
@@ -59,7 +67,15 @@ export type EventType =
   | "card_posted"
   | "reminded"
   | "slack_failed"
-  | "webhook_attempt";
+  | "webhook_attempt"
+  | "webhook_cancelled"
+  | "receipt_issued"
+  | "redeemed"
+  | "redeem_refused"
+  | "outcome_reported"
+  | "outcome_refused"
+  | "revoked"
+  | "revoke_refused";
 
 export interface NewEvent {
   readonly type: EventType;
@@ -160,7 +176,21 @@ export interface Plan {
  * Why a change was refused: the decision core's refusals, and the use-cases' own (the
  * action is gone, or there is nothing left to do).
  */
-export type RefusalCode = Refusal["code"] | "not_found" | "stale";
+/** Why a redeem, an outcome or a revoke was refused; the HTTP door maps each to its status. */
+export type GrantCode =
+  | "bad_record"
+  | "forbidden"
+  | "not_found"
+  | "not_approved"
+  | "action_mismatch"
+  | "already_redeemed"
+  | "revoked"
+  | "already_revoked"
+  | "grant_expired"
+  | "outcome_exists"
+  | "invalid_request";
+
+export type RefusalCode = Refusal["code"] | GrantCode | "stale";
 
 export interface Refused {
   readonly refused: { readonly code: RefusalCode; readonly reason: string };
@@ -197,6 +227,48 @@ export type AdmitResult =
   | { readonly kind: "created"; readonly action: ActionRow; readonly record: StoredRecord | null }
   | { readonly kind: "repeat"; readonly action: ActionRow; readonly record: StoredRecord | null };
 
+/** A receipt as the log keeps it (an entry of `records` whose kind is not decision). */
+export interface StoredReceipt {
+  readonly seq: number;
+  readonly kind: ReceiptKind;
+  readonly actionId: string;
+  /** The receipt's own id (its jti). */
+  readonly receiptId: string;
+  readonly jws: string;
+  /** When it was committed (ms); the receipt's `at`. */
+  readonly at: number;
+}
+
+/** What the log holds about one action when a receipt is asked for. */
+export interface ReceiptState {
+  readonly action: ActionRow;
+  /** The decision record; null while pending. */
+  readonly record: StoredRecord | null;
+  readonly receipts: readonly StoredReceipt[];
+  /** The time judged: read inside the transaction, after its locks, so it is the commit's. */
+  readonly now: number;
+}
+
+export interface ReceiptPlan {
+  readonly claims: UnchainedReceiptClaims;
+  readonly events: readonly NewEvent[];
+  /** Effects of the receipt once it has its place (a webhook carries its JWS). */
+  readonly effects: (receipt: StoredReceipt) => readonly NewEffect[];
+}
+
+export type ReceiptResult =
+  | { readonly kind: "appended"; readonly receipt: StoredReceipt; readonly state: ReceiptState }
+  | {
+      readonly kind: "refused";
+      readonly code: string;
+      readonly reason: string;
+      readonly state: ReceiptState;
+    }
+  | { readonly kind: "not_found" };
+
+/** Signs a receipt's claims inside the store's transaction, like RecordSigner. */
+export type ReceiptSigner = (claims: ReceiptClaims) => { jws: string; kid: string };
+
 /** Signs a record's claims; called inside the store's transaction, so it must be synchronous and fast. */
 export type RecordSigner = (claims: RecordClaims) => { jws: string; kid: string };
 
@@ -228,6 +300,14 @@ export interface Store {
   getAction(id: string): Promise<ActionWithVotes | null>;
   getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null>;
   getRecord(actionId: string): Promise<StoredRecord | null>;
+  /**
+   * Read the action, its decision and its receipts, let `plan` (pure, synchronous) decide,
+   * and append the receipt as the log's next entry: one transaction, which holds the action
+   * so that a redeem, an outcome and a revoke of one approval commit one after another.
+   */
+  appendReceipt(actionId: string, plan: (s: ReceiptState) => ReceiptPlan | Refused): Promise<ReceiptResult>;
+  /** The action's receipts in log order. */
+  getReceipts(actionId: string): Promise<StoredReceipt[]>;
   findJob(jobKey: string): Promise<{ actionId: string } | null>;
   unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]>;
   markJobsReleased(keys: readonly string[], now: number): Promise<void>;
@@ -328,7 +408,7 @@ export type IntakeStore = Pick<
 /** What the Slack effects (cards, notes) need of the store. */
 export type SlackEffectStore = Pick<
   Store,
-  "getAction" | "getRecord" | "getCards" | "saveCard" | "appendEvents"
+  "getAction" | "getRecord" | "getReceipts" | "getCards" | "saveCard" | "appendEvents"
 >;
 
 /** What the Slack door (clicks, App Home) reads. */
@@ -344,10 +424,13 @@ export type SlackDoorStore = Pick<
 >;
 
 /** What webhook delivery needs of the store. */
-export type WebhookStore = Pick<Store, "getAction" | "getRecord" | "recordWebhookAttempt" | "appendEvents">;
+export type WebhookStore = Pick<
+  Store,
+  "getAction" | "getRecord" | "getReceipts" | "recordWebhookAttempt" | "appendEvents"
+>;
 
-/** What the agent API reads (its writes go through Approvals). */
-export type AgentApiStore = Pick<Store, "getAction" | "getRecord">;
+/** What the agent API reads (its writes go through Approvals and Grants). */
+export type AgentApiStore = Pick<Store, "getAction" | "getRecord" | "getReceipts">;
 
 export interface DirectoryUser {
   readonly id: string;

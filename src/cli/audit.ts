@@ -141,7 +141,12 @@ export function registerAuditCommands(program: Command, deps: AuditCliDeps): voi
         const action = await reader.findAction(actionId);
         if (!action) usage(cmd, `no action ${actionId} in ${reader.where}`);
         PROCESS_IO.stdout.write(
-          formatTimeline(action, await reader.actionEvents(actionId), await reader.actionRecord(actionId)),
+          formatTimeline(
+            action,
+            await reader.actionEvents(actionId),
+            await reader.actionRecord(actionId),
+            (await reader.actionReceipts?.(actionId)) ?? [],
+          ),
         );
       } finally {
         await reader.close();

@@ -3,6 +3,8 @@
  * arguments, calls into the product, prints, and exits 0 on success, 1 on a finding
  * (a bad policy, a failed verification), 2 on a usage error.
  */
+
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Command, CommanderError } from "commander";
@@ -10,6 +12,7 @@ import { generateKeyFile, readSigningKey } from "../adapters/crypto/keyfile.js";
 import { openStore } from "../adapters/db/open.js";
 import { loadAgentKeys, loadPolicyFile } from "../adapters/policy/load.js";
 import { RedeliveryError, redeliverWebhook } from "../app/approvals.js";
+import { GrantRefusal, Grants } from "../app/grants.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, PolicyError } from "../domain/policy.js";
@@ -19,6 +22,7 @@ import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
 import { packagePath } from "../paths.js";
 import { mintProof } from "../records/proof.js";
+import { signReceipt } from "../records/signing.js";
 import { registerAuditCommands } from "./audit.js";
 import { agentSecret, InitRefused, runInit, webhookSecret } from "./init.js";
 
@@ -187,7 +191,9 @@ agentCmd
   });
 agentCmd
   .command("token <agentId>")
-  .description("mint a proof (a short-lived JWT) for curl, from the agent's secret or private key")
+  .description(
+    "mint a proof (a short-lived JWT) for curl, from the agent's (or an executor's) secret or private key",
+  )
   .option(
     "--key <file>",
     "the agent's Ed25519 private key (PEM); HMAC agents use their secret from the environment",
@@ -197,12 +203,23 @@ agentCmd
   .action(async (agentId: string, opts: { key?: string; request?: string; ttl: string }) => {
     const config = loadConfig();
     const p = loadPolicyFile(config.policyFile);
-    const agent = p.agents[agentId];
-    if (!agent) throw new UsageError(`agent ${agentId} is not in ${p.file}`);
+    // An executor proves who it is the same way (docs/agents.md, "For the service that executes").
+    const executors = p.executors ?? {};
+    const agent = Object.hasOwn(p.agents, agentId)
+      ? p.agents[agentId]
+      : Object.hasOwn(executors, agentId)
+        ? executors[agentId]
+        : undefined;
+    if (!agent) throw new UsageError(`no agent or executor ${agentId} in ${p.file}`);
     let key: Parameters<typeof mintProof>[0]["key"];
     if (opts.key) key = { kind: "eddsa-private", privateKeyPem: fs.readFileSync(opts.key, "utf8") };
     else if (agent.auth.kind === "hmac") {
-      const k = loadAgentKeys({ ...p, agents: { [agentId]: agent } }, config.secrets).get(agentId);
+      const k = loadAgentKeys(
+        Object.hasOwn(p.agents, agentId)
+          ? { ...p, agents: { [agentId]: p.agents[agentId]! }, executors: {} }
+          : { ...p, agents: {}, executors: { [agentId]: executors[agentId]! } },
+        config.secrets,
+      ).get(agentId);
       if (k?.kind !== "hmac") throw new UsageError(`no HMAC secret for ${agentId}`);
       key = k;
     } else throw new UsageError(`agent ${agentId} signs with Ed25519: pass its private key with --key FILE`);
@@ -237,6 +254,41 @@ program
       ...(opts.key ? { keyFile: opts.key } : {}),
       ...(opts.jwks ? { jwksFile: opts.jwks } : {}),
     });
+  });
+
+program
+  .command("grants")
+  .description("approvals after their verdict")
+  .command("revoke <actionId>")
+  .description(
+    "revoke an approval nothing has redeemed yet (a receipt in the log; the agent gets decision.revoked)",
+  )
+  .requiredOption("--reason <text>", "why, kept in the receipt's reason_text")
+  .action(async (actionId: string, opts: { reason: string }) => {
+    const config = loadConfig();
+    const p = loadPolicyFile(config.policyFile);
+    const key = readSigningKey(config.signingKeyFile);
+    const store = await openStore(config);
+    try {
+      await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
+      store.setReceiptSigner((claims) => ({ jws: signReceipt(key, claims), kid: key.kid }));
+      const grants = new Grants({
+        store,
+        policy: p,
+        random: randomBytes,
+        verifyRecord: () => Promise.reject(new Error("the CLI redeems nothing")),
+      });
+      const r = await grants.revoke(actionId, { cli: true }, opts.reason);
+      console.log(
+        `revoked ${actionId}: receipt seq ${r.seq} (${r.receiptId}) at ${new Date(r.at).toISOString()}`,
+      );
+      console.log("a running server sends the agent its decision.revoked webhook and updates the card");
+    } catch (e) {
+      if (e instanceof GrantRefusal) throw new UsageError(`${e.code}: ${e.message}`, 1);
+      throw e;
+    } finally {
+      await store.close();
+    }
   });
 
 const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
@@ -277,7 +329,15 @@ webhooks
     }
   });
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  /** 2 for a usage error; 1 for a refusal (the approval could not be revoked). */
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
 
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(packagePath("package.json"), "utf8")) as { version: string }).version;
@@ -369,7 +429,7 @@ try {
   }
   if (e instanceof UsageError) {
     console.error(`countersign: ${e.message}`);
-    process.exit(2);
+    process.exit(e.exitCode);
   }
   console.error(`countersign: ${(e as Error).message}`);
   process.exit(1);

@@ -10,7 +10,7 @@ export type RandomBytes = (n: number) => Uint8Array;
  * Sortable, unguessable ids: `act_` + 10 chars of milliseconds + 16 random chars (80 bits).
  * Sortable so that listings by id follow arrival; random so an agent cannot guess another's.
  */
-export function newId(prefix: "act" | "dec", now: number, random: RandomBytes): string {
+export function newId(prefix: "act" | "dec" | "rct", now: number, random: RandomBytes): string {
   let t = now;
   let time = "";
   for (let i = 0; i < 10; i++) {

@@ -12,6 +12,7 @@
 import { sha256B64url } from "./canonical.js";
 import { isActionGlob } from "./policy/actions.js";
 import { readAgent } from "./policy/agents.js";
+import { readExecutor } from "./policy/executors.js";
 import {
   AGENT_ID,
   type Known,
@@ -25,13 +26,23 @@ import {
 import { PolicyError, sortProblems } from "./policy/problems.js";
 import { readRoute } from "./policy/routes.js";
 import { type Entry, type Path, type Reader, readYaml } from "./policy/yaml.js";
-import type { AgentPolicy, Policy, Route } from "./types.js";
+import type { AgentPolicy, ExecutorPolicy, Policy, Route } from "./types.js";
 
 export { actionGlobMatches, effectiveRiskClass, isActionGlob, riskRank } from "./policy/actions.js";
 export { normalizeOrigin } from "./policy/agents.js";
 export { PolicyError, type PolicyProblem } from "./policy/problems.js";
 
-const TOP_KEYS = ["issuer", "slack", "risk_classes", "regions", "defaults", "actions", "agents", "routes"];
+const TOP_KEYS = [
+  "issuer",
+  "slack",
+  "risk_classes",
+  "regions",
+  "defaults",
+  "actions",
+  "agents",
+  "executors",
+  "routes",
+];
 
 const DEFAULTS = {
   timeout_ms: 30 * 60_000,
@@ -164,6 +175,33 @@ function readPolicy(
     }
   }
 
+  const executors: Record<string, ExecutorPolicy> = {};
+  const executorsEntry = top.get("executors");
+  if (executorsEntry) {
+    for (const e of r.map(executorsEntry.value, executorsEntry.path, "the executors") ?? []) {
+      if (!AGENT_ID.test(e.key)) {
+        r.report(
+          e.keyNode,
+          e.path,
+          `"${e.key}" is not a valid executor id: use 1-128 of letters, digits, . _ : -`,
+        );
+        continue;
+      }
+      // One id, one role: a proof names its signer by id alone, so an id that were both
+      // could redeem the approvals it asked for itself.
+      if (known.agentIds?.has(e.key)) {
+        r.report(
+          e.keyNode,
+          e.path,
+          `"${e.key}" is both an agent and an executor; an id may be only one of them`,
+        );
+        continue;
+      }
+      const executor = readExecutor(r, e, known, resolveKeyFile);
+      if (executor !== undefined) setOwn(executors, e.key, executor);
+    }
+  }
+
   const routes: Route[] = [];
   const routesEntry = top.get("routes");
   if (routesEntry) {
@@ -187,6 +225,7 @@ function readPolicy(
     defaults,
     actions,
     agents: known.agents ?? {},
+    executors,
     routes,
   };
 }

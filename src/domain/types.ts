@@ -26,7 +26,8 @@ export type RejectionCode =
   | "region_not_allowed"
   | "callback_not_allowed"
   | "request_id_conflict"
-  | "too_many_pending";
+  | "too_many_pending"
+  | "unknown_executor";
 
 /** One failing field; `path` is dotted as in `action.summary` (array items as `action.systems.3`). */
 export interface FieldError {
@@ -137,6 +138,16 @@ export interface AgentPolicy {
   readonly max_pending: number;
 }
 
+/** A service that carries out approved actions and redeems their grants (docs/agents.md). */
+export interface ExecutorPolicy {
+  readonly id: string;
+  readonly auth: AgentAuth;
+  /** Action type globs whose approvals it may redeem, same syntax as allowed_actions. */
+  readonly may_redeem: readonly string[];
+  /** Agents whose approvals it may redeem; empty: any agent's. */
+  readonly for_agents: readonly string[];
+}
+
 export interface Policy {
   readonly issuer: string;
   readonly slack: { readonly team_id: string };
@@ -152,6 +163,8 @@ export interface Policy {
   /** Action type glob -> the lowest risk class it may carry. */
   readonly actions: Readonly<Record<string, { readonly min_risk: string }>>;
   readonly agents: Readonly<Record<string, AgentPolicy>>;
+  /** Absent in a policy built without them: no executor may redeem anything. */
+  readonly executors?: Readonly<Record<string, ExecutorPolicy>>;
   readonly routes: readonly Route[];
   /** base64url SHA-256 of the policy file's bytes, as recorded in `policy_sha256`. */
   readonly sha256: string;

@@ -56,8 +56,10 @@ export async function verifyProof(
     now: Date;
     expectedAgent?: string;
     expectedDigest?: string;
+    /** Whose proofs this call takes: agents (the default), executors, or either. */
+    accept?: "agent" | "executor" | "any";
   },
-): Promise<ProofClaims> {
+): Promise<ProofClaims & { role: "agent" | "executor" }> {
   const { policy, keys, now } = opts;
   if (typeof token !== "string" || token.split(".").length !== 3) {
     throw badProof("proof is not a compact JWT (three base64url parts separated by dots)");
@@ -77,8 +79,16 @@ export async function verifyProof(
   if (opts.expectedAgent !== undefined && iss !== opts.expectedAgent) {
     throw badProof(`proof claim iss "${iss}" does not match agent_id "${opts.expectedAgent}"`);
   }
-  const agent = Object.hasOwn(policy.agents, iss) ? policy.agents[iss] : undefined;
+  const accept = opts.accept ?? "agent";
+  const executors = policy.executors ?? {};
+  const asAgent = accept !== "executor" && Object.hasOwn(policy.agents, iss) ? policy.agents[iss] : undefined;
+  const asExecutor = accept !== "agent" && Object.hasOwn(executors, iss) ? executors[iss] : undefined;
+  const agent = asAgent ?? asExecutor;
+  const role = asAgent ? "agent" : "executor";
   if (agent === undefined) {
+    if (accept === "executor") {
+      throw new RejectionError("unknown_executor", `proof claim iss: executor "${iss}" is not in the policy`);
+    }
     throw new RejectionError("unknown_agent", `proof claim iss: agent "${iss}" is not in the policy`, [
       { path: "agent_id", message: `agent "${iss}" is not in the policy` },
     ]);
@@ -157,7 +167,7 @@ export async function verifyProof(
       "proof claim req does not match the request: it must be the base64url SHA-256 of the request's RFC 8785 canonical JSON",
     );
   }
-  return { iss, aud, iat, exp, jti, req };
+  return { iss, aud, iat, exp, jti, req, role };
 }
 
 /**

@@ -13,6 +13,8 @@ import { requestDigest } from "../domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
 import { waitForJob } from "../sdk/finished.js";
+import { redeemGrant, reportOutcome } from "../sdk/grants.js";
+import type { JWKS } from "../sdk/verify.js";
 
 export interface DemoAgentOptions {
   readonly redisUrl: string;
@@ -30,6 +32,11 @@ export interface DemoAgentOptions {
   readonly print?: (line: string) => void;
   /** Display names for the votes in a record, by Slack user id. */
   readonly names?: Readonly<Record<string, string>>;
+  /**
+   * The executor that carries out approved actions: it redeems each approval and reports
+   * the outcome, as a real payments API or deploy tool would. Absent: approvals are only printed.
+   */
+  readonly executor?: { readonly id: string; readonly secret: string };
 }
 
 /** What a job's return value holds. */
@@ -174,6 +181,7 @@ export class DemoAgent {
     try {
       const r = await this.outcome(job, request);
       this.print(this.verdictLine(request, r.claims));
+      if (r.claims.verdict === "approved") await this.execute(r.record, request, r.action_id);
     } catch (err) {
       if (this.stopping) return;
       const message = (err as Error).message;
@@ -182,6 +190,37 @@ export class DemoAgent {
           ? `  ✘ ${who} ${what}: the record did NOT verify, so the agent will not act: ${message}`
           : `  ✘ ${who} ${what}: ${message}`,
       );
+    }
+  }
+
+  /**
+   * The executor's side: redeem the grant (verified offline first, then once on the
+   * server), act, report the outcome. A refusal (revoked from Slack, expired) is printed
+   * and nothing is done.
+   */
+  private async execute(record: string, request: ActionRequest, actionId: string): Promise<void> {
+    const x = this.o.executor;
+    if (!x || this.stopping) return;
+    const identity = { executorId: x.id, issuer: this.o.issuer, key: { hmacSecret: x.secret } };
+    const jwksUrl = new URL("/.well-known/jwks.json", this.o.appUrl);
+    const jwks = async () => (await (await fetch(jwksUrl)).json()) as JWKS;
+    try {
+      // A moment between the verdict and the execution, so a person can watch it (or revoke first).
+      await new Promise((r) => setTimeout(r, 3_000));
+      if (this.stopping) return;
+      const g = await redeemGrant(record, request, { identity, baseUrl: this.o.appUrl, jwks });
+      this.print(`      ${x.id} redeemed the approval (receipt #${g.receiptClaims.seq}) and carries it out`);
+      // Most actions succeed; a few fail, as real ones do, so both outcomes are seen.
+      const failed = request.action.summary.length % 5 === 0;
+      await reportOutcome(
+        actionId,
+        failed ? "failed" : "succeeded",
+        failed ? "the downstream service answered 503; nothing was changed" : "done",
+        { identity, baseUrl: this.o.appUrl, jwks },
+      );
+      this.print(`      ${x.id} reported the outcome: ${failed ? "failed" : "succeeded"}`);
+    } catch (err) {
+      if (!this.stopping) this.print(`      ${x.id} did not act: ${(err as Error).message}`);
     }
   }
 

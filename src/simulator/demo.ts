@@ -95,6 +95,10 @@ const AGENT_SECRET_ENV: Record<string, string> = {
   "crm-agent": "CRM_AGENT_SECRET",
 };
 
+/** The demo executor's secret; an older data folder's policy may not name the executor (then nothing is redeemed). */
+const DEMO_EXECUTOR_SECRET_ENV = "DEMO_EXECUTOR_SECRET";
+export const DEMO_EXECUTOR = "demo-executor";
+
 /** The demo policy: three agents, three regions, quorum 2, a short escalation ladder, low risk auto-approved. */
 export function demoPolicy(): string {
   return `# The demo's policy (written by \`countersign demo\`; edit it and restart the demo to try changes).
@@ -127,6 +131,13 @@ agents:
     owners: { business: U0CSM00001, risk: U0DPO00001 }
     auth: { hmac_secret_env: CRM_AGENT_SECRET }
     allowed_actions: ["crm.*"]
+# The demo executor stands for the services that carry the actions out: the demo agent hands
+# it each approval, it redeems the grant (once) and reports the outcome, so every card shows
+# the whole life of an approval in its thread.
+executors:
+  demo-executor:
+    auth: { hmac_secret_env: DEMO_EXECUTOR_SECRET }
+    may_redeem: ["payments.*", "db.*", "infra.*", "crm.*"]
 routes:
   - name: low-risk-reads
     when: { risk_class: [low], action: ["crm.read", "infra.read"] }
@@ -209,7 +220,7 @@ export function prepareDataDir(dataDir: string): DemoFiles {
     SLACK_BOT_TOKEN: () => `xoxb-demo-${randomBytes(12).toString("hex")}`,
     SLACK_SIGNING_SECRET: () => randomBytes(16).toString("hex"),
   };
-  for (const env of Object.values(AGENT_SECRET_ENV))
+  for (const env of [...Object.values(AGENT_SECRET_ENV), DEMO_EXECUTOR_SECRET_ENV])
     wanted[env] = () => randomBytes(32).toString("base64url");
   let changed = false;
   for (const [k, make] of Object.entries(wanted)) {
@@ -256,6 +267,8 @@ export interface Demo {
   readonly issuer: string;
   /** Agent id -> its HMAC secret, for a demo agent. */
   readonly agentSecrets: Readonly<Record<string, string>>;
+  /** The demo executor, when the policy names it. */
+  readonly executor: { readonly id: string; readonly secret: string } | null;
   /** Display names by Slack user id. */
   readonly names: Readonly<Record<string, string>>;
   stop(): Promise<void>;
@@ -344,6 +357,10 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     mode: appToken ? "socket" : "http",
     issuer: app.policy.issuer,
     agentSecrets,
+    executor:
+      app.policy.executors?.[DEMO_EXECUTOR] && files.secrets[DEMO_EXECUTOR_SECRET_ENV]
+        ? { id: DEMO_EXECUTOR, secret: files.secrets[DEMO_EXECUTOR_SECRET_ENV]! }
+        : null,
     names,
     stop() {
       stopping ??= (async () => {
@@ -416,6 +433,7 @@ export async function runDemo(o: {
       secrets: demo.agentSecrets,
       appUrl: demo.appUrl,
       names: demo.names,
+      ...(demo.executor ? { executor: demo.executor } : {}),
     });
     const requester = DEMO_PEOPLE.find((p) => p.user.id === "U0REQ00001")!.user;
     agent.run(demoScript({ requester: requester.id, requesterEmail: requester.email ?? "" }));

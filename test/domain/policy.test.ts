@@ -145,6 +145,7 @@ describe("parsePolicy: the README's example", () => {
           on_timeout: "deny",
         },
       ],
+      executors: {},
       sha256: createHash("sha256").update(Buffer.from(text, "utf8")).digest("base64url"),
       file: SPEC_EXAMPLE,
     };
@@ -978,5 +979,55 @@ describe("normalizeOrigin", () => {
     ]) {
       expect(normalizeOrigin(text)).toHaveProperty("reason");
     }
+  });
+});
+
+describe("parsePolicy: executors", () => {
+  const executors = (body: string) => policyText({ routes: `${ROUTES}executors:\n${body}` });
+
+  it("reads an executor: its proof key, may_redeem globs and for_agents", () => {
+    const p = parsePolicy(
+      executors(`  payments-api:
+    auth: { hmac_secret_env: PAYMENTS_SECRET }
+    may_redeem: ["payments.*"]
+    for_agents: [bot]
+  deployer:
+    auth: { public_key_file: keys/deployer.pub.pem }
+    may_redeem: ["ops.deploy"]
+`),
+      FILE,
+    );
+    expect(p.executors).toEqual({
+      "payments-api": {
+        id: "payments-api",
+        auth: { kind: "hmac", secret_env: "PAYMENTS_SECRET" },
+        may_redeem: ["payments.*"],
+        for_agents: ["bot"],
+      },
+      deployer: {
+        id: "deployer",
+        auth: { kind: "eddsa", public_key_file: "/etc/countersign/keys/deployer.pub.pem" },
+        may_redeem: ["ops.deploy"],
+        for_agents: [],
+      },
+    });
+  });
+
+  it("refuses an id that is both an agent and an executor, at the executor's line", () => {
+    const text = executors(`  bot:  # both
+    auth: { hmac_secret_env: X_SECRET }
+    may_redeem: ["payments.*"]
+`);
+    expectProblem(text, "bot:  # both", "executors.bot", "both an agent and an executor");
+  });
+
+  it("refuses a bad glob, an unknown agent in for_agents and a missing auth, each at its line", () => {
+    const text = executors(`  payments-api:
+    may_redeem: ["Payments Refund"]  # glob
+    for_agents: [ghost]  # ghost
+`);
+    expectProblem(text, "# glob", "executors.payments-api.may_redeem.0", "is not an action glob");
+    expectProblem(text, "# ghost", "executors.payments-api.for_agents.0", 'unknown agent "ghost"');
+    expect(problemsOf(text).some((p) => p.message.includes("auth"))).toBe(true);
   });
 });

@@ -10,8 +10,8 @@
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RecordClaims } from "../../src/domain/types.js";
-import { waitForJob } from "../../src/sdk/finished.js";
 import { jwsDigest } from "../../src/records/signing.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { type Harness, request, startHarness, testStore } from "../support/harness.js";
 
 // Run by the postgres project only; the sqlite project would merely repeat it.

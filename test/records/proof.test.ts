@@ -179,6 +179,7 @@ describe("verifyProof: valid proofs", () => {
       exp: iat + 120,
       jti: expect.stringMatching(/^[0-9a-f-]{36}$/),
       req: requestDigest(REQUEST),
+      role: "agent",
     });
   });
 

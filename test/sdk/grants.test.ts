@@ -2,13 +2,12 @@
  * The executor's SDK: redeemGrant and reportOutcome. The offline checks and the proofs
  * are tested against a real local HTTP server that stands in for Countersign's two
  * endpoints as docs/agents.md describes them, and checks each proof with the real
- * verifier. The round trip against the real server is at the end, skipped until the
- * server has the endpoints.
+ * verifier. The round trip against the real server (the harness's app) is at the end.
  */
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, Policy, RecordClaims, Verdict } from "../../src/domain/types.js";
 import { type AgentKey, type ProofClaims, verifyProof } from "../../src/records/proof.js";
@@ -30,6 +29,8 @@ import {
   reportOutcome,
   TransportError,
 } from "../../src/sdk/index.js";
+import { approved, EXECUTOR_SECRET, grantsHarness, post } from "../support/grants.js";
+import type { Harness } from "../support/harness.js";
 
 const ISSUER = "https://countersign.test";
 const EXECUTOR = "payments-api";
@@ -365,13 +366,76 @@ describe("reportOutcome", () => {
   });
 });
 
-// The round trip against the real server: POST /v1/grants/redeem and
-// POST /v1/actions/:id/outcome do not exist yet (issue 21's server side is built after the
-// store refactor). Unskip once they do: these use the real app through the test harness.
-describe.skip("redeemGrant and reportOutcome against the real Countersign (endpoints not built yet)", () => {
-  it("redeems an approval once: the second call is AlreadyRedeemed carrying the first receipt", () => {});
-  it("a redemption after valid_until is GrantRefused grant_expired (410)", () => {});
-  it("a request other than the approved one is GrantRefused action_mismatch (409)", () => {});
-  it("a revoked approval is GrantRefused revoked (409)", () => {});
-  it("reports an outcome once: 201 with a receipt, then outcome_exists", () => {});
+// The round trip against the real server, through the test harness's real app.
+describe("redeemGrant and reportOutcome against the real Countersign", () => {
+  let h: Harness;
+  let short: Harness;
+  beforeAll(async () => {
+    h = await grantsHarness();
+    short = await grantsHarness({ validFor: "1s" });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await short?.stop();
+  });
+
+  const real = (x: Harness) => ({
+    identity: { executorId: "payments-api", issuer: ISSUER, key: { hmacSecret: EXECUTOR_SECRET } },
+    baseUrl: x.app.url,
+    jwks: async () => (await (await fetch(`${x.app.url}/.well-known/jwks.json`)).json()) as JWKS,
+  });
+
+  it("redeems an approval once: the second call is AlreadyRedeemed carrying the first receipt", async () => {
+    const g = await approved(h);
+    const first = await redeemGrant(g.record, g.request as ActionRequest, real(h));
+    expect(first.action_id).toBe(g.actionId);
+    expect(first.receiptClaims.by.executor).toBe("payments-api");
+    const e = await redeemGrant(g.record, g.request as ActionRequest, real(h)).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(AlreadyRedeemed);
+    expect((e as AlreadyRedeemed).receipt).toBe(first.receipt);
+  });
+
+  it("a redemption after valid_until is GrantRefused grant_expired (410)", async () => {
+    const g = await approved(short);
+    const claims = payload(g.record);
+    const validUntil = Date.parse(String(claims["valid_until"]));
+    await new Promise((r) => setTimeout(r, Math.max(0, validUntil - Date.now()) + 50));
+    // The offline check is told it is still the decision's time, so the server judges.
+    const e = await redeemGrant(g.record, g.request as ActionRequest, {
+      ...real(short),
+      now: () => new Date(String(claims["decided_at"])),
+    }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GrantRefused);
+    expect(e).toMatchObject({ code: "grant_expired", status: 410 });
+  });
+
+  it("a request other than the approved one is GrantRefused action_mismatch (409)", async () => {
+    const g = await approved(h);
+    const other = { ...(g.request as ActionRequest), purpose: "another purpose" };
+    // The SDK refuses it offline (InvalidRecord); a raw call shows the server's answer.
+    await expect(redeemGrant(g.record, other, real(h))).rejects.toBeInstanceOf(InvalidRecord);
+    const r = await post(h, "/v1/grants/redeem", { record: g.record, request: other });
+    expect(r).toMatchObject({ status: 409, json: { code: "action_mismatch" } });
+  });
+
+  it("a revoked approval is GrantRefused revoked (409)", async () => {
+    const g = await approved(h);
+    await h.app.grants.revoke(g.actionId, { cli: true }, "no longer needed");
+    const e = await redeemGrant(g.record, g.request as ActionRequest, real(h)).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GrantRefused);
+    expect(e).toMatchObject({ code: "revoked", status: 409 });
+  });
+
+  it("reports an outcome once: 201 with a receipt, then outcome_exists", async () => {
+    const g = await approved(h);
+    await redeemGrant(g.record, g.request as ActionRequest, real(h));
+    const r = await reportOutcome(g.actionId, "succeeded", "refund 42 sent", real(h));
+    expect(payload(r.receipt)).toMatchObject({
+      kind: "outcome",
+      status: "succeeded",
+      detail: "refund 42 sent",
+    });
+    const e = await reportOutcome(g.actionId, "failed", undefined, real(h)).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "outcome_exists", status: 409 });
+  });
 });

@@ -24,16 +24,21 @@ import type {
   NewEffect,
   NewEvent,
   Plan,
+  ReceiptPlan,
+  ReceiptResult,
+  ReceiptSigner,
+  ReceiptState,
   RecordSigner,
   Refused,
   StoredEvent,
+  StoredReceipt,
   StoredRecord,
   UnchainedClaims,
   WebhookAttempt,
 } from "../../app/ports.js";
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
-import { RejectionError, type Verdict, type Vote } from "../../domain/types.js";
+import { type ReceiptClaims, RejectionError, type Verdict, type Vote } from "../../domain/types.js";
 import { StoreError } from "./errors.js";
 import { type ActionColumns, actionValues, toRow } from "./rows.js";
 
@@ -125,6 +130,10 @@ export interface RecordColumns {
   region: string;
   verdict: string;
   decidedAt: number;
+  /** decision, or the receipt's kind. */
+  kind: string;
+  /** A receipt's decision id; null for a decision. */
+  ref: string | null;
 }
 
 /** What a plan may change of an action's columns. */
@@ -162,7 +171,10 @@ export interface StoreTx {
   insertRecord(r: RecordColumns): Step<void>;
   /** Closes a pending action; false when it was not pending. */
   closeAction(id: string, c: Closed): Step<boolean>;
+  /** The action's decision record (never a receipt). */
   recordOf(actionId: string): Step<StoredRecord | null>;
+  /** The action's receipts, in log order. */
+  receiptsOf(actionId: string): Step<StoredReceipt[]>;
 }
 
 /**
@@ -174,6 +186,16 @@ export abstract class CoreStore {
   protected abstract transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T>;
   /** Finishes an effect only if `lease` is still its lease (see Effect.lease). */
   protected abstract finish(id: number, lease: number, f: Finish): Promise<boolean>;
+  private receiptSigner: ReceiptSigner | null = null;
+
+  /** Receipts are signed inside the store's transaction, like records; the key is set once at start. */
+  setReceiptSigner(signer: ReceiptSigner): void {
+    this.receiptSigner = signer;
+  }
+
+  appendReceipt(actionId: string, plan: (s: ReceiptState) => ReceiptPlan | Refused): Promise<ReceiptResult> {
+    return this.transact((tx) => appendReceipt(tx, this.receiptSigner, actionId, plan));
+  }
 
   admit(input: AdmitInput): Promise<AdmitResult> {
     return this.transact((tx) => admit(tx, input));
@@ -325,6 +347,8 @@ export function* decide(
     region: action.region,
     verdict: d.outcome.verdict,
     decidedAt,
+    kind: "decision",
+    ref: null,
   });
   const closed: Closed = {
     status: "decided",
@@ -349,6 +373,71 @@ export function* decide(
     now,
   );
   return { record, closed };
+}
+
+/**
+ * Append a receipt (Store.appendReceipt), in the caller's transaction. The action is read
+ * held (PostgreSQL: FOR UPDATE; SQLite: the one writer), so the receipts the plan sees are
+ * all there are until this commits: of a redeem and a revoke racing, the first to commit
+ * wins and the second is refused by its plan. The unique (action_id, kind) of the log
+ * refuses a second of a kind even if a plan were wrong.
+ */
+export function* appendReceipt(
+  tx: StoreTx,
+  signer: ReceiptSigner | null,
+  actionId: string,
+  plan: (s: ReceiptState) => ReceiptPlan | Refused,
+): Step<ReceiptResult> {
+  const action = yield* tx.loadAction(actionId, true);
+  if (!action) return { kind: "not_found" };
+  const record = action.status === "decided" ? yield* tx.recordOf(actionId) : null;
+  const receipts = yield* tx.receiptsOf(actionId);
+  // Judged after the lock, so a grant's expiry is checked against this commit, not the request's arrival.
+  const now = Date.now();
+  const state: ReceiptState = { action, record, receipts, now };
+  const p = plan(state);
+  if ("refused" in p) {
+    yield* insertEvents(tx, actionId, action.agentId, p.events, now);
+    return { kind: "refused", code: p.refused.code, reason: p.refused.reason, state };
+  }
+  if (!signer) throw new StoreError("no receipt signing key loaded");
+  if (!record) throw new StoreError(`action ${actionId} has no decision to take a receipt`);
+  const head = yield* tx.logHead();
+  const seq = (head?.seq ?? 0) + 1;
+  const prev = head?.digest ?? null;
+  const { jws, kid } = signer({ ...p.claims, seq, prev } as ReceiptClaims);
+  const at = Date.parse(p.claims.at);
+  const receipt: StoredReceipt = { seq, kind: p.claims.kind, actionId, receiptId: p.claims.jti, jws, at };
+  yield* tx.insertRecord({
+    seq,
+    actionId,
+    decisionId: p.claims.jti,
+    jws,
+    digest: sha256B64url(jws),
+    kid,
+    agentId: action.agentId,
+    region: action.region,
+    verdict: action.verdict ?? "approved",
+    decidedAt: at,
+    kind: p.claims.kind,
+    ref: record.decisionId,
+  });
+  yield* insertEvents(
+    tx,
+    actionId,
+    action.agentId,
+    [
+      ...p.events,
+      {
+        type: "receipt_issued",
+        actor: "system",
+        data: { seq, receipt_id: p.claims.jti, kind: p.claims.kind },
+      },
+    ],
+    now,
+  );
+  yield* insertEffects(tx, actionId, p.effects(receipt), now);
+  return { kind: "appended", receipt, state };
 }
 
 /** Spend a proof's jti; a second spend throws RejectionError replayed_proof. */

@@ -3,7 +3,7 @@
  * PostgreSQL for several instances sharing the work. Both run the same use-cases.
  */
 import type Database from "better-sqlite3";
-import type { Store } from "../../app/ports.js";
+import type { ReceiptSigner, Store } from "../../app/ports.js";
 import type { Config } from "../../config.js";
 import { PostgresStore } from "./postgres.js";
 import { SqliteStore } from "./sqlite.js";
@@ -20,9 +20,12 @@ export interface OpenStoreOptions {
 /**
  * A store as its opener sees it: the port, and the SQLite handle under it (null on
  * PostgreSQL) for the auditor API's reader, which must share an in-memory database's one
- * connection, and for tests.
+ * connection, and for tests; and where receipts get their signer.
  */
-export type OpenedStore = Store & { readonly sqlite: Database.Database | null };
+export type OpenedStore = Store & {
+  readonly sqlite: Database.Database | null;
+  setReceiptSigner(signer: ReceiptSigner): void;
+};
 
 export async function openStore(
   config: Pick<Config, "databaseKind" | "databasePath"> &

@@ -17,6 +17,7 @@
  */
 import pg from "pg";
 import type { LogHead } from "../../audit/checkpoint.js";
+import type { TimelineReceipt } from "../../audit/events.js";
 import type { ExportSource } from "../../audit/export.js";
 import {
   type ActionRecordRef,
@@ -141,18 +142,32 @@ export class PgAuditReader implements AuditReader {
   private async page(after: number, upTo: number): Promise<ExportSource[]> {
     // Unnamed, like every statement of the store: a named prepared statement breaks behind
     // PgBouncer's transaction pooling, and planning once per 1000 rows costs nothing.
-    const res = await this.pool.query<[string, string, string | null]>({
-      text: `SELECT r.seq, r.jws, a.request_json
+    // Receipts are entries of the same table: a receipt row brings its decision's JWS (a
+    // filter judges it by its decision), a decision row its receipts up to the export's
+    // end (the CSV's after-verdict columns), found through the ref index.
+    const res = await this.pool.query<
+      [string, string, string, string | null, string | null, string[] | null]
+    >({
+      text: `SELECT r.seq, r.jws, r.kind,
+                    CASE WHEN r.kind = 'decision' THEN a.request_json END,
+                    d.jws,
+                    CASE WHEN r.kind = 'decision' THEN
+                      (SELECT array_agg(x.jws ORDER BY x.seq) FROM records x WHERE x.ref = r.decision_id AND x.seq <= $2)
+                    END
              FROM records r LEFT JOIN actions a ON a.id = r.action_id
+             LEFT JOIN records d ON r.kind <> 'decision' AND d.decision_id = r.ref
              WHERE r.seq > $1 AND r.seq <= $2 ORDER BY r.seq LIMIT $3`,
       values: [after, upTo, this.pageSize],
       rowMode: "array",
     });
     const out: ExportSource[] = new Array(res.rows.length);
     for (let i = 0; i < res.rows.length; i++) {
-      const [seq, jws, requestJson] = res.rows[i]!;
+      const [seq, jws, kind, requestJson, decisionJws, receipts] = res.rows[i]!;
       // bigint arrives as text: exact, and every seq is far below 2^53.
-      out[i] = { seq: Number(seq), jws, requestJson };
+      out[i] =
+        kind === "decision"
+          ? { seq: Number(seq), jws, requestJson, receipts: receipts ?? [] }
+          : { seq: Number(seq), jws, requestJson: null, decisionJws };
     }
     return out;
   }
@@ -206,7 +221,10 @@ export class PgAuditReader implements AuditReader {
       decided_at: string;
       decision_id: string;
       jws: string;
-    }>("SELECT seq, verdict, decided_at, decision_id, jws FROM records WHERE action_id = $1", [actionId]);
+    }>(
+      "SELECT seq, verdict, decided_at, decision_id, jws FROM records WHERE action_id = $1 AND kind = 'decision'",
+      [actionId],
+    );
     const r = rows[0];
     if (!r) return null;
     return {
@@ -216,6 +234,14 @@ export class PgAuditReader implements AuditReader {
       decisionId: r.decision_id,
       digest: jwsDigest(r.jws),
     };
+  }
+
+  async actionReceipts(actionId: string): Promise<TimelineReceipt[]> {
+    const { rows } = await this.pool.query<{ seq: string; jws: string }>(
+      "SELECT seq, jws FROM records WHERE action_id = $1 AND kind <> 'decision' ORDER BY seq",
+      [actionId],
+    );
+    return rows.map((r) => ({ seq: Number(r.seq), jws: r.jws }));
   }
 
   async close(): Promise<void> {

@@ -28,6 +28,7 @@ import {
   isNull,
   lt,
   lte,
+  ne,
   or,
   sql,
 } from "drizzle-orm";
@@ -44,6 +45,7 @@ import type {
   RecordSigner,
   Store,
   StoredEvent,
+  StoredReceipt,
   StoredRecord,
   WebhookAttempt,
 } from "../../app/ports.js";
@@ -235,6 +237,10 @@ export class PostgresStore extends CoreStore implements Store {
 
   async getRecord(actionId: string): Promise<StoredRecord | null> {
     return runAwaiting(this.reader().recordOf(actionId));
+  }
+
+  async getReceipts(actionId: string): Promise<StoredReceipt[]> {
+    return runAwaiting(this.reader().receiptsOf(actionId));
   }
 
   async findJob(jobKey: string): Promise<{ actionId: string } | null> {
@@ -642,9 +648,27 @@ class PgStoreTx implements StoreTx {
           kid: schema.records.kid,
         })
         .from(schema.records)
-        .where(eq(schema.records.actionId, actionId)),
+        .where(and(eq(schema.records.actionId, actionId), eq(schema.records.kind, "decision"))),
     );
     return r ?? null;
+  }
+
+  *receiptsOf(actionId: string): Step<StoredReceipt[]> {
+    const rows = yield* wait(
+      this.tx
+        .select({
+          seq: schema.records.seq,
+          kind: schema.records.kind,
+          actionId: schema.records.actionId,
+          receiptId: schema.records.decisionId,
+          jws: schema.records.jws,
+          at: schema.records.decidedAt,
+        })
+        .from(schema.records)
+        .where(and(eq(schema.records.actionId, actionId), ne(schema.records.kind, "decision")))
+        .orderBy(asc(schema.records.seq)),
+    );
+    return rows as StoredReceipt[];
   }
 }
 

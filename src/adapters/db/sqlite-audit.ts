@@ -14,6 +14,7 @@
 
 import Database from "better-sqlite3";
 import type { LogHead } from "../../audit/checkpoint.js";
+import type { TimelineReceipt } from "../../audit/events.js";
 import {
   type ActionRecordRef,
   type ActionSummary,
@@ -33,6 +34,10 @@ export interface StoredAuditRecord {
   readonly seq: number;
   readonly jws: string;
   readonly requestJson: string | null;
+  /** A receipt's decision record (null if it names none in the log); absent for a decision. */
+  readonly decisionJws?: string | null;
+  /** A decision's receipts up to the page's last seq asked for; absent for a receipt. */
+  readonly receipts?: readonly string[];
 }
 
 /**
@@ -88,17 +93,44 @@ export function* recordPages(
   upTo: number,
   pageSize = PAGE_SIZE,
 ): Generator<readonly StoredAuditRecord[]> {
+  // Receipts are entries of the same table: a receipt row brings its decision's JWS (a
+  // filter judges it by its decision), a decision row its receipts up to the export's end
+  // (the CSV's after-verdict columns), found through the ref index.
   const page = db.prepare(
-    `SELECT r.seq AS seq, r.jws AS jws, a.request_json AS requestJson
+    `SELECT r.seq AS seq, r.jws AS jws, r.kind AS kind,
+            CASE WHEN r.kind = 'decision' THEN a.request_json END AS requestJson,
+            d.jws AS decisionJws,
+            CASE WHEN r.kind = 'decision' THEN
+              (SELECT json_group_array(x.jws) FROM
+                (SELECT jws FROM records WHERE ref = r.decision_id AND seq <= @upTo ORDER BY seq) x)
+            END AS receiptsJson
      FROM records r LEFT JOIN actions a ON a.id = r.action_id
-     WHERE r.seq > ? AND r.seq <= ? ORDER BY r.seq LIMIT ?`,
+     LEFT JOIN records d ON r.kind <> 'decision' AND d.decision_id = r.ref
+     WHERE r.seq > @after AND r.seq <= @upTo ORDER BY r.seq LIMIT @pageSize`,
   );
   let after = 0;
   for (;;) {
-    const rows = page.all(after, upTo, pageSize) as StoredAuditRecord[];
-    if (rows.length === 0) return;
-    yield rows;
-    after = rows[rows.length - 1]!.seq;
+    const raw = page.all({ after, upTo, pageSize }) as {
+      seq: number;
+      jws: string;
+      kind: string;
+      requestJson: string | null;
+      decisionJws: string | null;
+      receiptsJson: string | null;
+    }[];
+    if (raw.length === 0) return;
+    yield raw.map(
+      (r): StoredAuditRecord =>
+        r.kind === "decision"
+          ? {
+              seq: r.seq,
+              jws: r.jws,
+              requestJson: r.requestJson,
+              receipts: JSON.parse(r.receiptsJson ?? "[]") as string[],
+            }
+          : { seq: r.seq, jws: r.jws, requestJson: null, decisionJws: r.decisionJws },
+    );
+    after = raw[raw.length - 1]!.seq;
   }
 }
 
@@ -150,12 +182,19 @@ export function actionRecord(db: AuditDatabase, actionId: string): ActionRecordR
   const row = db
     .prepare(
       `SELECT seq, verdict, decided_at AS decidedAt, decision_id AS decisionId, jws
-       FROM records WHERE action_id = ?`,
+       FROM records WHERE action_id = ? AND kind = 'decision'`,
     )
     .get(actionId) as (Omit<ActionRecordRef, "digest"> & { jws: string }) | undefined;
   if (!row) return null;
   const { jws, ...rest } = row;
   return { ...rest, digest: jwsDigest(jws) };
+}
+
+/** The action's receipts in seq order, for `audit events`. */
+export function actionReceipts(db: AuditDatabase, actionId: string): TimelineReceipt[] {
+  return db
+    .prepare("SELECT seq, jws FROM records WHERE action_id = ? AND kind <> 'decision' ORDER BY seq")
+    .all(actionId) as TimelineReceipt[];
 }
 
 /**
@@ -202,6 +241,10 @@ export class SqliteAuditReader implements AuditReader {
 
   async actionRecord(actionId: string): Promise<ActionRecordRef | null> {
     return actionRecord(this.db, actionId);
+  }
+
+  async actionReceipts(actionId: string): Promise<TimelineReceipt[]> {
+    return actionReceipts(this.db, actionId);
   }
 
   async close(): Promise<void> {

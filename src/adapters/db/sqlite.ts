@@ -25,6 +25,7 @@ import type {
   RecordSigner,
   Store,
   StoredEvent,
+  StoredReceipt,
   StoredRecord,
   WebhookAttempt,
 } from "../../app/ports.js";
@@ -308,6 +309,10 @@ export class SqliteStore extends CoreStore implements Store {
 
   async getRecord(actionId: string): Promise<StoredRecord | null> {
     return runNow(this.tx.recordOf(actionId));
+  }
+
+  async getReceipts(actionId: string): Promise<StoredReceipt[]> {
+    return runNow(this.tx.receiptsOf(actionId));
   }
 
   async findJob(jobKey: string): Promise<{ actionId: string } | null> {
@@ -767,8 +772,8 @@ class SqliteTx implements StoreTx {
 
   insertRecord(r: RecordColumns): Step<void> {
     this.prep(
-      `INSERT INTO records (seq, action_id, decision_id, jws, digest, kid, agent_id, region, verdict, decided_at)
-       VALUES (@seq, @actionId, @decisionId, @jws, @digest, @kid, @agentId, @region, @verdict, @decidedAt)`,
+      `INSERT INTO records (seq, action_id, decision_id, jws, digest, kid, agent_id, region, verdict, decided_at, kind, ref)
+       VALUES (@seq, @actionId, @decisionId, @jws, @digest, @kid, @agentId, @region, @verdict, @decidedAt, @kind, @ref)`,
     ).run(r);
     return done(undefined);
   }
@@ -784,8 +789,17 @@ class SqliteTx implements StoreTx {
 
   recordOf(actionId: string): Step<StoredRecord | null> {
     const r = this.prep(
-      "SELECT seq, action_id AS actionId, decision_id AS decisionId, jws, digest, kid FROM records WHERE action_id = ?",
+      "SELECT seq, action_id AS actionId, decision_id AS decisionId, jws, digest, kid FROM records WHERE action_id = ? AND kind = 'decision'",
     ).get(actionId) as StoredRecord | undefined;
     return done(r ?? null);
+  }
+
+  receiptsOf(actionId: string): Step<StoredReceipt[]> {
+    return done(
+      this.prep(
+        `SELECT seq, kind, action_id AS actionId, decision_id AS receiptId, jws, decided_at AS at FROM records
+         WHERE action_id = ? AND kind <> 'decision' ORDER BY seq`,
+      ).all(actionId) as StoredReceipt[],
+    );
   }
 }

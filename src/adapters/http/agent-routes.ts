@@ -5,7 +5,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Approvals } from "../../app/approvals.js";
-import type { ActionRow, AgentApiStore } from "../../app/ports.js";
+import { GrantRefusal, type Grants } from "../../app/grants.js";
+import type { ActionRow, AgentApiStore, StoredReceipt } from "../../app/ports.js";
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
 import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
@@ -19,8 +20,10 @@ export interface AgentApiDeps {
   /** Verifies a bearer token like a proof; judged now. */
   readonly verifyToken: (
     token: string,
-    o: { expectedAgent?: string; expectedDigest?: string },
-  ) => Promise<{ iss: string; jti: string; exp: number }>;
+    o: { expectedAgent?: string; expectedDigest?: string; accept?: "agent" | "executor" | "any" },
+  ) => Promise<{ iss: string; jti: string; exp: number; role?: "agent" | "executor" }>;
+  /** Redeem and outcome (POST /v1/grants/redeem, /v1/actions/:id/outcome); absent: those routes are not served. */
+  readonly grants?: Grants;
   /** Throws when Redis does not answer: nothing is accepted that could not be carried out. */
   readonly redisReady: () => Promise<void>;
 }
@@ -53,7 +56,10 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
     }
   });
 
-  async function bearer(req: FastifyRequest, o: { expectedAgent?: string; expectedDigest?: string }) {
+  async function bearer(
+    req: FastifyRequest,
+    o: { expectedAgent?: string; expectedDigest?: string; accept?: "agent" | "executor" | "any" },
+  ) {
     const h = req.headers.authorization;
     const m = typeof h === "string" ? /^Bearer\s+(\S+)$/i.exec(h) : null;
     if (!m)
@@ -116,9 +122,47 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
         }
       }
       const rec = a.status === "decided" ? await d.store.getRecord(a.id) : null;
-      return reply.send(view(a, rec?.jws ?? null));
+      const receipts = a.verdict === "approved" ? await d.store.getReceipts(a.id) : [];
+      return reply.send({ ...view(a, rec?.jws ?? null), ...after(receipts) });
     },
   );
+
+  const grants = d.grants;
+  if (grants) {
+    app.post("/v1/grants/redeem", async (req, reply) => {
+      let claims: Awaited<ReturnType<typeof bearer>>;
+      try {
+        claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+        await grants.acceptProof(claims.iss, claims);
+      } catch (e) {
+        // This door is for executors: an unknown signer is an unknown executor.
+        const err =
+          e instanceof RejectionError && e.code === "unknown_agent"
+            ? new RejectionError("unknown_executor", e.message.replace("agent", "executor"))
+            : e;
+        // A refused authentication is a refused redemption too, and kept as one.
+        if (err instanceof RejectionError || err instanceof ApiProblem) {
+          await grants.refuseAtDoor(null, "http", err.code, err.message);
+        }
+        throw err;
+      }
+      if (claims.role !== "executor") {
+        const reason = `${claims.iss} is an agent: only an executor named in the policy may redeem an approval`;
+        await grants.refuseAtDoor(claims.iss, `agent:${claims.iss}`, "forbidden", reason);
+        throw new GrantRefusal("forbidden", reason);
+      }
+      const r = await grants.redeem(claims.iss, req.body);
+      return reply.status(200).send({ receipt: r.receipt.jws, action_id: r.actionId });
+    });
+
+    app.post<{ Params: { id: string } }>("/v1/actions/:id/outcome", async (req, reply) => {
+      const claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+      await grants.acceptProof(claims.iss, claims);
+      const by = claims.role === "executor" ? { executor: claims.iss } : { agent: claims.iss };
+      const r = await grants.outcome(req.params.id, by, req.body);
+      return reply.status(201).send({ receipt: r.jws });
+    });
+  }
 
   app.post<{ Params: { id: string } }>("/v1/actions/:id/cancel", async (req, reply) => {
     const body = (req.body ?? {}) as { note?: unknown };
@@ -191,6 +235,21 @@ async function readyOr503(ready: () => Promise<void>): Promise<void> {
       "the queue (Redis) is not reachable; nothing was accepted, try again",
     );
   }
+}
+
+function bodyDigest(body: unknown): string {
+  return body === undefined ? EMPTY_DIGEST : requestDigest(body);
+}
+
+/** What happened to an approval after its verdict, as GET shows it. */
+function after(receipts: readonly StoredReceipt[]) {
+  const at = (kind: StoredReceipt["kind"]) => {
+    const r = receipts.find((x) => x.kind === kind);
+    return r ? new Date(r.at).toISOString() : undefined;
+  };
+  const redeemed = at("redeemed");
+  const revoked = at("revoked");
+  return { ...(redeemed ? { redeemed_at: redeemed } : {}), ...(revoked ? { revoked_at: revoked } : {}) };
 }
 
 function view(a: ActionRow, record: string | null) {

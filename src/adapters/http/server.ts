@@ -5,6 +5,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
+import { type GrantCode, GrantRefusal } from "../../app/grants.js";
 import type { Store } from "../../app/ports.js";
 import { type RejectionCode, RejectionError } from "../../domain/types.js";
 
@@ -18,7 +19,7 @@ export interface HttpDeps {
 }
 
 const STATUS: Record<
-  RejectionCode | "unauthenticated" | "forbidden" | "not_found" | "unavailable" | "too_large",
+  RejectionCode | GrantCode | "unauthenticated" | "forbidden" | "not_found" | "unavailable" | "too_large",
   number
 > = {
   invalid_request: 400,
@@ -29,6 +30,15 @@ const STATUS: Record<
   proof_expired: 401,
   replayed_proof: 401,
   unknown_agent: 401,
+  unknown_executor: 401,
+  bad_record: 400,
+  not_approved: 409,
+  action_mismatch: 409,
+  already_redeemed: 409,
+  outcome_exists: 409,
+  revoked: 409,
+  already_revoked: 409,
+  grant_expired: 410,
   action_not_allowed: 403,
   forbidden: 403,
   not_found: 404,
@@ -83,6 +93,13 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (err instanceof Error && err.name === "ApiProblem") {
       const p = problem((err as unknown as { code: keyof typeof STATUS }).code, err.message);
       return reply.status(p.status).type("application/problem+json").send(p.body);
+    }
+    if (err instanceof GrantRefusal) {
+      const p = problem(err.code, err.message);
+      return reply
+        .status(p.status)
+        .type("application/problem+json")
+        .send({ ...p.body, ...err.extra });
     }
     if (err instanceof RejectionError) {
       const p = problem(err.code, err.message, err.errors);

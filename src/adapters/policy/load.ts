@@ -51,19 +51,23 @@ export function loadAgentKeys(
   env: Readonly<Record<string, string | undefined>>,
 ): Map<string, AgentKey> {
   const keys = new Map<string, AgentKey>();
-  for (const [id, agent] of Object.entries(policy.agents)) {
-    const auth = agent.auth;
+  // Executors prove who they are the same way; ids never overlap (policy check refuses it).
+  const signers = [
+    ...Object.entries(policy.agents).map(([id, a]) => ({ id, auth: a.auth, role: "agent" })),
+    ...Object.entries(policy.executors ?? {}).map(([id, x]) => ({ id, auth: x.auth, role: "executor" })),
+  ];
+  for (const { id, auth, role } of signers) {
     if (auth.kind === "hmac") {
       const value = env[auth.secret_env];
       if (value === undefined || value === "") {
         throw new Error(
-          `agent "${id}": environment variable ${auth.secret_env} (its HMAC secret) is not set`,
+          `${role} "${id}": environment variable ${auth.secret_env} (its HMAC secret) is not set`,
         );
       }
       const secret = new TextEncoder().encode(value);
       if (secret.length < MIN_SECRET_BYTES) {
         throw new Error(
-          `agent "${id}": the secret in ${auth.secret_env} is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`,
+          `${role} "${id}": the secret in ${auth.secret_env} is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`,
         );
       }
       keys.set(id, { kind: "hmac", secret });
@@ -74,17 +78,17 @@ export function loadAgentKeys(
       try {
         pem = readFileSync(file, "utf8");
       } catch (err) {
-        throw new Error(`agent "${id}": cannot read public_key_file ${file}: ${(err as Error).message}`);
+        throw new Error(`${role} "${id}": cannot read public_key_file ${file}: ${(err as Error).message}`);
       }
       let publicKey: KeyObject;
       try {
         publicKey = createPublicKey(pem);
       } catch {
-        throw new Error(`agent "${id}": public_key_file ${file} is not a readable PEM public key`);
+        throw new Error(`${role} "${id}": public_key_file ${file} is not a readable PEM public key`);
       }
       if (publicKey.asymmetricKeyType !== "ed25519") {
         throw new Error(
-          `agent "${id}": public_key_file ${file} holds a key of type ${publicKey.asymmetricKeyType ?? "unknown"}; an Ed25519 key is required`,
+          `${role} "${id}": public_key_file ${file} holds a key of type ${publicKey.asymmetricKeyType ?? "unknown"}; an Ed25519 key is required`,
         );
       }
       keys.set(id, { kind: "eddsa", publicKey });

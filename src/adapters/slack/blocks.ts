@@ -75,12 +75,15 @@ export const ACTION_IDS = {
   viewFull: "cs_view",
   /** Prefix of the previous/next page buttons (`_prev`, `_next`) in the "View full request" modal; value buttonValue(actionId, page). */
   viewPage: "cs_view_page",
+  /** On a decided approval's card until it is redeemed, revoked or past valid_until. */
+  revoke: "cs_revoke",
 } as const;
 
 export const CALLBACK_IDS = {
   deny: "cs_deny_modal",
   approveComment: "cs_approve_comment_modal",
   viewFull: "cs_view_modal",
+  revoke: "cs_revoke_modal",
 } as const;
 
 /** The input blocks of the two voting modals (block_id and action_id are the same). */
@@ -535,8 +538,49 @@ function verdictText(d: Decision): string {
   }
 }
 
-/** The card after the verdict: the same facts, the verdict, the votes, no buttons. */
-export function renderDecidedCard(c: CardInput, d: Decision): { text: string; blocks: unknown[] } {
+/** What happened to an approval after its verdict, as the decided card shows it. */
+export interface AfterVerdict {
+  readonly redeemedBy?: string;
+  readonly redeemedAt?: Date;
+  readonly outcome?: string;
+  readonly revokedAt?: Date;
+  readonly revokedBy?: string;
+  /** True while the approval can still be revoked: the card keeps its Revoke button. */
+  readonly revocable: boolean;
+}
+
+function afterVerdictBlocks(c: CardInput, a: AfterVerdict | undefined): Block[] {
+  if (!a) return [];
+  const lines: string[] = [];
+  if (a.redeemedAt)
+    lines.push(`🔓 Redeemed by executor ${inline(a.redeemedBy ?? "", 200)} at ${dateToken(a.redeemedAt)}`);
+  if (a.outcome) lines.push(`📋 Outcome: ${inline(a.outcome, 1200)}`);
+  if (a.revokedAt) lines.push(`↩️ Revoked by ${a.revokedBy ?? "the CLI"} at ${dateToken(a.revokedAt)}`);
+  const blocks: Block[] = lines.length ? [section(lines.join("\n"))] : [];
+  if (a.revocable) {
+    blocks.push({
+      type: "actions",
+      block_id: actionsBlockId(c.actionId, c.level),
+      elements: [
+        {
+          type: "button",
+          action_id: ACTION_IDS.revoke,
+          text: plain("Revoke"),
+          value: buttonValue(c.actionId, c.level),
+          style: "danger",
+        },
+      ],
+    });
+  }
+  return blocks;
+}
+
+/** The card after the verdict: the same facts, the verdict, the votes; only Revoke while an approval can be revoked. */
+export function renderDecidedCard(
+  c: CardInput,
+  d: Decision,
+  after?: AfterVerdict,
+): { text: string; blocks: unknown[] } {
   const r = c.request;
   const blocks: Block[] = [
     header(r.action.summary),
@@ -547,6 +591,7 @@ export function renderDecidedCard(c: CardInput, d: Decision): { text: string; bl
     { type: "divider" },
     approversBlock(c, d.votes),
     ...votesBlocks(d.votes),
+    ...afterVerdictBlocks(c, after),
   ];
   const text = `${verdictWord(d.verdict)}: ${inline(r.action.summary, 1400)} (${inline(r.agent_id, 200)})`;
   return { text: cap(text, LIMITS.messageText), blocks };
@@ -682,6 +727,44 @@ export function renderDenyModal(o: VoteModalInput): Record<string, unknown> {
       ),
     ],
   };
+}
+
+/** Revoke opens this; submitting it revokes the approval with the reason. */
+export function renderRevokeModal(o: VoteModalInput): Record<string, unknown> {
+  return {
+    type: "modal",
+    callback_id: CALLBACK_IDS.revoke,
+    private_metadata: privateMetadata(o, "renderRevokeModal"),
+    title: plain("Revoke approval"),
+    submit: plain("Revoke"),
+    close: plain("Cancel"),
+    blocks: [
+      summaryBlock(o.summary),
+      textInput(
+        MODAL_INPUT_IDS.reason,
+        "Reason",
+        "The agent is told, and it is kept in the signed revocation receipt.",
+      ),
+    ],
+  };
+}
+
+/** Noted in the card's thread when an approval is redeemed, its outcome reported, or it is revoked. */
+export function renderGrantNote(
+  kind: "redeemed" | "outcome" | "revoked",
+  o: { executor?: string; agent?: string; status?: string; detail?: string; user?: string; reason?: string },
+): string {
+  switch (kind) {
+    case "redeemed":
+      return `🔓 Redeemed by executor ${inline(o.executor ?? "", 200)}: the approval is used and cannot be used again.`;
+    case "outcome": {
+      const who = o.executor ? `executor ${inline(o.executor, 200)}` : `agent ${inline(o.agent ?? "", 200)}`;
+      const detail = o.detail ? `: ${inline(o.detail, 1200)}` : "";
+      return `📋 Outcome reported by ${who}: ${o.status === "succeeded" ? "succeeded" : "failed"}${detail}`;
+    }
+    case "revoked":
+      return `↩️ Revoked by ${o.user ? mention(o.user) : "the CLI"}${o.reason ? `: ${inline(o.reason, 1200)}` : ""}. It can no longer be redeemed.`;
+  }
 }
 
 /** "Approve with comment" opens this; submitting it casts the approve vote. */

@@ -18,16 +18,19 @@ import {
 import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
+import { GrantRefusal, type Grants, mayRevoke } from "../../app/grants.js";
 import type { Directory, SlackDoorStore } from "../../app/ports.js";
 import type { Voter } from "../../domain/decision.js";
 import {
   ACTION_IDS,
   CALLBACK_IDS,
+  MODAL_INPUT_IDS,
   parseButtonValue,
   renderApproveCommentModal,
   renderDenyModal,
   renderNotApproverNote,
   renderRequestModal,
+  renderRevokeModal,
 } from "./blocks.js";
 import { renderApprovalsList, renderHome } from "./home.js";
 
@@ -73,7 +76,7 @@ export interface SlackDoor {
   /** HTTP mode: the listener for POST /slack/events. Null in Socket Mode. */
   readonly requestListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
   /** Register the click and modal handlers; the use-cases need the door's directory, so they come second. */
-  attach(approvals: Approvals): void;
+  attach(approvals: Approvals, grants?: Grants): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -133,7 +136,7 @@ export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
   return {
     client,
     directory,
-    attach: (approvals) => registerHandlers(app, client, directory, approvals, o),
+    attach: (approvals, grants) => registerHandlers(app, client, directory, approvals, o, grants),
     requestListener: receiver ? receiver.requestListener : null,
     async start() {
       if (o.appToken) await app.start();
@@ -150,6 +153,7 @@ function registerHandlers(
   directory: Directory,
   approvals: Approvals,
   o: SlackDoorOptions,
+  grants?: Grants,
 ) {
   const { store, log } = o;
   const answered = new Set<string>();
@@ -486,6 +490,110 @@ function registerHandlers(
             response_action: "errors",
             errors: { [field]: "Your vote could not be recorded just now. Please submit again." },
           }),
+      );
+    });
+  }
+
+  if (grants) registerRevoke(grants);
+
+  /**
+   * Revoke, on a decided approval's card: the last level's eligible approvers and the
+   * agent's owners get a modal asking for a reason. Its submission is acknowledged only
+   * once the revocation, or its refusal, is committed; a refusal's note follows the ack.
+   */
+  function registerRevoke(g: Grants) {
+    const notAllowed = "only the last level's approvers and the agent's owners may revoke this approval";
+
+    // Opening the modal changes nothing, so it follows the answer; a click that may not
+    // revoke is refused, and the refusal committed, before it.
+    app.action<BlockAction<ButtonAction>>(ACTION_IDS.revoke, async ({ ack, body, action }) => {
+      let open: { actionId: string; level: number; channel: string; ts: string; summary: string } | null =
+        null;
+      await commitThenAck(clickKey(body), ack, async (b) => {
+        const card = await clickedCard(body, action);
+        if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+        const a = await store.getAction(card.actionId);
+        if (!a || !mayRevoke(approvals.policy, a, body.user.id)) {
+          b.check();
+          await g.refuseRevoke(card.actionId, body.user.id, notAllowed);
+          return () => note(card.channel, body.user.id, renderNotApproverNote(notAllowed));
+        }
+        open = { ...card, summary: a.request.action.summary };
+        return null;
+      });
+      const card = open as {
+        actionId: string;
+        level: number;
+        channel: string;
+        ts: string;
+        summary: string;
+      } | null;
+      if (!card) return;
+      await client.views.open({
+        trigger_id: body.trigger_id,
+        view: renderRevokeModal({
+          actionId: card.actionId,
+          level: card.level,
+          cardChannel: card.channel,
+          cardTs: card.ts,
+          summary: card.summary,
+        }) as never,
+      });
+    });
+
+    app.view<ViewSubmitAction>(CALLBACK_IDS.revoke, async ({ ack, body, view }) => {
+      const field = MODAL_INPUT_IDS.reason;
+      const text = (view.state.values[field]?.[field]?.value ?? "").trim();
+      if (!text) {
+        await ack({ response_action: "errors", errors: { [field]: "Say why you revoke it." } });
+        return;
+      }
+      const userId = body.user.id;
+      await commitThenAck(
+        `view|${userId}|${view.id}|${view.hash}`,
+        ack as (r?: never) => Promise<void>,
+        async (b) => {
+          let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
+          try {
+            meta = JSON.parse(view.private_metadata);
+          } catch {
+            meta = {};
+          }
+          // The modal carries the card it came from; check it again, it passed through the client.
+          const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
+          if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+            b.check();
+            await approvals.refuseUnknownClick(userId, "the revoke modal names no current card", {});
+            return null;
+          }
+          const a = await store.getAction(card.actionId);
+          if (!a || !mayRevoke(approvals.policy, a, userId)) {
+            b.check();
+            await g.refuseRevoke(card.actionId, userId, notAllowed);
+            return () => note(card.channel, userId, renderNotApproverNote(notAllowed));
+          }
+          const u = await directory.user(userId);
+          b.check();
+          try {
+            await g.revoke(
+              card.actionId,
+              { user: userId, team: body.user.team_id ?? u?.team ?? "" },
+              text.slice(0, 1000),
+            );
+            return null;
+          } catch (e) {
+            // A refusal is committed (as its event) and told after the answer; anything else
+            // (the database away) is not answered 200: the person sees an error.
+            if (!(e instanceof GrantRefusal)) throw e;
+            const why = e.message;
+            return () => note(card.channel, userId, `Not revoked: ${why}`);
+          }
+        },
+        () =>
+          ack({
+            response_action: "errors",
+            errors: { [field]: "The revocation could not be recorded just now. Please submit again." },
+          } as never),
       );
     });
   }

@@ -11,10 +11,12 @@ import type { EffectOutcome } from "../../app/effects.js";
 import type { ActionWithVotes, Card, Effect, SlackEffectStore } from "../../app/ports.js";
 import type { Policy } from "../../domain/types.js";
 import {
+  type AfterVerdict,
   type CardInput,
   renderCard,
   renderDecidedCard,
   renderEscalationNote,
+  renderGrantNote,
   renderVerdictDm,
   renderVoteNote,
 } from "./blocks.js";
@@ -207,14 +209,50 @@ export class SlackEffects {
 
   private async updateOne(a: ActionWithVotes, card: Card): Promise<void> {
     const rec = await this.store.getRecord(a.id);
-    const { text, blocks } = renderDecidedCard(this.cardInput(a, card.level), {
-      verdict: a.verdict!,
-      reasonCode: a.reasonCode!,
-      reasonText: rec ? reasonTextOf(rec.jws) : "",
-      decidedAt: new Date(a.decidedAt ?? Date.now()),
-      votes: a.votes,
-    });
+    const { text, blocks } = renderDecidedCard(
+      this.cardInput(a, card.level),
+      {
+        verdict: a.verdict!,
+        reasonCode: a.reasonCode!,
+        reasonText: rec ? reasonTextOf(rec.jws) : "",
+        decidedAt: new Date(a.decidedAt ?? Date.now()),
+        votes: a.votes,
+      },
+      // Only the last level's card offers Revoke: that is where its eligible approvers are.
+      a.verdict === "approved" && rec
+        ? await this.afterVerdict(a, rec.jws, card.level === a.level)
+        : undefined,
+    );
     await this.client.chat.update({ channel: card.channel, ts: card.ts, text, blocks: blocks as never });
+  }
+
+  /** The receipts of an approval as the card shows them, and whether Revoke is still offered. */
+  private async afterVerdict(
+    a: ActionWithVotes,
+    recordJws: string,
+    lastLevel: boolean,
+  ): Promise<AfterVerdict> {
+    const receipts = await this.store.getReceipts(a.id);
+    const claims = (r: { jws: string }) => claimsOf(r.jws);
+    const redeemed = receipts.find((r) => r.kind === "redeemed");
+    const outcome = receipts.find((r) => r.kind === "outcome");
+    const revoked = receipts.find((r) => r.kind === "revoked");
+    const validUntil = Date.parse(String(claimsOf(recordJws)["valid_until"] ?? ""));
+    const o = outcome ? claims(outcome) : null;
+    const rv = revoked ? (claims(revoked)["by"] as { user?: string } | undefined) : undefined;
+    return {
+      ...(redeemed
+        ? {
+            redeemedAt: new Date(redeemed.at),
+            redeemedBy: String((claims(redeemed)["by"] as { executor?: string } | undefined)?.executor ?? ""),
+          }
+        : {}),
+      ...(o ? { outcome: `${String(o["status"])}${o["detail"] ? `: ${String(o["detail"])}` : ""}` } : {}),
+      ...(revoked
+        ? { revokedAt: new Date(revoked.at), ...(rv?.user ? { revokedBy: `<@${rv.user}>` } : {}) }
+        : {}),
+      revocable: lastLevel && !redeemed && !revoked && Date.now() < validUntil,
+    };
   }
 
   threadNote = async (e: Effect): Promise<EffectOutcome> => {
@@ -230,7 +268,21 @@ export class SlackEffects {
     const a = await this.store.getAction(e.actionId!);
     if (!a) return { kind: "done" };
     let text: string;
-    if (e.payload.note === "vote") {
+    const grantNote = e.payload.note;
+    if (grantNote === "redeemed" || grantNote === "outcome" || grantNote === "revoked") {
+      const r = (await this.store.getReceipts(a.id)).find((x) => x.kind === grantNote);
+      if (!r) return { kind: "done" };
+      const c = claimsOf(r.jws);
+      const by = (c["by"] ?? {}) as { executor?: string; agent?: string; user?: string };
+      text = renderGrantNote(grantNote, {
+        ...(by.executor ? { executor: by.executor } : {}),
+        ...(by.agent ? { agent: by.agent } : {}),
+        ...(by.user ? { user: by.user } : {}),
+        ...(typeof c["status"] === "string" ? { status: c["status"] } : {}),
+        ...(typeof c["detail"] === "string" ? { detail: c["detail"] } : {}),
+        ...(typeof c["reason_text"] === "string" ? { reason: c["reason_text"] } : {}),
+      });
+    } else if (e.payload.note === "vote") {
       const v = a.votes.find((x) => x.user === e.payload.user);
       if (!v) return { kind: "done" };
       text = renderVoteNote(v, {
@@ -285,6 +337,18 @@ export class SlackEffects {
       deadline: new Date(a.deadlineAt ?? a.requestedAt),
       votes: a.votes,
     };
+  }
+}
+
+/** The claims of a JWS of our own log (it was verified when written). */
+function claimsOf(jws: string): Record<string, unknown> {
+  try {
+    return JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString("utf8")) as Record<
+      string,
+      unknown
+    >;
+  } catch {
+    return {};
   }
 }
 

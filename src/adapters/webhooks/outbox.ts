@@ -23,28 +23,65 @@ export interface WebhookSenderOptions {
 export class WebhookSender {
   constructor(private readonly o: WebhookSenderOptions) {}
 
-  /** The body for a decided action: stable across attempts (its timestamp is the decision's). */
-  async body(actionId: string): Promise<{ url: string; id: string; body: string; agentId: string } | null> {
+  /**
+   * The body for a decided action: stable across attempts (its timestamp is the
+   * decision's). A revocation (`receipt_seq` in the effect) is `decision.revoked`: the
+   * approval's data plus the receipt, under the receipt's id. An approval's webhook not yet
+   * delivered when its approval is revoked is not sent at all: the agent must not act on it.
+   */
+  async body(
+    actionId: string,
+    e?: Pick<Effect, "payload">,
+  ): Promise<{ url: string; id: string; body: string; agentId: string } | "cancelled" | null> {
     const a = await this.o.store.getAction(actionId);
     const rec = await this.o.store.getRecord(actionId);
     if (!a || !rec || !a.request.callback_url) return null;
-    const body = JSON.stringify({
-      type: `decision.${a.verdict}`,
-      timestamp: new Date(a.decidedAt ?? Date.now()).toISOString(),
-      data: {
-        action_id: a.id,
-        request_id: a.requestId,
-        agent_id: a.agentId,
-        verdict: a.verdict,
-        record: rec.jws,
-      },
-    });
-    return { url: a.request.callback_url, id: rec.decisionId, body, agentId: a.agentId };
+    const receipts = a.verdict === "approved" ? await this.o.store.getReceipts(actionId) : [];
+    const revoked = receipts.find((r) => r.kind === "revoked");
+    const forRevocation = e?.payload["receipt_seq"] !== undefined;
+    if (revoked && !forRevocation) return "cancelled";
+    if (forRevocation && !revoked) return null;
+    const data = {
+      action_id: a.id,
+      request_id: a.requestId,
+      agent_id: a.agentId,
+      verdict: a.verdict,
+      record: rec.jws,
+      request: a.request,
+    };
+    const body = JSON.stringify(
+      revoked && forRevocation
+        ? {
+            type: "decision.revoked",
+            timestamp: new Date(revoked.at).toISOString(),
+            data: { ...data, receipt: revoked.jws },
+          }
+        : {
+            type: `decision.${a.verdict}`,
+            timestamp: new Date(a.decidedAt ?? Date.now()).toISOString(),
+            data,
+          },
+    );
+    return {
+      url: a.request.callback_url,
+      id: revoked && forRevocation ? revoked.receiptId : rec.decisionId,
+      body,
+      agentId: a.agentId,
+    };
   }
 
   handle = async (e: Effect): Promise<EffectOutcome> => {
-    const w = await this.body(e.actionId!);
+    const w = await this.body(e.actionId!, e);
     if (!w) return { kind: "done" };
+    if (w === "cancelled") {
+      await this.o.store.appendEvents(
+        e.actionId,
+        null,
+        [{ type: "webhook_cancelled", actor: "system", data: { why: "the approval was revoked" } }],
+        Date.now(),
+      );
+      return { kind: "done" };
+    }
     const agent = this.o.policy.agents[w.agentId];
     const envName = agent?.webhook_secret_env;
     const secret = envName ? this.o.secrets[envName] : undefined;

@@ -86,38 +86,8 @@ export function readAgent(
     }
   }
 
-  let auth: AgentAuth | undefined;
   const authEntry = fields.get("auth");
-  if (authEntry) {
-    const a = r.object(authEntry.value, authEntry.path, "the agent's proof key", [
-      "hmac_secret_env",
-      "public_key_file",
-    ]);
-    if (a !== undefined) {
-      const hmac = a.get("hmac_secret_env");
-      const pub = a.get("public_key_file");
-      if (hmac && pub) {
-        r.report(
-          r.deref(authEntry.value),
-          authEntry.path,
-          "give exactly one of hmac_secret_env or public_key_file, not both: the proof's algorithm must be fixed",
-        );
-      } else if (hmac) {
-        const name = r.name(hmac.value, hmac.path, ENV_NAME, ENV_WHAT);
-        if (name !== undefined) auth = { kind: "hmac", secret_env: name };
-      } else if (pub) {
-        const path = r.string(pub.value, pub.path, "the path of a PEM public key file");
-        if (path !== undefined) auth = { kind: "eddsa", public_key_file: resolveKeyFile(path) };
-      } else {
-        r.report(
-          r.deref(authEntry.value),
-          authEntry.path,
-          "needs hmac_secret_env (an environment variable holding the shared secret) or public_key_file (an Ed25519 PEM)",
-          authEntry.keyNode,
-        );
-      }
-    }
-  }
+  const auth = authEntry ? readAuth(r, authEntry, resolveKeyFile, "the agent's proof key") : undefined;
 
   let webhookSecretEnv: string | undefined;
   const webhookEntry = fields.get("webhook_secret_env");
@@ -197,6 +167,42 @@ export function readAgent(
     vendor_managed: vendorManaged,
     max_pending: maxPending,
   };
+}
+
+/** An agent's or an executor's proof key: exactly one of an HMAC secret's variable or an Ed25519 public key file. */
+export function readAuth(
+  r: Reader,
+  authEntry: Entry,
+  resolveKeyFile: (written: string) => string,
+  what: string,
+): AgentAuth | undefined {
+  let auth: AgentAuth | undefined;
+  const a = r.object(authEntry.value, authEntry.path, what, ["hmac_secret_env", "public_key_file"]);
+  if (a !== undefined) {
+    const hmac = a.get("hmac_secret_env");
+    const pub = a.get("public_key_file");
+    if (hmac && pub) {
+      r.report(
+        r.deref(authEntry.value),
+        authEntry.path,
+        "give exactly one of hmac_secret_env or public_key_file, not both: the proof's algorithm must be fixed",
+      );
+    } else if (hmac) {
+      const name = r.name(hmac.value, hmac.path, ENV_NAME, ENV_WHAT);
+      if (name !== undefined) auth = { kind: "hmac", secret_env: name };
+    } else if (pub) {
+      const path = r.string(pub.value, pub.path, "the path of a PEM public key file");
+      if (path !== undefined) auth = { kind: "eddsa", public_key_file: resolveKeyFile(path) };
+    } else {
+      r.report(
+        r.deref(authEntry.value),
+        authEntry.path,
+        "needs hmac_secret_env (an environment variable holding the shared secret) or public_key_file (an Ed25519 PEM)",
+        authEntry.keyNode,
+      );
+    }
+  }
+  return auth;
 }
 
 function readCallbackOrigin(r: Reader, raw: unknown, path: Path): CallbackOrigin | undefined {
