@@ -4,7 +4,7 @@
  * payloads closely enough that Bolt's HTTP receiver accepts them unchanged.
  */
 import { createHmac, randomBytes } from "node:crypto";
-import type { SimMessage, SimView } from "./slack-api.js";
+import type { SimMessage, SimView } from "./web-api/types.js";
 
 /** The app id the simulator reports as `api_app_id` and in message/view `app_id`. */
 export const SIM_APP_ID = "A0SIMAPP001";
