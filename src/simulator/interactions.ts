@@ -4,7 +4,49 @@
  * payloads closely enough that Bolt's HTTP receiver accepts them unchanged.
  */
 import { createHmac, randomBytes } from "node:crypto";
+import type {
+  BasicElementAction,
+  BlockAction,
+  ButtonAction,
+  EnvelopedEvent,
+  SlashCommand,
+  types,
+  ViewOutput,
+  ViewSubmitAction,
+} from "@slack/bolt";
 import type { SimMessage, SimView } from "./web-api/types.js";
+
+/*
+ * The payload types are Bolt's own, narrowed where Slack's wire shape differs from
+ * what Bolt declares: outside Enterprise Grid Slack sends `enterprise: null` (Bolt:
+ * absent), a modal without a title reports `title: null`, a click carries a
+ * `response_url` only where the message has one, and the Home tab event carries the
+ * view as Slack reports it rather than as the app sent it.
+ */
+
+/** A view as Slack reports it in API answers and payloads. */
+export type SimViewOutput = Omit<ViewOutput, "title"> & { title: ViewOutput["title"] | null };
+
+/** The element that was used: a button here, with its value, text and style copied. */
+export interface SimElementAction extends BasicElementAction {
+  value: string;
+  text?: ButtonAction["text"];
+  style?: "primary" | "danger";
+}
+
+export type SimBlockAction = Omit<BlockAction<SimElementAction>, "enterprise" | "response_url"> & {
+  enterprise: null;
+  response_url?: string;
+};
+
+export type SimViewSubmission = Omit<ViewSubmitAction, "enterprise" | "view"> & {
+  enterprise: null;
+  view: SimViewOutput;
+};
+
+export type SimAppHomeOpened = EnvelopedEvent<
+  Omit<types.AppHomeOpenedEvent, "view"> & { view?: SimViewOutput }
+>;
 
 /** The app id the simulator reports as `api_app_id` and in message/view `app_id`. */
 export const SIM_APP_ID = "A0SIMAPP001";
@@ -41,9 +83,9 @@ function slackTime(now: Date | undefined): string {
   return `${Math.floor(ms / 1000)}.${String((ms % 1000) * 1000).padStart(6, "0")}`;
 }
 
-function userObject(u: Clicker): Record<string, unknown> {
-  const name = u.name ?? u.id;
-  return { id: u.id, username: name, name, team_id: u.team_id };
+function userObject(clicker: Clicker): { id: string; username: string; name: string; team_id: string } {
+  const name = clicker.name ?? clicker.id;
+  return { id: clicker.id, username: name, name, team_id: clicker.team_id };
 }
 
 type Obj = Record<string, unknown>;
@@ -100,19 +142,20 @@ export function blockActionsPayload(
     triggerId: string;
     responseUrl?: string;
   } & PayloadContext,
-): Record<string, unknown> {
+): SimBlockAction {
   const m = o.message;
   const found = findElement(m.blocks, o.actionId, o.blockId);
   const el = found?.element;
-  const action: Obj = {
+  const action: SimElementAction = {
     action_id: o.actionId,
     block_id: o.blockId ?? found?.blockId ?? "",
     type: typeof el?.type === "string" ? el.type : "button",
     value: o.value,
     action_ts: slackTime(o.now),
   };
-  if (el?.text !== undefined) action.text = el.text;
-  if (el?.style !== undefined) action.style = el.style;
+  // Copied as the app sent them; the posting methods checked them against Block Kit.
+  if (el?.text !== undefined) action.text = el.text as ButtonAction["text"];
+  if (el?.style === "primary" || el?.style === "danger") action.style = el.style;
   const ephemeral = m.ephemeral_for !== undefined;
   const container: Obj = {
     type: "message",
@@ -121,7 +164,7 @@ export function blockActionsPayload(
     is_ephemeral: ephemeral,
   };
   if (m.thread_ts !== undefined) container.thread_ts = m.thread_ts;
-  const payload: Obj = {
+  const payload: SimBlockAction = {
     type: "block_actions",
     user: userObject(o.user),
     api_app_id: SIM_APP_ID,
@@ -136,7 +179,7 @@ export function blockActionsPayload(
     actions: [action],
   };
   if (!ephemeral) {
-    const message: Obj = {
+    const message: NonNullable<SimBlockAction["message"]> = {
       type: "message",
       user: m.user,
       ts: m.ts,
@@ -153,7 +196,7 @@ export function blockActionsPayload(
 }
 
 /** The view object as Slack reports it in API answers and payloads. */
-export function viewObject(v: SimView, teamId: string, botId: string = SIM_BOT_ID): Record<string, unknown> {
+export function viewObject(v: SimView, teamId: string, botId: string = SIM_BOT_ID): SimViewOutput {
   return {
     id: v.id,
     team_id: teamId,
@@ -172,7 +215,8 @@ export function viewObject(v: SimView, teamId: string, botId: string = SIM_BOT_I
     external_id: "",
     app_installed_team_id: teamId,
     bot_id: botId,
-    ...v.view,
+    // The app's own fields (title, blocks, callback_id...), checked when it opened the view.
+    ...(v.view as Partial<SimViewOutput>),
     hash: v.hash,
     root_view_id: v.root_view_id,
   };
@@ -186,7 +230,7 @@ export function viewSubmissionPayload(
     values: Record<string, Record<string, { type: string; value: string }>>;
     triggerId?: string;
   } & PayloadContext,
-): Record<string, unknown> {
+): SimViewSubmission {
   return {
     type: "view_submission",
     team: { id: o.user.team_id, domain: o.teamDomain ?? DEFAULT_DOMAIN },
@@ -211,7 +255,7 @@ export function slashCommandBody(
     triggerId: string;
     responseUrl?: string;
   } & PayloadContext,
-): Record<string, string> {
+): SlashCommand {
   const channelId = o.channelId ?? `D${o.user.id.slice(1)}`;
   return {
     token: SIM_VERIFICATION_TOKEN,
@@ -232,10 +276,16 @@ export function slashCommandBody(
 
 /** An Events API `event_callback` envelope carrying `app_home_opened`. */
 export function appHomeOpenedEvent(
-  o: { user: Clicker; teamId: string; botUserId?: string; channel?: string; view?: unknown } & PayloadContext,
-): Record<string, unknown> {
+  o: {
+    user: Clicker;
+    teamId: string;
+    botUserId?: string;
+    channel?: string;
+    view?: SimViewOutput;
+  } & PayloadContext,
+): SimAppHomeOpened {
   const eventTs = slackTime(o.now);
-  const event: Obj = {
+  const event: SimAppHomeOpened["event"] = {
     type: "app_home_opened",
     user: o.user.id,
     channel: o.channel ?? `D${o.user.id.slice(1)}`,
@@ -287,7 +337,7 @@ export interface SignedSendOptions {
  */
 export async function sendSigned(
   kind: "interaction" | "command" | "event",
-  body: Record<string, unknown>,
+  body: object,
   o: SignedSendOptions,
 ): Promise<{ status: number; body: string }> {
   let raw: string;
