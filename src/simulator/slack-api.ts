@@ -42,6 +42,7 @@ import { viewsOpen, viewsPublish, viewsPush, viewsUpdate } from "./web-api/views
 export type { ClickOptions, CommandOptions, OpenHomeOptions, SubmitViewOptions } from "./web-api/person.js";
 export type {
   AppTarget,
+  MessageBlock,
   SendResult,
   SimMessage,
   SimUser,

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { BLOCK_KIT_LIMITS, blockKitProblems } from "../blockkit.js";
 import { SIM_APP_ID, SIM_BOT_ID } from "../interactions.js";
 import type { SocketModeSim } from "../socket-mode.js";
-import type { SimMessage, SimUser, SimView } from "./types.js";
+import type { MessageBlock, SimMessage, SimUser, SimView } from "./types.js";
 
 export type Obj = Record<string, unknown>;
 
@@ -188,7 +188,7 @@ export function storeMessage(state: SimState, message: SimMessage): SimMessage {
 export function messageContent(
   args: { text?: unknown; blocks?: unknown; attachments?: unknown },
   requireContent: boolean,
-): { text: string | undefined; blocks: unknown[] | undefined } {
+): { text: string | undefined; blocks: MessageBlock[] | undefined } {
   const text = str(args.text);
   let blocks: unknown[] | undefined;
   if (args.blocks !== undefined && args.blocks !== "") {
@@ -204,7 +204,8 @@ export function messageContent(
     const problems = blockKitProblems(blocks, "message");
     if (problems.length > 0) throw invalidBlocks(problems);
   }
-  return { text, blocks: blocks ? withIds(blocks) : undefined };
+  // Past blockKitProblems, each block is a Block Kit block with a known type and valid fields.
+  return { text, blocks: blocks ? (withIds(blocks) as MessageBlock[]) : undefined };
 }
 
 function isTextObject(element: Obj): boolean {

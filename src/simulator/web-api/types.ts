@@ -3,7 +3,12 @@
  * views, calls) and what it can ask for (faults, options, where a person's action goes).
  * They live apart from the facade so the API families can share them without importing it.
  */
+
 import type { RequestListener } from "node:http";
+import type { types } from "@slack/bolt";
+
+/** A block as Block Kit defines it; the simulator stores only blocks that passed its checks. */
+export type MessageBlock = types.KnownBlock | types.Block;
 
 export interface SimUser {
   id: string;
@@ -23,7 +28,7 @@ export interface SimMessage {
   /** Set on thread replies only: the ts of the thread's parent. */
   thread_ts?: string;
   text: string;
-  blocks?: unknown[];
+  blocks?: MessageBlock[];
   metadata?: unknown;
   user?: string;
   /** How many times chat.update (or a response_url replace) changed it. */
