@@ -26,7 +26,7 @@ import { type FaultAnswer, FaultQueues, faultAnswer, isFailing } from "./web-api
 import { decodeApiCall, readBody, send } from "./web-api/http.js";
 import * as person from "./web-api/person.js";
 import { answerResponseUrl } from "./web-api/responses.js";
-import { dmFor, type Obj, Refusal, type SimState } from "./web-api/state.js";
+import { createState, dmFor, type Obj, Refusal, type SimState } from "./web-api/state.js";
 import type {
   SendResult,
   SimMessage,
@@ -111,39 +111,7 @@ export class SlackApiSim {
     this.socket = options.socketMode
       ? new SocketModeSim({ ...options.socketMode, appId: SIM_APP_ID }, server, origin.replace(/^http/, "ws"))
       : undefined;
-    const users = new Map<string, SimUser>();
-    users.set(this.botUserId, {
-      id: this.botUserId,
-      team_id: options.teamId,
-      name: "countersign",
-      real_name: "Countersign",
-      is_bot: true,
-    });
-    for (const user of options.users ?? []) users.set(user.id, { ...user });
-    this.state = {
-      origin,
-      botToken: options.botToken,
-      botUserId: this.botUserId,
-      teamId: options.teamId,
-      teamDomain: options.teamDomain ?? "countersign-sim",
-      triggerTtlMs: options.triggerTtlMs ?? 3000,
-      allowedChannels: options.channels ? new Set(options.channels) : undefined,
-      users,
-      knowsUsers: options.users !== undefined,
-      usergroups: new Map(
-        Object.entries(options.usergroups ?? {}).map(([id, members]) => [id, [...members]]),
-      ),
-      messages: [],
-      editedAt: new Map(),
-      views: [],
-      dmByMembers: new Map(),
-      dmMembers: new Map(),
-      triggers: new Map(),
-      responseTargets: new Map(),
-      socket: this.socket,
-      lastMicros: 0n,
-      sequence: 0,
-    };
+    this.state = createState(options, origin, this.socket);
   }
 
   static async start(options: SlackApiOptions): Promise<SlackApiSim> {

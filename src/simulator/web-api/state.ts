@@ -8,9 +8,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { BLOCK_KIT_LIMITS, blockKitProblems } from "../blockkit.js";
-import { SIM_APP_ID, SIM_BOT_ID } from "../interactions.js";
+import { SIM_APP_ID, SIM_BOT_ID, SIM_BOT_USER_ID } from "../interactions.js";
 import type { SocketModeSim } from "../socket-mode.js";
-import type { MessageBlock, SimMessage, SimUser, SimView } from "./types.js";
+import type { MessageBlock, SimMessage, SimUser, SimView, SlackApiOptions } from "./types.js";
 
 export type Obj = Record<string, unknown>;
 
@@ -63,6 +63,46 @@ export interface SimState {
   lastMicros: bigint;
   /** One counter for view, DM and trigger ids. */
   sequence: number;
+}
+
+/** A fresh workspace: the bot user, the given users and groups, nothing posted yet. */
+export function createState(
+  options: SlackApiOptions,
+  origin: string,
+  socket: SocketModeSim | undefined,
+): SimState {
+  const botUserId = options.botUserId ?? SIM_BOT_USER_ID;
+  const users = new Map<string, SimUser>();
+  users.set(botUserId, {
+    id: botUserId,
+    team_id: options.teamId,
+    name: "countersign",
+    real_name: "Countersign",
+    is_bot: true,
+  });
+  for (const user of options.users ?? []) users.set(user.id, { ...user });
+  return {
+    origin,
+    botToken: options.botToken,
+    botUserId,
+    teamId: options.teamId,
+    teamDomain: options.teamDomain ?? "countersign-sim",
+    triggerTtlMs: options.triggerTtlMs ?? 3000,
+    allowedChannels: options.channels ? new Set(options.channels) : undefined,
+    users,
+    knowsUsers: options.users !== undefined,
+    usergroups: new Map(Object.entries(options.usergroups ?? {}).map(([id, members]) => [id, [...members]])),
+    messages: [],
+    editedAt: new Map(),
+    views: [],
+    dmByMembers: new Map(),
+    dmMembers: new Map(),
+    triggers: new Map(),
+    responseTargets: new Map(),
+    socket,
+    lastMicros: 0n,
+    sequence: 0,
+  };
 }
 
 /** A Slack `{ok: false}` answer, thrown by handlers and turned into the HTTP 200 body. */
