@@ -4,7 +4,49 @@
  * payloads closely enough that Bolt's HTTP receiver accepts them unchanged.
  */
 import { createHmac, randomBytes } from "node:crypto";
-import type { SimMessage, SimView } from "./slack-api.js";
+import type {
+  BasicElementAction,
+  BlockAction,
+  ButtonAction,
+  EnvelopedEvent,
+  SlashCommand,
+  types,
+  ViewOutput,
+  ViewSubmitAction,
+} from "@slack/bolt";
+import type { SimMessage, SimView } from "./web-api/types.js";
+
+/*
+ * The payload types are Bolt's own, narrowed where Slack's wire shape differs from
+ * what Bolt declares: outside Enterprise Grid Slack sends `enterprise: null` (Bolt:
+ * absent), a modal without a title reports `title: null`, a click carries a
+ * `response_url` only where the message has one, and the Home tab event carries the
+ * view as Slack reports it rather than as the app sent it.
+ */
+
+/** A view as Slack reports it in API answers and payloads. */
+export type SimViewOutput = Omit<ViewOutput, "title"> & { title: ViewOutput["title"] | null };
+
+/** The element that was used: a button here, with its value, text and style copied. */
+export interface SimElementAction extends BasicElementAction {
+  value: string;
+  text?: ButtonAction["text"];
+  style?: "primary" | "danger";
+}
+
+export type SimBlockAction = Omit<BlockAction<SimElementAction>, "enterprise" | "response_url"> & {
+  enterprise: null;
+  response_url?: string;
+};
+
+export type SimViewSubmission = Omit<ViewSubmitAction, "enterprise" | "view"> & {
+  enterprise: null;
+  view: SimViewOutput;
+};
+
+export type SimAppHomeOpened = EnvelopedEvent<
+  Omit<types.AppHomeOpenedEvent, "view"> & { view?: SimViewOutput }
+>;
 
 /** The app id the simulator reports as `api_app_id` and in message/view `app_id`. */
 export const SIM_APP_ID = "A0SIMAPP001";
@@ -41,9 +83,9 @@ function slackTime(now: Date | undefined): string {
   return `${Math.floor(ms / 1000)}.${String((ms % 1000) * 1000).padStart(6, "0")}`;
 }
 
-function userObject(u: Clicker): Record<string, unknown> {
-  const name = u.name ?? u.id;
-  return { id: u.id, username: name, name, team_id: u.team_id };
+function userObject(clicker: Clicker): { id: string; username: string; name: string; team_id: string } {
+  const name = clicker.name ?? clicker.id;
+  return { id: clicker.id, username: name, name, team_id: clicker.team_id };
 }
 
 type Obj = Record<string, unknown>;
@@ -66,8 +108,8 @@ export function findElement(blocks: unknown, actionId: string, blockId?: string)
     const bid = typeof block.block_id === "string" ? block.block_id : undefined;
     if (blockId !== undefined && bid !== blockId) continue;
     const candidates = [...(Array.isArray(block.elements) ? block.elements : []), block.accessory];
-    for (const el of candidates) {
-      if (isObj(el) && el.action_id === actionId) return { element: el, blockId: bid };
+    for (const element of candidates) {
+      if (isObj(element) && element.action_id === actionId) return { element: element, blockId: bid };
     }
   }
   return undefined;
@@ -80,7 +122,8 @@ export function actionIds(blocks: unknown): string[] {
   for (const block of blocks) {
     if (!isObj(block)) continue;
     const candidates = [...(Array.isArray(block.elements) ? block.elements : []), block.accessory];
-    for (const el of candidates) if (isObj(el) && typeof el.action_id === "string") ids.push(el.action_id);
+    for (const element of candidates)
+      if (isObj(element) && typeof element.action_id === "string") ids.push(element.action_id);
   }
   return ids;
 }
@@ -91,7 +134,7 @@ export function actionIds(blocks: unknown): string[] {
  * ephemeral message carry no `message`, as with Slack.
  */
 export function blockActionsPayload(
-  o: {
+  options: {
     user: Clicker;
     message: SimMessage;
     actionId: string;
@@ -100,64 +143,65 @@ export function blockActionsPayload(
     triggerId: string;
     responseUrl?: string;
   } & PayloadContext,
-): Record<string, unknown> {
-  const m = o.message;
-  const found = findElement(m.blocks, o.actionId, o.blockId);
-  const el = found?.element;
-  const action: Obj = {
-    action_id: o.actionId,
-    block_id: o.blockId ?? found?.blockId ?? "",
-    type: typeof el?.type === "string" ? el.type : "button",
-    value: o.value,
-    action_ts: slackTime(o.now),
+): SimBlockAction {
+  const message = options.message;
+  const found = findElement(message.blocks, options.actionId, options.blockId);
+  const element = found?.element;
+  const action: SimElementAction = {
+    action_id: options.actionId,
+    block_id: options.blockId ?? found?.blockId ?? "",
+    type: typeof element?.type === "string" ? element.type : "button",
+    value: options.value,
+    action_ts: slackTime(options.now),
   };
-  if (el?.text !== undefined) action.text = el.text;
-  if (el?.style !== undefined) action.style = el.style;
-  const ephemeral = m.ephemeral_for !== undefined;
+  // Copied as the app sent them; the posting methods checked them against Block Kit.
+  if (element?.text !== undefined) action.text = element.text as ButtonAction["text"];
+  if (element?.style === "primary" || element?.style === "danger") action.style = element.style;
+  const ephemeral = message.ephemeral_for !== undefined;
   const container: Obj = {
     type: "message",
-    message_ts: m.ts,
-    channel_id: m.channel,
+    message_ts: message.ts,
+    channel_id: message.channel,
     is_ephemeral: ephemeral,
   };
-  if (m.thread_ts !== undefined) container.thread_ts = m.thread_ts;
-  const payload: Obj = {
+  if (message.thread_ts !== undefined) container.thread_ts = message.thread_ts;
+  const payload: SimBlockAction = {
     type: "block_actions",
-    user: userObject(o.user),
+    user: userObject(options.user),
     api_app_id: SIM_APP_ID,
     token: SIM_VERIFICATION_TOKEN,
     container,
-    trigger_id: o.triggerId,
-    team: { id: o.user.team_id, domain: o.teamDomain ?? DEFAULT_DOMAIN },
+    trigger_id: options.triggerId,
+    team: { id: options.user.team_id, domain: options.teamDomain ?? DEFAULT_DOMAIN },
     enterprise: null,
     is_enterprise_install: false,
-    channel: { id: m.channel, name: m.channel },
+    channel: { id: message.channel, name: message.channel },
     state: { values: {} },
     actions: [action],
   };
   if (!ephemeral) {
-    const message: Obj = {
+    const shown: NonNullable<SimBlockAction["message"]> = {
       type: "message",
-      user: m.user,
-      ts: m.ts,
-      text: m.text,
-      team: o.user.team_id,
+      user: message.user,
+      ts: message.ts,
+      text: message.text,
+      team: options.user.team_id,
       app_id: SIM_APP_ID,
-      blocks: m.blocks ?? [],
+      blocks: message.blocks ?? [],
     };
-    if (m.thread_ts !== undefined) message.thread_ts = m.thread_ts;
-    payload.message = message;
+    if (message.thread_ts !== undefined) shown.thread_ts = message.thread_ts;
+    payload.message = shown;
   }
-  if (o.responseUrl !== undefined) payload.response_url = o.responseUrl;
+  if (options.responseUrl !== undefined) payload.response_url = options.responseUrl;
   return payload;
 }
 
 /** The view object as Slack reports it in API answers and payloads. */
-export function viewObject(v: SimView, teamId: string, botId: string = SIM_BOT_ID): Record<string, unknown> {
+export function viewObject(view: SimView, teamId: string, botId: string = SIM_BOT_ID): SimViewOutput {
   return {
-    id: v.id,
+    id: view.id,
     team_id: teamId,
-    type: v.kind,
+    type: view.kind,
     blocks: [],
     private_metadata: "",
     callback_id: "",
@@ -167,34 +211,35 @@ export function viewObject(v: SimView, teamId: string, botId: string = SIM_BOT_I
     notify_on_close: false,
     close: null,
     submit: null,
-    previous_view_id: v.previous_view_id ?? null,
+    previous_view_id: view.previous_view_id ?? null,
     app_id: SIM_APP_ID,
     external_id: "",
     app_installed_team_id: teamId,
     bot_id: botId,
-    ...v.view,
-    hash: v.hash,
-    root_view_id: v.root_view_id,
+    // The app's own fields (title, blocks, callback_id...), checked when it opened the view.
+    ...(view.view as Partial<SimViewOutput>),
+    hash: view.hash,
+    root_view_id: view.root_view_id,
   };
 }
 
 /** A `view_submission` payload: the view with the person's input under `state.values`. */
 export function viewSubmissionPayload(
-  o: {
+  options: {
     user: Clicker;
     view: SimView;
     values: Record<string, Record<string, { type: string; value: string }>>;
     triggerId?: string;
   } & PayloadContext,
-): Record<string, unknown> {
+): SimViewSubmission {
   return {
     type: "view_submission",
-    team: { id: o.user.team_id, domain: o.teamDomain ?? DEFAULT_DOMAIN },
-    user: userObject(o.user),
+    team: { id: options.user.team_id, domain: options.teamDomain ?? DEFAULT_DOMAIN },
+    user: userObject(options.user),
     api_app_id: SIM_APP_ID,
     token: SIM_VERIFICATION_TOKEN,
-    trigger_id: o.triggerId ?? "",
-    view: { ...viewObject(o.view, o.user.team_id), state: { values: o.values } },
+    trigger_id: options.triggerId ?? "",
+    view: { ...viewObject(options.view, options.user.team_id), state: { values: options.values } },
     response_urls: [],
     is_enterprise_install: false,
     enterprise: null,
@@ -203,7 +248,7 @@ export function viewSubmissionPayload(
 
 /** The form fields of a slash command, as Slack posts them. */
 export function slashCommandBody(
-  o: {
+  options: {
     user: Clicker;
     command: string;
     text?: string;
@@ -211,41 +256,47 @@ export function slashCommandBody(
     triggerId: string;
     responseUrl?: string;
   } & PayloadContext,
-): Record<string, string> {
-  const channelId = o.channelId ?? `D${o.user.id.slice(1)}`;
+): SlashCommand {
+  const channelId = options.channelId ?? `D${options.user.id.slice(1)}`;
   return {
     token: SIM_VERIFICATION_TOKEN,
-    team_id: o.user.team_id,
-    team_domain: o.teamDomain ?? DEFAULT_DOMAIN,
+    team_id: options.user.team_id,
+    team_domain: options.teamDomain ?? DEFAULT_DOMAIN,
     channel_id: channelId,
     channel_name: channelId.startsWith("D") ? "directmessage" : channelId,
-    user_id: o.user.id,
-    user_name: o.user.name ?? o.user.id,
-    command: o.command,
-    text: o.text ?? "",
+    user_id: options.user.id,
+    user_name: options.user.name ?? options.user.id,
+    command: options.command,
+    text: options.text ?? "",
     api_app_id: SIM_APP_ID,
     is_enterprise_install: "false",
-    response_url: o.responseUrl ?? "",
-    trigger_id: o.triggerId,
+    response_url: options.responseUrl ?? "",
+    trigger_id: options.triggerId,
   };
 }
 
 /** An Events API `event_callback` envelope carrying `app_home_opened`. */
 export function appHomeOpenedEvent(
-  o: { user: Clicker; teamId: string; botUserId?: string; channel?: string; view?: unknown } & PayloadContext,
-): Record<string, unknown> {
-  const eventTs = slackTime(o.now);
-  const event: Obj = {
+  options: {
+    user: Clicker;
+    teamId: string;
+    botUserId?: string;
+    channel?: string;
+    view?: SimViewOutput;
+  } & PayloadContext,
+): SimAppHomeOpened {
+  const eventTs = slackTime(options.now);
+  const event: SimAppHomeOpened["event"] = {
     type: "app_home_opened",
-    user: o.user.id,
-    channel: o.channel ?? `D${o.user.id.slice(1)}`,
+    user: options.user.id,
+    channel: options.channel ?? `D${options.user.id.slice(1)}`,
     tab: "home",
     event_ts: eventTs,
   };
-  if (o.view !== undefined) event.view = o.view;
+  if (options.view !== undefined) event.view = options.view;
   return {
     token: SIM_VERIFICATION_TOKEN,
-    team_id: o.teamId,
+    team_id: options.teamId,
     api_app_id: SIM_APP_ID,
     event,
     type: "event_callback",
@@ -254,8 +305,8 @@ export function appHomeOpenedEvent(
     authorizations: [
       {
         enterprise_id: null,
-        team_id: o.teamId,
-        user_id: o.botUserId ?? SIM_BOT_USER_ID,
+        team_id: options.teamId,
+        user_id: options.botUserId ?? SIM_BOT_USER_ID,
         is_bot: true,
         is_enterprise_install: false,
       },
@@ -287,8 +338,8 @@ export interface SignedSendOptions {
  */
 export async function sendSigned(
   kind: "interaction" | "command" | "event",
-  body: Record<string, unknown>,
-  o: SignedSendOptions,
+  body: object,
+  options: SignedSendOptions,
 ): Promise<{ status: number; body: string }> {
   let raw: string;
   let contentType: string;
@@ -303,29 +354,29 @@ export async function sendSigned(
     raw = form.toString();
     contentType = "application/x-www-form-urlencoded";
   }
-  const timestamp = o.timestamp ?? Math.floor(Date.now() / 1000);
+  const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
   const headers: Record<string, string> = {
     "content-type": contentType,
     "user-agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
     "x-slack-request-timestamp": String(timestamp),
-    "x-slack-signature": o.signatureOverride ?? slackSignature(o.signingSecret, timestamp, raw),
+    "x-slack-signature": options.signatureOverride ?? slackSignature(options.signingSecret, timestamp, raw),
   };
-  if (o.retryNum !== undefined) {
-    headers["x-slack-retry-num"] = String(o.retryNum);
-    headers["x-slack-retry-reason"] = o.retryReason ?? "http_timeout";
+  if (options.retryNum !== undefined) {
+    headers["x-slack-retry-num"] = String(options.retryNum);
+    headers["x-slack-retry-reason"] = options.retryReason ?? "http_timeout";
   }
   let res: Response;
   try {
-    res = await fetch(o.url, {
+    res = await fetch(options.url, {
       method: "POST",
       headers,
       body: raw,
-      signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
   } catch (err) {
     const why =
       err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    throw new Error(`Sending a signed Slack ${kind} to ${o.url} failed: ${why}`);
+    throw new Error(`Sending a signed Slack ${kind} to ${options.url} failed: ${why}`);
   }
   return { status: res.status, body: await res.text() };
 }

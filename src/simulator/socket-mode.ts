@@ -90,7 +90,7 @@ export class SocketModeSim {
   dropAcks = false;
 
   constructor(
-    private readonly opts: SocketModeOptions,
+    private readonly options: SocketModeOptions,
     server: Server,
     private readonly wsOrigin: string,
   ) {
@@ -98,7 +98,7 @@ export class SocketModeSim {
   }
 
   get appToken(): string {
-    return this.opts.appToken;
+    return this.options.appToken;
   }
 
   /** How many of the app's connections are open now. */
@@ -115,7 +115,7 @@ export class SocketModeSim {
   connectionsOpen(): Record<string, unknown> {
     const ticket = randomUUID();
     this.tickets.add(ticket);
-    return { ok: true, url: `${this.wsOrigin}/link/?ticket=${ticket}&app_id=${this.opts.appId}` };
+    return { ok: true, url: `${this.wsOrigin}/link/?ticket=${ticket}&app_id=${this.options.appId}` };
   }
 
   /** Resolves once the app has at least `n` open connections (it got `hello`). */
@@ -163,12 +163,12 @@ export class SocketModeSim {
   async deliver(
     type: EnvelopeType,
     payload: Record<string, unknown>,
-    o: { acceptsResponsePayload: boolean },
+    delivery: { acceptsResponsePayload: boolean },
   ): Promise<Delivery> {
     const record: EnvelopeRecord = { envelope_id: randomUUID(), type, payload, attempts: 0 };
     this.envelopes.push(record);
-    const ackTimeoutMs = this.opts.ackTimeoutMs ?? 3000;
-    const attempts = 1 + (this.opts.retries ?? 3);
+    const ackTimeoutMs = this.options.ackTimeoutMs ?? 3000;
+    const attempts = 1 + (this.options.retries ?? 3);
     const acked = new Promise<Record<string, unknown>>((resolve) => {
       this.pending.set(record.envelope_id, { resolve });
     });
@@ -181,7 +181,7 @@ export class SocketModeSim {
             envelope_id: record.envelope_id,
             type,
             payload,
-            accepts_response_payload: o.acceptsResponsePayload,
+            accepts_response_payload: delivery.acceptsResponsePayload,
           };
           if (attempt > 0) {
             envelope.retry_attempt = attempt;
@@ -189,7 +189,7 @@ export class SocketModeSim {
           }
           ws.send(JSON.stringify(envelope));
           record.attempts += 1;
-          for (const l of this.sendListeners) l(envelope);
+          for (const listener of this.sendListeners) listener(envelope);
         }
         const ack = await within(acked, deadline - Date.now());
         if (ack) {
@@ -249,7 +249,7 @@ export class SocketModeSim {
           build_number: 1,
           approximate_connection_time: 18060,
         },
-        connection_info: { app_id: this.opts.appId },
+        connection_info: { app_id: this.options.appId },
       }),
     );
     for (const w of [...this.connectWaiters]) w();
@@ -278,7 +278,7 @@ export class SocketModeSim {
         ? (payload as Record<string, unknown>)
         : {};
     record.ackedOn = this.ids.get(ws);
-    for (const l of this.ackListeners) l(record);
+    for (const listener of this.ackListeners) listener(record);
     this.pending.get(envelope_id)?.resolve(record.ack);
   }
 
