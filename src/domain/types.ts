@@ -3,6 +3,8 @@
  * no I/O, no clocks, no Slack, no database. Adapters translate to and from it.
  */
 
+import type { McpToolRule } from "./policy-mcp.js";
+
 export type Verdict = "approved" | "denied" | "expired" | "cancelled";
 export const VERDICTS: readonly Verdict[] = ["approved", "denied", "expired", "cancelled"];
 
@@ -134,6 +136,11 @@ export interface AgentPolicy {
   readonly regions: readonly string[];
   readonly vendor_managed: boolean;
   readonly max_pending: number;
+  /**
+   * The MCP gateway's rules for this agent's tool calls, in order; empty: the gateway refuses
+   * every call. Absent when the agent has none: read it as `agent.mcp_tools ?? []`.
+   */
+  readonly mcp_tools?: readonly McpToolRule[];
 }
 
 export interface Policy {
