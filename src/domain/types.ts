@@ -3,8 +3,6 @@
  * no I/O, no clocks, no Slack, no database. Adapters translate to and from it.
  */
 
-import type { McpToolRule } from "./policy-mcp.js";
-
 export type Verdict = "approved" | "denied" | "expired" | "cancelled";
 export const VERDICTS: readonly Verdict[] = ["approved", "denied", "expired", "cancelled"];
 
@@ -142,6 +140,28 @@ export interface AgentPolicy {
    */
   readonly mcp_tools?: readonly McpToolRule[];
 }
+
+/** Passes through without approval. */
+export interface McpAllowRule {
+  readonly kind: "allow";
+  readonly tool: string;
+}
+/** Refused, never forwarded. */
+export interface McpDenyRule {
+  readonly kind: "deny";
+  readonly tool: string;
+}
+/** Sent to Countersign as an ActionRequest and held until the verdict. */
+export interface McpApprovalRule {
+  readonly kind: "approval";
+  readonly tool: string;
+  readonly action: string;
+  readonly risk_class: string;
+  readonly region: string;
+  /** `{name}` is filled from the call's top-level argument `name`; absent: "MCP tool call <tool>". */
+  readonly summary: string | null;
+}
+export type McpToolRule = McpAllowRule | McpDenyRule | McpApprovalRule;
 
 export interface Policy {
   readonly issuer: string;
