@@ -84,4 +84,61 @@ it("packs, installs without the server's dependencies, and the docs' example get
   await h.click("U0BOB", card, ACTION_IDS.approve);
   expect(await exited, err).toBe(0);
   expect(out).toContain(`approved: action ${actionId} by U0ALICE, U0BOB`);
-}, 240_000);
+
+  // The wrapper example: the tool body runs once the call is approved.
+  const wrapped = await runExample(app, "with-approval.mjs", {}, ["U0ALICE", "U0BOB"]);
+  expect(wrapped.out).toBe("refunded 120 EUR on order 1042\n");
+
+  // The queue example needs bullmq (an optional peer) in the agent's project.
+  await run(
+    "npm",
+    ["install", "--prefer-offline", "--no-audit", "--no-fund", "bullmq@6.7.0", "ioredis@6.0.0"],
+    {
+      cwd: app,
+      timeout: 120_000,
+    },
+  );
+  const jwks = await (await fetch(`${h.app.url}/.well-known/jwks.json`)).text();
+  const queued = await runExample(
+    app,
+    "queue-agent.mjs",
+    { REDIS_URL: "redis://127.0.0.1:6379", QUEUE_PREFIX: h.prefix, COUNTERSIGN_JWKS: jwks },
+    ["U0ALICE"],
+  );
+  expect(queued.out).toMatch(/^approved: action act_\S+, valid until \d{4}-/);
+}, 300_000);
+
+/** Runs a docs example with plain node in `app`, approves the one action it asks for, and waits for it. */
+async function runExample(app: string, file: string, env: Record<string, string>, approvers: string[]) {
+  fs.copyFileSync(path.join(ROOT, "docs/examples", file), path.join(app, file));
+  const before = new Set((await h.sql<{ id: string }>("SELECT id FROM actions")).map((r) => r.id));
+  const child = spawn(process.execPath, [file], {
+    cwd: app,
+    env: {
+      PATH: process.env.PATH ?? "",
+      COUNTERSIGN_URL: h.app.url,
+      COUNTERSIGN_ISSUER: ISSUER,
+      BILLING_AGENT_SECRET: BILLING_SECRET,
+      ...env,
+    },
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr.on("data", (b: Buffer) => {
+    err += b.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const actionId = await eventually(
+    async () =>
+      (await h.sql<{ id: string }>("SELECT id FROM actions")).map((r) => r.id).find((id) => !before.has(id)),
+    `the action ${file} asks for (stderr ${JSON.stringify(err)})`,
+    30_000,
+  );
+  const card = await h.card(actionId);
+  for (const user of approvers) await h.click(user, card, ACTION_IDS.approve);
+  expect(await exited, err).toBe(0);
+  return { out, err, actionId };
+}
