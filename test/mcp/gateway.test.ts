@@ -4,6 +4,8 @@
  * that records every call it receives; a real Countersign (the harness) whose cards are
  * clicked in the Slack simulator. The upstream's log is the proof of what got through.
  */
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,12 +61,12 @@ interface Gateway {
 }
 const open: Gateway[] = [];
 
-async function gateway(url: string): Promise<Gateway> {
+async function gateway(url: string, extraArgs: string[] = []): Promise<Gateway> {
   const log = path.join(h.dir, `upstream-${Math.random().toString(36).slice(2)}.jsonl`);
   fs.writeFileSync(log, "");
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [BIN, "mcp-gateway", "--agent", "billing-agent", "--", process.execPath, UPSTREAM],
+    args: [BIN, "mcp-gateway", "--agent", "billing-agent", ...extraArgs, "--", process.execPath, UPSTREAM],
     cwd: path.resolve(HERE, "../.."),
     env: {
       PATH: process.env.PATH ?? "",
@@ -286,6 +288,54 @@ describe("countersign mcp-gateway", () => {
     });
     expect(g.calls()).toEqual([]);
   }, 60_000);
+
+  it("with --executor, an approval Countersign will not redeem is never forwarded", async () => {
+    const keyFile = path.join(h.dir, "executor.pem");
+    fs.writeFileSync(
+      keyFile,
+      generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    );
+    const g = await gateway(h.app.url, ["--executor", "no-such-executor", "--executor-key", keyFile]);
+    const call = callGated(g, "refund", { amount: 9, currency: "EUR", customer_id: "c-6" });
+    const card = await h.card(await call.actionId());
+    await h.click("U0ALICE", card, ACTION_IDS.approve);
+    await h.click("U0BOB", card, ACTION_IDS.approve);
+    const r = await call.result;
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/could not be redeemed/);
+    expect(g.calls()).toEqual([]);
+  }, 60_000);
+
+  it("an --executor the policy does not name stops the gateway at start, with the reason", () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        "mcp-gateway",
+        "--agent",
+        "billing-agent",
+        "--executor",
+        "nobody",
+        "--",
+        process.execPath,
+        UPSTREAM,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? "",
+          COUNTERSIGN_FROM_SOURCE: "1",
+          COUNTERSIGN_URL: h.app.url,
+          POLICY_FILE: path.join(h.dir, "policy.yml"),
+          BILLING_AGENT_SECRET: BILLING_SECRET,
+        },
+        encoding: "utf8",
+        timeout: 30_000,
+      },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("executor nobody is not in the policy's executors");
+  });
 
   it("a tool the upstream changes after start is refused until restart", async () => {
     const g = await gateway(h.app.url);
