@@ -18,7 +18,7 @@ import {
   type JWKS,
   redeemGrant,
   reportOutcome,
-} from "countersign";
+} from "@countersign/sdk";
 
 /** The refund itself; returns the payment provider's reference. */
 export type Refund = (details: Readonly<Record<string, unknown>>) => Promise<string>;

@@ -291,6 +291,56 @@ program
     }
   });
 
+program
+  .command("mcp-gateway")
+  .description(
+    "an MCP gateway over stdio: forwards tool calls to the upstream MCP server CMD, gated by AGENT_ID's mcp_tools (docs/mcp.md)",
+  )
+  .usage("--agent AGENT_ID [--executor EXECUTOR_ID] -- CMD ARGS...")
+  .requiredOption("--agent <agentId>", "the agent in the policy whose mcp_tools apply and that asks")
+  .option(
+    "--executor <executorId>",
+    "the executor that redeems each approval (required when a rule needs approval)",
+  )
+  .option(
+    "--key <file>",
+    "the agent's Ed25519 private key (PEM); HMAC agents use their secret from the environment",
+  )
+  .option(
+    "--executor-key <file>",
+    "the executor's Ed25519 private key (PEM); HMAC executors use their secret from the environment",
+  )
+  .option("--jwks <file>", "a pinned JWKS; default: Countersign's /.well-known/jwks.json")
+  .option("--url <url>", "Countersign's base URL (default: COUNTERSIGN_URL)")
+  .argument("<command...>", "the upstream MCP server's command and arguments, after --")
+  .action(
+    async (
+      command: string[],
+      opts: {
+        agent: string;
+        executor?: string;
+        key?: string;
+        executorKey?: string;
+        jwks?: string;
+        url?: string;
+      },
+    ) => {
+      const config = loadConfig();
+      const { runGateway } = await import("../mcp/gateway-run.js");
+      await runGateway({
+        agentId: opts.agent,
+        url: opts.url ?? config.secrets["COUNTERSIGN_URL"] ?? "",
+        policyFile: config.policyFile,
+        secrets: config.secrets,
+        command,
+        ...(opts.executor ? { executorId: opts.executor } : {}),
+        ...(opts.executorKey ? { executorKeyFile: opts.executorKey } : {}),
+        ...(opts.key ? { keyFile: opts.key } : {}),
+        ...(opts.jwks ? { jwksFile: opts.jwks } : {}),
+      });
+    },
+  );
+
 const webhooks = program.command("webhooks").description("webhook deliveries, for operators");
 webhooks
   .command("list <actionId>")

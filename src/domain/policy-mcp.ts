@@ -12,7 +12,9 @@
  * This module is self-contained so the policy loader can call it for each agent:
  * `parseMcpTools(entry.value, { doc, lines, path, ... })` and append its problems.
  */
+
 import { type Document, isAlias, isMap, isPair, isScalar, isSeq, type LineCounter } from "yaml";
+import type { McpApprovalRule, McpToolRule } from "./types.js";
 
 /** The policy loader's problem shape (file:line:column: path: message), kept here so this module stands alone. */
 export interface PolicyProblem {
@@ -22,27 +24,9 @@ export interface PolicyProblem {
   readonly message: string;
 }
 
-/** Passes through without approval. */
-export interface McpAllowRule {
-  readonly kind: "allow";
-  readonly tool: string;
-}
-/** Refused, never forwarded. */
-export interface McpDenyRule {
-  readonly kind: "deny";
-  readonly tool: string;
-}
-/** Sent to Countersign as an ActionRequest and held until the verdict. */
-export interface McpApprovalRule {
-  readonly kind: "approval";
-  readonly tool: string;
-  readonly action: string;
-  readonly risk_class: string;
-  readonly region: string;
-  /** `{name}` is filled from the call's top-level argument `name`; absent: "MCP tool call <tool>". */
-  readonly summary: string | null;
-}
-export type McpToolRule = McpAllowRule | McpDenyRule | McpApprovalRule;
+// The rule types live with the rest of the policy's vocabulary (types.ts), which the agent
+// SDK ships: it must not need the YAML library to describe a policy.
+export type { McpAllowRule, McpApprovalRule, McpDenyRule, McpToolRule } from "./types.js";
 
 export interface McpToolsContext {
   readonly doc: Document;

@@ -136,6 +136,11 @@ export interface AgentPolicy {
   readonly regions: readonly string[];
   readonly vendor_managed: boolean;
   readonly max_pending: number;
+  /**
+   * The MCP gateway's rules for this agent's tool calls, in order; empty: the gateway refuses
+   * every call. Absent when the agent has none: read it as `agent.mcp_tools ?? []`.
+   */
+  readonly mcp_tools?: readonly McpToolRule[];
 }
 
 /** A service that carries out approved actions and redeems their grants (docs/agents.md). */
@@ -147,6 +152,28 @@ export interface ExecutorPolicy {
   /** Agents whose approvals it may redeem; empty: any agent's. */
   readonly for_agents: readonly string[];
 }
+
+/** Passes through without approval. */
+export interface McpAllowRule {
+  readonly kind: "allow";
+  readonly tool: string;
+}
+/** Refused, never forwarded. */
+export interface McpDenyRule {
+  readonly kind: "deny";
+  readonly tool: string;
+}
+/** Sent to Countersign as an ActionRequest and held until the verdict. */
+export interface McpApprovalRule {
+  readonly kind: "approval";
+  readonly tool: string;
+  readonly action: string;
+  readonly risk_class: string;
+  readonly region: string;
+  /** `{name}` is filled from the call's top-level argument `name`; absent: "MCP tool call <tool>". */
+  readonly summary: string | null;
+}
+export type McpToolRule = McpAllowRule | McpDenyRule | McpApprovalRule;
 
 export interface Policy {
   readonly issuer: string;

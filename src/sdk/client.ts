@@ -215,7 +215,7 @@ export class AgentClient {
       text = await res.text();
     } catch (e) {
       signal?.throwIfAborted();
-      throw new TransportError(`${where} failed: ${message(e)}`);
+      throw new TransportError(`${where} failed: ${message(e)}`, null, { cause: e });
     }
     let json: Record<string, unknown> | null = null;
     try {

@@ -120,8 +120,10 @@ export class TransportError extends CountersignError {
     message: string,
     /** The HTTP status, when there was one. */
     readonly status: number | null = null,
+    /** The underlying failure (fetch's TypeError with its ECONNREFUSED, a Redis error), kept as `cause`. */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -167,7 +167,7 @@ async function post(
     status = res.status;
     text = await res.text();
   } catch (e) {
-    throw new TransportError(`POST ${url} failed: ${message(e)}`);
+    throw new TransportError(`POST ${url} failed: ${message(e)}`, null, { cause: e });
   }
   let json: Record<string, unknown> | null = null;
   try {

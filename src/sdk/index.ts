@@ -124,7 +124,10 @@ function proofKey(identity: AgentIdentity): ProofKey {
 }
 
 function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  if (!(e instanceof Error)) return String(e);
+  // fetch's "fetch failed" says nothing; its cause (ECONNREFUSED, a DNS failure) does.
+  const cause = (e as Error & { cause?: unknown }).cause;
+  return cause instanceof Error ? `${e.message}: ${cause.message}` : e.message;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -187,7 +190,9 @@ async function queueHandle(
   try {
     job = await t.queue.add("approval", { request, proof });
   } catch (e) {
-    throw new TransportError(`could not add the job to queue ${t.queue.name}: ${message(e)}`);
+    throw new TransportError(`could not add the job to queue ${t.queue.name}: ${message(e)}`, null, {
+      cause: e,
+    });
   }
   const handle: ApprovalHandle = {
     actionId: null,
@@ -270,7 +275,7 @@ function httpHandle(
       status = res.status;
       text = await res.text();
     } catch (e) {
-      throw new TransportError(`${where} failed: ${message(e)}`);
+      throw new TransportError(`${where} failed: ${message(e)}`, null, { cause: e });
     }
     let json: Record<string, unknown> | null = null;
     try {

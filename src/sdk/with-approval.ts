@@ -22,6 +22,7 @@ import { randomUUID } from "node:crypto";
 import type { ActionRequest, RecordClaims, Verdict } from "../domain/types.js";
 import { AgentClient, type AgentClientOptions, type Settled } from "./client.js";
 import { CountersignError } from "./errors.js";
+import { type ExecutorOptions, redeemGrant, reportOutcome } from "./grants.js";
 
 /** What `describe(args)` tells approvers; the arguments themselves become `details`. */
 export interface ApprovalAsk {
@@ -52,9 +53,10 @@ export interface ApprovalGrant {
 
 /**
  * Where the approval is used once: the grants API (`POST /v1/grants/redeem` and
- * `POST /v1/actions/:id/outcome`). No implementation ships yet; an object of this shape
- * is called by withApproval when given. Without one, the approval's single use rests on
- * this process alone.
+ * `POST /v1/actions/:id/outcome`). Pass the executor's ExecutorOptions to `executor` and
+ * withApproval redeems with redeemGrant and reports with reportOutcome; an object of this
+ * shape is for an executor of your own. Without either, the approval's single use rests
+ * on this process alone.
  */
 export interface ApprovalExecutor {
   /**
@@ -101,7 +103,8 @@ export interface WithApprovalOptions extends Omit<AgentClientOptions, "baseUrl">
   timeoutMs?: number;
   /** On a denial (or expiry, cancel, pending): return a NotApprovedResult (default) or throw NotApproved. */
   onDenied?: "return" | "throw";
-  executor?: ApprovalExecutor;
+  /** Redeem each approval before `fn` runs and report its outcome: the executor's options, or your own. */
+  executor?: ApprovalExecutor | ExecutorOptions;
   /**
    * A failed outcome report does not turn a finished action into a failure the model
    * would retry; it is passed here. Default: a warning on stderr.
@@ -127,6 +130,8 @@ export function withApproval<A extends Args, R, Rest extends unknown[]>(
   options: WithApprovalOptions,
 ): (args: A, ...rest: Rest) => Promise<R | NotApprovedResult> {
   const client = new AgentClient(options);
+  const executor =
+    options.executor && "identity" in options.executor ? grantsApi(options.executor) : options.executor;
   const timeoutMs = options.timeoutMs ?? 10 * 60_000;
   const onOutcomeError =
     options.onOutcomeError ??
@@ -173,23 +178,23 @@ export function withApproval<A extends Args, R, Rest extends unknown[]>(
       claims: s.claims,
       request: s.request,
     };
-    const receipt = options.executor ? await options.executor.redeem(grant) : undefined;
+    const receipt = executor ? await executor.redeem(grant) : undefined;
     // The record's details are the arguments: a revision approvers made is what runs.
     const decidedArgs = (s.request.action.details ?? {}) as A;
     let out: R;
     try {
       out = await fn(decidedArgs, ...rest);
     } catch (e) {
-      if (options.executor) {
+      if (executor) {
         const detail = (e instanceof Error ? e.message : String(e)).slice(0, 1000);
-        await options.executor
+        await executor
           .reportOutcome({ grant, receipt, status: "failed", detail })
           .catch((err: unknown) => onOutcomeError(err, grant));
       }
       throw e;
     }
-    if (options.executor) {
-      await options.executor
+    if (executor) {
+      await executor
         .reportOutcome({ grant, receipt, status: "succeeded" })
         .catch((err: unknown) => onOutcomeError(err, grant));
     }
@@ -219,4 +224,14 @@ function refusal(s: Settled): NotApprovedResult {
 function notApproved(o: WithApprovalOptions, r: NotApprovedResult): NotApprovedResult {
   if (o.onDenied === "throw") throw new NotApproved(r);
   return r;
+}
+
+/** The grants API as an ApprovalExecutor: redeem before running, report after. */
+function grantsApi(o: ExecutorOptions): ApprovalExecutor {
+  return {
+    redeem: (g) => redeemGrant(g.record, g.request, o),
+    reportOutcome: async ({ grant, status, detail }) => {
+      await reportOutcome(grant.actionId, status, detail, o);
+    },
+  };
 }

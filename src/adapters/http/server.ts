@@ -3,11 +3,15 @@
  * auditor APIs). Routes parse and answer; the work is in the use-cases. Errors are
  * RFC 9457 problem+json, mapped in one place.
  */
+
+import fs from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import { type GrantCode, GrantRefusal } from "../../app/grants.js";
 import type { Store } from "../../app/ports.js";
 import { type RejectionCode, RejectionError } from "../../domain/types.js";
+import { packagePath } from "../../paths.js";
+import { openApiDocument } from "./openapi.js";
 
 export interface HttpDeps {
   readonly store: Store;
@@ -137,6 +141,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return reply.header("cache-control", "public, max-age=300").send({ keys: keys.map((k) => k.publicJwk) });
   });
 
+  // Built once: the schemas do not change while the process runs.
+  const openapi = openApiDocument(packageVersion());
+  app.get("/openapi.json", async (_req, reply) =>
+    reply.header("cache-control", "public, max-age=300").send(openapi),
+  );
+
   app.get("/metrics", async (_req, reply) =>
     reply.type("text/plain; version=0.0.4").send(await deps.metrics()),
   );
@@ -159,4 +169,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
+}
+
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(packagePath("package.json"), "utf8")) as { version: string }).version;
 }

@@ -3,8 +3,9 @@
  * its answers may be sent.
  */
 import { isMap, isSeq } from "yaml";
+import { parseMcpTools } from "../policy-mcp.js";
 import type { AgentAuth, AgentPolicy, CallbackOrigin } from "../types.js";
-import { isActionGlob } from "./actions.js";
+import { actionGlobMatches, isActionGlob } from "./actions.js";
 import {
   checkKnown,
   ENV_NAME,
@@ -27,6 +28,7 @@ const AGENT_KEYS = [
   "regions",
   "vendor_managed",
   "max_pending",
+  "mcp_tools",
 ];
 
 /**
@@ -148,6 +150,24 @@ export function readAgent(
     }
   }
 
+  // After allowed_actions and regions: a rule whose action or region the agent could never
+  // ask for is reported here rather than refused on every call.
+  let mcpTools: AgentPolicy["mcp_tools"];
+  const mcpEntry = fields.get("mcp_tools");
+  if (mcpEntry) {
+    const parsed = parseMcpTools(mcpEntry.value, {
+      doc: r.doc,
+      lines: r.lines,
+      path: mcpEntry.path,
+      riskClasses: [...(known.risk ?? [])],
+      regions: [...(known.regions ?? [])],
+      agentRegions: regions,
+      actionAllowed: (type) => allowedActions.some((g) => actionGlobMatches(g, type)),
+    });
+    r.problems.push(...parsed.problems);
+    mcpTools = parsed.rules;
+  }
+
   const vendorEntry = fields.get("vendor_managed");
   const vendorManaged = vendorEntry ? (r.bool(vendorEntry.value, vendorEntry.path) ?? false) : false;
   const maxPendingEntry = fields.get("max_pending");
@@ -166,6 +186,7 @@ export function readAgent(
     regions,
     vendor_managed: vendorManaged,
     max_pending: maxPending,
+    ...(mcpTools !== undefined ? { mcp_tools: mcpTools } : {}),
   };
 }
 

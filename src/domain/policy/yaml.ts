@@ -59,8 +59,8 @@ export class Reader {
   readonly problems: PolicyProblem[] = [];
 
   constructor(
-    private readonly doc: Document,
-    private readonly lines: LineCounter,
+    readonly doc: Document,
+    readonly lines: LineCounter,
   ) {}
 
   /** Reports at `where` (a node), falling back to `fallback` when `where` has no position. */
