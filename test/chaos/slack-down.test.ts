@@ -7,12 +7,14 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyFile } from "../../src/adapters/crypto/keyfile.js";
 import { blockActionsPayload, sendSigned } from "../../src/simulator/interactions.js";
 import { type Child, freePort, startChild } from "../support/child.js";
 import {
   BILLING_SECRET,
+  deleteKeys,
   OPS_SECRET,
   REDIS_URL,
   SIGNING_SECRET,
@@ -22,6 +24,7 @@ import {
 
 let dir: string;
 let child: Child;
+const prefix = `test-${randomUUID()}`;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-slackdown-"));
@@ -37,7 +40,7 @@ beforeAll(async () => {
     SLACK_API_URL: `http://127.0.0.1:${dead}/api/`,
     SIGNING_KEY_FILE: path.join(dir, "key.pem"),
     POLICY_FILE: path.join(dir, "policy.yml"),
-    QUEUE_PREFIX: `test-${randomUUID()}`,
+    QUEUE_PREFIX: prefix,
     BILLING_AGENT_SECRET: BILLING_SECRET,
     BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     OPS_AGENT_SECRET: OPS_SECRET,
@@ -46,6 +49,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await child?.stop();
+  // The server's queues leave their keys (meta, events, ids) behind: the shared Redis keeps none.
+  const redis = new Redis(REDIS_URL);
+  await deleteKeys(redis, `${prefix}:*`);
+  redis.disconnect();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -7,13 +7,14 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { ActionRequest } from "../../src/domain/types.js";
 import { type Demo, startDemo } from "../../src/simulator/demo.js";
 import { DemoAgent } from "../../src/simulator/demo-agent.js";
-import { eventually, REDIS_URL } from "../support/harness.js";
+import { deleteKeys, eventually, REDIS_URL } from "../support/harness.js";
 
 let dir: string;
 let demo: Demo;
@@ -44,6 +45,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop();
   await demo?.stop();
+  // The demo's queues leave their keys (meta, events, ids) behind: the shared Redis keeps none.
+  const redis = new Redis(REDIS_URL);
+  if (demo) await deleteKeys(redis, `${demo.queuePrefix}:*`);
+  redis.disconnect();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
