@@ -17,7 +17,7 @@ import { loadAgentKeys, loadPolicyFile } from "./adapters/policy/load.js";
 import { Intake } from "./adapters/queue/intake.js";
 import { Timers } from "./adapters/queue/timers.js";
 import { VerdictBus } from "./adapters/queue/verdicts.js";
-import { createSlackDoor } from "./adapters/slack/bolt.js";
+import { createSlackApp } from "./adapters/slack/bolt.js";
 import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
 import { ChannelPacer } from "./adapters/slack/pacer.js";
@@ -131,7 +131,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     pollMs: o.pollMs ?? 500,
     leaseMs: config.recovery.outboxLeaseMs,
   });
-  const slack = createSlackDoor({
+  const slack = createSlackApp({
     botToken: slackCreds.botToken,
     signingSecret: slackCreds.signingSecret,
     ...(config.slack.appToken ? { appToken: config.slack.appToken } : {}),

@@ -71,18 +71,18 @@ export interface ApprovalsDeps {
 }
 
 export class Approvals {
-  constructor(private readonly d: ApprovalsDeps) {}
+  constructor(private readonly deps: ApprovalsDeps) {}
 
   get policy(): Policy {
-    return this.d.policy;
+    return this.deps.policy;
   }
 
   /**
-   * Intake, shared by the queue and the HTTP door: one schema, one set of reasons.
+   * Intake, shared by the queue and the HTTP API: one schema, one set of reasons.
    * A refusal throws RejectionError after keeping an audit event; nothing else changes.
    */
   async submit(s: Submission): Promise<SubmitResult> {
-    const now = this.d.now();
+    const now = this.deps.now();
     try {
       return await this.admit(s, now);
     } catch (e) {
@@ -91,11 +91,11 @@ export class Approvals {
     }
   }
 
-  /** Every refusal keeps an audit event, whichever door refused it and however early. */
+  /** Every refusal keeps an audit event, whichever entry point refused it and however early. */
   async recordRejection(e: RejectionError, request: unknown, via: Submission["via"]): Promise<void> {
     const raw = (request && typeof request === "object" ? request : {}) as Record<string, unknown>;
     const agentId = typeof raw.agent_id === "string" ? raw.agent_id.slice(0, 128) : null;
-    await this.d.store.appendEvents(
+    await this.deps.store.appendEvents(
       null,
       agentId,
       [
@@ -111,18 +111,18 @@ export class Approvals {
           },
         },
       ],
-      this.d.now().getTime(),
+      this.deps.now().getTime(),
     );
   }
 
   private async admit(s: Submission, now: Date): Promise<SubmitResult> {
-    const policy = this.d.policy;
+    const policy = this.deps.policy;
     const request = validateRequest(s.request);
     const { agent, riskClass } = checkRequestAgainstPolicy(policy, request);
     const digest = requestDigest(request);
     const proof =
       s.proofChecked ??
-      (await this.d.proofs.verify(s.proof, { agentId: agent.id, digest, judgedAt: s.judgedAt }));
+      (await this.deps.proofs.verify(s.proof, { agentId: agent.id, digest, judgedAt: s.judgedAt }));
 
     const decision = selectRoute(policy, {
       agent,
@@ -132,7 +132,7 @@ export class Approvals {
     });
     const route = decision.route;
     const t = now.getTime();
-    const id = newId("act", t, this.d.random);
+    const id = newId("act", t, this.deps.random);
     const capAt = request.timeout_s ? t + request.timeout_s * 1000 : null;
     const tz = policy.regions[request.region]?.tz ?? "UTC";
     const level0 = route?.levels[0];
@@ -201,7 +201,7 @@ export class Approvals {
       };
     }
 
-    const result = await this.d.store.admit({
+    const result = await this.deps.store.admit({
       action,
       proof: { jti: proof.jti, exp: proof.exp },
       job: s.job ?? null,
@@ -222,21 +222,21 @@ export class Approvals {
       now: t,
     });
     crashPoint("after_intake");
-    if (result.kind === "created" && result.record) this.d.onDecided?.(result.action.id);
+    if (result.kind === "created" && result.record) this.deps.onDecided?.(result.action.id);
     return { repeat: result.kind === "repeat", action: result.action, record: result.record };
   }
 
   /** Resolve a level's approvers (Slack I/O, outside any transaction), then fix them in one. */
   async startLevel(actionId: string, level: number): Promise<MutateResult> {
-    const a = await this.d.store.getAction(actionId);
+    const a = await this.deps.store.getAction(actionId);
     if (a?.status !== "pending" || a.level !== level) return a ? refusedResult(a) : { kind: "not_found" };
     const route = this.route(a);
     if (!route) return this.expireOrphan(a);
     const spec = route.levels[level];
     if (!spec) return this.expireOrphan(a);
     const { eligible, excluded } = await this.resolveEligible(a, spec.approvers);
-    const now = this.d.now();
-    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+    const now = this.deps.now();
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       const step = startLevel(state(cur), route, level, eligible, (to) =>
         this.deadlineFor(cur, route, to, now),
       );
@@ -250,9 +250,9 @@ export class Approvals {
     voter: Voter,
     ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
   ): Promise<MutateResult> {
-    const now = this.d.now();
-    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
-      const step = castVote(state(cur), voter, ballot, this.d.policy.slack.team_id, now);
+    const now = this.deps.now();
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
+      const step = castVote(state(cur), voter, ballot, this.deps.policy.slack.team_id, now);
       return this.plan(cur, step, now, `slack:${voter.user}`, { voter, ballot });
     });
     return this.after(result);
@@ -263,7 +263,7 @@ export class Approvals {
    * card of `cardLevel` now, by the same rules castVote applies. `counted` means their vote
    * is already in (a re-sent or double click: nothing to do, nothing to record). A
    * refusal is committed as an audit event before this returns, judged again inside the
-   * transaction, so the door can acknowledge it as done.
+   * transaction, so the entry point can acknowledge it as done.
    */
   async mayVote(
     actionId: string,
@@ -273,16 +273,16 @@ export class Approvals {
     | { readonly kind: "ok" | "counted" | "not_found" }
     | { readonly kind: "refused"; readonly code: RefusalCode; readonly reason: string }
   > {
-    const seen = await this.d.store.getAction(actionId);
+    const seen = await this.deps.store.getAction(actionId);
     if (!seen) return { kind: "not_found" };
     if (hasVoted(seen, voter.user)) return { kind: "counted" };
-    const team = this.d.policy.slack.team_id;
+    const team = this.deps.policy.slack.team_id;
     if (!voteRefusal(state(seen), voter, ballot, team)) return { kind: "ok" };
-    const now = this.d.now();
+    const now = this.deps.now();
     // What the transaction found when it did not refuse: the write lock judges again, and
     // "may vote" or "already counted" leave nothing to commit.
     let found: "ok" | "counted" | null = null;
-    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       found = hasVoted(cur, voter.user) ? "counted" : null;
       const refusal = found ? null : voteRefusal(state(cur), voter, ballot, team);
       if (!found && !refusal) found = "ok";
@@ -297,22 +297,22 @@ export class Approvals {
 
   /** Whether `voter`'s vote on this action is already in: a re-sent click or submission. */
   async hasVoted(actionId: string, user: string): Promise<boolean> {
-    const a = await this.d.store.getAction(actionId);
+    const a = await this.deps.store.getAction(actionId);
     return a !== null && hasVoted(a, user);
   }
 
   /** A timer fired for `level`. Safe to call late, early or twice. */
   async deadline(actionId: string, level: number): Promise<MutateResult> {
-    const now = this.d.now();
+    const now = this.deps.now();
     // Each deadline fires twice by design (a BullMQ timer and the database sweep), and many
     // at once when a backlog falls due: a read first lets the loser skip the write lock.
     // The transaction below judges again, so this look is only an optimisation.
-    const seen = await this.d.store.getAction(actionId);
+    const seen = await this.deps.store.getAction(actionId);
     if (!seen) return { kind: "not_found" };
     const first = onDeadline(state(seen), this.route(seen), level, now, () => now.getTime());
     if (first.kind === "refused")
       return { kind: "refused", code: first.code, reason: first.reason, action: seen };
-    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       const route = this.route(cur);
       const step = onDeadline(state(cur), route, level, now, (to) =>
         route ? this.deadlineFor(cur, route, to, now) : now.getTime(),
@@ -327,7 +327,7 @@ export class Approvals {
    * cannot be played again. Throws RejectionError replayed_proof.
    */
   async acceptProof(agentId: string, proof: { readonly jti: string; readonly exp: number }): Promise<void> {
-    await this.d.store.spendProof(agentId, proof, this.d.now().getTime());
+    await this.deps.store.spendProof(agentId, proof, this.deps.now().getTime());
   }
 
   /**
@@ -339,17 +339,17 @@ export class Approvals {
     reason: string,
     what: { readonly value?: string | null; readonly vote?: "approve" | "deny" },
   ): Promise<void> {
-    await this.d.store.appendEvents(
+    await this.deps.store.appendEvents(
       null,
       null,
       [{ type: "vote_refused", actor: `slack:${userId}`, data: { code: "unknown_card", reason, ...what } }],
-      this.d.now().getTime(),
+      this.deps.now().getTime(),
     );
   }
 
   async cancel(actionId: string, agentId: string, note: string): Promise<MutateResult> {
-    const now = this.d.now();
-    const result = await this.d.store.mutate(actionId, now.getTime(), (cur) => {
+    const now = this.deps.now();
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       if (cur.agentId !== agentId)
         return { refused: { code: "not_found", reason: "no such action" }, events: [] };
       return this.plan(cur, cancelStep(state(cur), note), now, `agent:${agentId}`, {});
@@ -359,15 +359,15 @@ export class Approvals {
 
   private after(result: MutateResult): MutateResult {
     if (result.kind === "applied" && result.record) crashPoint("after_record");
-    if (result.kind === "applied" && result.record) this.d.onDecided?.(result.action.id);
+    if (result.kind === "applied" && result.record) this.deps.onDecided?.(result.action.id);
     return result;
   }
 
   private async expireOrphan(a: ActionWithVotes): Promise<MutateResult> {
     // The policy lost the route since routing (a changed file): the request cannot gather
     // votes any more, so it fails closed at once rather than waiting out its deadline.
-    const now = this.d.now();
-    const result = await this.d.store.mutate(a.id, now.getTime(), (cur) =>
+    const now = this.deps.now();
+    const result = await this.deps.store.mutate(a.id, now.getTime(), (cur) =>
       this.plan(
         cur,
         cur.status === "decided"
@@ -389,13 +389,13 @@ export class Approvals {
   }
 
   private route(a: Pick<ActionRow, "routeName">): Route | null {
-    return this.d.policy.routes.find((r) => r.name === a.routeName) ?? null;
+    return this.deps.policy.routes.find((r) => r.name === a.routeName) ?? null;
   }
 
   private deadlineFor(a: ActionRow, route: Route, toLevel: number, now: Date): number {
     const level = route.levels[toLevel];
     if (!level) return now.getTime();
-    const tz = this.d.policy.regions[a.region]?.tz ?? "UTC";
+    const tz = this.deps.policy.regions[a.region]?.tz ?? "UTC";
     return levelDeadline({
       now,
       level,
@@ -410,9 +410,9 @@ export class Approvals {
     a: ActionRow,
     spec: Route["levels"][number]["approvers"],
   ): Promise<{ eligible: string[]; excluded: { user: string; why: string }[] }> {
-    const agent = this.d.policy.agents[a.agentId];
+    const agent = this.deps.policy.agents[a.agentId];
     const candidates = new Set<string>(spec.users);
-    for (const g of spec.groups) for (const u of await this.d.directory.groupMembers(g)) candidates.add(u);
+    for (const g of spec.groups) for (const u of await this.deps.directory.groupMembers(g)) candidates.add(u);
     for (const role of spec.owners) for (const u of agent?.owners[role] ?? []) candidates.add(u);
     const onBehalf = a.request.on_behalf_of?.slack_user ?? null;
     const eligible: string[] = [];
@@ -422,7 +422,7 @@ export class Approvals {
         excluded.push({ user: id, why: "on_behalf_of" });
         continue;
       }
-      const u = await this.d.directory.user(id);
+      const u = await this.deps.directory.user(id);
       const why = !u
         ? "unknown_user"
         : u.deleted
@@ -431,7 +431,7 @@ export class Approvals {
             ? "bot"
             : u.isGuest
               ? "guest"
-              : u.team !== this.d.policy.slack.team_id
+              : u.team !== this.deps.policy.slack.team_id
                 ? "other_workspace"
                 : null;
       if (why) excluded.push({ user: id, why });
@@ -576,11 +576,11 @@ export class Approvals {
       effects.push({
         kind: "update_card",
         dedupeKey: `update:${a.id}:valid_until`,
-        dueAt: this.d.now().getTime() + this.d.policy.defaults.approval_valid_for_ms + 1_000,
+        dueAt: this.deps.now().getTime() + this.deps.policy.defaults.approval_valid_for_ms + 1_000,
       });
     }
     if (d.reasonCode === "timeout" || d.reasonCode === "no_eligible_approvers") {
-      for (const u of this.d.policy.agents[a.agentId]?.owners.technical ?? []) {
+      for (const u of this.deps.policy.agents[a.agentId]?.owners.technical ?? []) {
         effects.push({ kind: "dm", dedupeKey: `dm:${a.id}:owner:${u}`, payload: { to: u, why: "owner" } });
       }
     }
@@ -614,9 +614,9 @@ export class Approvals {
     const decidedAt = now;
     return {
       ver: 1,
-      iss: this.d.policy.issuer,
+      iss: this.deps.policy.issuer,
       sub: a.agentId,
-      jti: newId("dec", now.getTime(), this.d.random),
+      jti: newId("dec", now.getTime(), this.deps.random),
       iat: Math.floor(now.getTime() / 1000),
       action_id: a.id,
       request_id: a.requestId,
@@ -639,7 +639,7 @@ export class Approvals {
       ...(outcome.verdict === "approved"
         ? {
             valid_until: new Date(
-              decidedAt.getTime() + this.d.policy.defaults.approval_valid_for_ms,
+              decidedAt.getTime() + this.deps.policy.defaults.approval_valid_for_ms,
             ).toISOString(),
           }
         : {}),

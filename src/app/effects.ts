@@ -1,7 +1,7 @@
 /**
  * Carries out the outbox: effects written in the transaction that decided them, run after
  * the commit. An effect due at once is leased to this process as it is written and handed
- * over after the commit (Store.adoptEffects), so a card follows its request without a claim
+ * over after the commit (Store.handEffectsTo), so a card follows its request without a claim
  * in between; the runner also claims what is due when kicked, and polls (retries, effects
  * due later, effects left by a crashed process whose lease ran out).
  *
@@ -56,14 +56,14 @@ export class EffectRunner {
   private readonly inflight = new Set<Promise<void>>();
   /** The last effect scheduled for each action with effects in flight: the next one waits for it. */
   private readonly chains = new Map<string, Promise<void>>();
-  /** Effects claimed or adopted and not yet finished, at most `batch`. */
+  /** Effects claimed or handed over and not yet finished, at most `batch`. */
   private running = 0;
   /** Slots held for effects being written leased to this process, not yet handed over. */
   private reserved = 0;
   /** The last claim was cut short by `batch`: more may be due, claim again when a slot frees. */
   private backlog = false;
   private readonly opts: Required<EffectRunnerOptions>;
-  /** Each effect held (claimed or adopted, not yet recorded): its lease as last renewed. */
+  /** Each effect held (claimed or handed over, not yet recorded): its lease as last renewed. */
   private readonly leases = new Map<number, number>();
   private heartbeat: NodeJS.Timeout | null = null;
   /** The renewal under way: an outcome is recorded only once it has settled, with the lease it left. */
@@ -91,7 +91,7 @@ export class EffectRunner {
 
   start(): void {
     this.stopped = false;
-    this.store.adoptEffects({
+    this.store.handEffectsTo({
       leaseMs: this.opts.leaseMs,
       reserve: () => this.reserve(),
       settle: (born, reserved) => this.settle(born, reserved),
@@ -162,7 +162,7 @@ export class EffectRunner {
     return true;
   }
 
-  /** Effects leased at birth, their transaction committed: they start now. */
+  /** Effects leased as written, their transaction committed: they start now. */
   private settle(born: readonly Effect[], reserved: number): void {
     this.reserved -= reserved;
     // Stopping: not started here, so the lease runs out and the next process runs them.
@@ -310,7 +310,7 @@ export class EffectRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.store.adoptEffects(null);
+    this.store.handEffectsTo(null);
     if (this.timer) clearTimeout(this.timer);
     await this.draining;
     // Runs still going record their outcomes as they end: wait for those writes too.

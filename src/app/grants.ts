@@ -37,7 +37,7 @@ import type {
 
 export type { GrantCode } from "./ports.js";
 
-/** A refusal of a redeem, outcome or revoke; the HTTP door maps `code` to its status. */
+/** A refusal of a redeem, outcome or revoke; the HTTP API maps `code` to its status. */
 export class GrantRefusal extends AppError<GrantCode> {
   override readonly name = "GrantRefusal" as const;
   constructor(
@@ -69,16 +69,16 @@ export type GrantActor =
 const DETAIL_LIMIT = 1000;
 
 export class Grants {
-  constructor(private readonly d: GrantsDeps) {}
+  constructor(private readonly deps: GrantsDeps) {}
 
   /** Spends an executor's (or agent's) proof: each token works once. */
   async acceptProof(signerId: string, proof: { readonly jti: string; readonly exp: number }): Promise<void> {
-    await this.d.store.spendProof(signerId, proof, Date.now());
+    await this.deps.store.spendProof(signerId, proof, Date.now());
   }
 
   /** A Revoke click or submission by someone who may not revoke: kept as an audit event. */
   async refuseRevoke(actionId: string, userId: string, reason: string): Promise<void> {
-    await this.d.store.appendEvents(
+    await this.deps.store.appendEvents(
       actionId,
       null,
       [{ type: GRANT_EVENTS.revokeRefused, actor: `slack:${userId}`, data: { code: "forbidden", reason } }],
@@ -86,9 +86,9 @@ export class Grants {
     );
   }
 
-  /** A redemption refused at the door (its authentication, or an agent asking): kept as an audit event. */
-  async refuseAtDoor(agentId: string | null, actor: string, code: string, reason: string): Promise<void> {
-    await this.d.store.appendEvents(
+  /** A redemption refused at the entry point (its authentication, or an agent asking): kept as an audit event. */
+  async refuseAtEntry(agentId: string | null, actor: string, code: string, reason: string): Promise<void> {
+    await this.deps.store.appendEvents(
       null,
       agentId,
       [{ type: GRANT_EVENTS.redeemRefused, actor, data: { code, reason } }],
@@ -104,7 +104,7 @@ export class Grants {
       actionId: string | null,
       agentId: string | null,
     ) => {
-      await this.d.store.appendEvents(
+      await this.deps.store.appendEvents(
         actionId,
         agentId,
         [
@@ -134,9 +134,9 @@ export class Grants {
       claims = payloadOf<RecordClaims>(record);
       if (typeof claims !== "object" || claims === null || typeof claims.action_id !== "string")
         throw new Error("it names no action_id");
-      const stored = await this.d.store.getRecord(claims.action_id);
+      const stored = await this.deps.store.getRecord(claims.action_id);
       if (stored?.jws !== record) {
-        await this.d.verifyRecord(record);
+        await this.deps.verifyRecord(record);
         throw new Error("it is not the decision this Countersign's log holds for its action");
       }
     } catch (e) {
@@ -147,7 +147,7 @@ export class Grants {
         null,
       );
     }
-    const executors = this.d.policy.executors ?? {};
+    const executors = this.deps.policy.executors ?? {};
     const executor = Object.hasOwn(executors, executorId) ? executors[executorId] : undefined;
     const covered =
       executor?.may_redeem.some((g) => actionGlobMatches(g, claims.action_type)) === true &&
@@ -177,7 +177,7 @@ export class Grants {
       );
     }
     const decisionSha256 = sha256B64url(record);
-    const r = await this.d.store.appendReceipt(claims.action_id, (s) => {
+    const r = await this.deps.store.appendReceipt(claims.action_id, (s) => {
       const refused = (code: GrantCode, reason: string): Refused => ({
         refused: { code, reason },
         events: [
@@ -207,7 +207,7 @@ export class Grants {
         s,
         {
           kind: "redeemed",
-          ...base(this.d.policy, s, claims, decisionSha256, this.d.random),
+          ...base(this.deps.policy, s, claims, decisionSha256, this.deps.random),
           by: { executor: executorId },
         },
         [{ type: GRANT_EVENTS.redeemed, actor: `executor:${executorId}`, data: { executor: executorId } }],
@@ -253,7 +253,7 @@ export class Grants {
     }
     const status = b.status as OutcomeStatus;
     const detail = b.detail as string | undefined;
-    const r = await this.d.store.appendReceipt(actionId, (s) => {
+    const r = await this.deps.store.appendReceipt(actionId, (s) => {
       const refused = (code: GrantCode, reason: string): Refused => ({
         refused: { code, reason },
         events: [{ type: GRANT_EVENTS.outcomeRefused, actor, data: { code, reason } }],
@@ -283,7 +283,7 @@ export class Grants {
         s,
         {
           kind: "outcome",
-          ...base(this.d.policy, s, claims, s.record.digest, this.d.random),
+          ...base(this.deps.policy, s, claims, s.record.digest, this.deps.random),
           by,
           status,
           ...(detail !== undefined ? { detail } : {}),
@@ -310,7 +310,7 @@ export class Grants {
     reasonText: string,
   ): Promise<StoredReceipt> {
     const actor = "cli" in by ? "cli" : `slack:${by.user}`;
-    const r = await this.d.store.appendReceipt(actionId, (s) => {
+    const r = await this.deps.store.appendReceipt(actionId, (s) => {
       const refused = (code: GrantCode, reason: string): Refused => ({
         refused: { code, reason },
         events: [{ type: GRANT_EVENTS.revokeRefused, actor, data: { code, reason } }],
@@ -335,7 +335,7 @@ export class Grants {
         s,
         {
           kind: "revoked",
-          ...base(this.d.policy, s, claims, s.record.digest, this.d.random),
+          ...base(this.deps.policy, s, claims, s.record.digest, this.deps.random),
           by,
           reason_text: reasonText,
         },

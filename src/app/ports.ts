@@ -127,8 +127,8 @@ export interface Effect {
   readonly lease: number;
 }
 
-/** Who takes effects leased at birth (Store.adoptEffects): the process's outbox runner. */
-export interface EffectAdopter {
+/** Who takes effects leased as written (Store.handEffectsTo): the process's outbox runner. */
+export interface EffectReceiver {
   readonly leaseMs: number;
   /** Asked as an effect due at once is written: true holds a slot for it, to be leased here. */
   reserve(): boolean;
@@ -176,7 +176,7 @@ export interface Plan {
  * Why a change was refused: the decision core's refusals, and the use-cases' own (the
  * action is gone, or there is nothing left to do).
  */
-/** Why a redeem, an outcome or a revoke was refused; the HTTP door maps each to its status. */
+/** Why a redeem, an outcome or a revoke was refused; the HTTP API maps each to its status. */
 export type GrantCode =
   | "bad_record"
   | "forbidden"
@@ -328,14 +328,14 @@ export interface Store {
   addEffects(actionId: string | null, effects: readonly NewEffect[], now: number): Promise<void>;
   /**
    * Lease effects to this process as they are written. From now on an effect due at once,
-   * if `adopter.reserve()` agrees, is inserted already leased for `leaseMs` (its first
-   * attempt counted) and, once its transaction has committed, handed to `adopter.settle`
+   * if `receiver.reserve()` agrees, is inserted already leased for `leaseMs` (its first
+   * attempt counted) and, once its transaction has committed, handed to `receiver.settle`
    * in the order written, so it starts without waiting for a claim (a claim is a write of
    * its own, and a turn of the loop). Effects due later, or refused a slot, are claimed as
-   * before; so is one whose adopter never finishes it, once its lease has run out. `null`
+   * before; so is one whose receiver never finishes it, once its lease has run out. `null`
    * stops it (a process shutting down).
    */
-  adoptEffects(adopter: EffectAdopter | null): void;
+  handEffectsTo(receiver: EffectReceiver | null): void;
   /** Lease up to `limit` due effects for `leaseMs`; another process takes an effect over only after its lease. */
   claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]>;
   /**
@@ -387,7 +387,7 @@ export type ApprovalStore = Pick<
 /** What the outbox runner needs of the store. */
 export type OutboxStore = Pick<
   Store,
-  | "adoptEffects"
+  | "handEffectsTo"
   | "claimEffects"
   | "renewEffects"
   | "completeEffect"
@@ -411,8 +411,8 @@ export type SlackEffectStore = Pick<
   "getAction" | "getRecord" | "getReceipts" | "getCards" | "saveCard" | "appendEvents"
 >;
 
-/** What the Slack door (clicks, App Home) reads. */
-export type SlackDoorStore = Pick<
+/** What the Slack entry point (clicks, App Home) reads. */
+export type SlackAppStore = Pick<
   Store,
   | "getAction"
   | "getCards"

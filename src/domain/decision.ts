@@ -81,8 +81,8 @@ export function approvals(votes: readonly Vote[]): number {
 }
 
 /**
- * Whether `voter` may vote now, by the one rule set every door asks: null, or why not.
- * The Slack door asks it before opening a modal (a Deny reason typed into a modal that
+ * Whether `voter` may vote now, by the one rule set every entry point asks: null, or why not.
+ * The Slack entry point asks it before opening a modal (a Deny reason typed into a modal that
  * could never count would be wasted), and castVote asks it inside the transaction.
  * `cardLevel` is the level of the card that was clicked: a click counts only for the card
  * it was on, so a button on an old level's card cannot vote after an escalation.

@@ -1,6 +1,6 @@
 /**
  * `countersign mcp`: Countersign as two MCP tools, so an agent built on any MCP client can
- * ask before it acts (docs/mcp.md). It is a thin door over the agent SDK's HTTP client: it
+ * ask before it acts (docs/mcp.md). It is a thin entry point over the agent SDK's HTTP client: it
  * holds no state that matters (Countersign's database is the truth), so a restarted server
  * answers `get_approval` for any of the agent's actions.
  *

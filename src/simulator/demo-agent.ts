@@ -107,14 +107,14 @@ export class DemoAgent {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopping = false;
 
-  private constructor(private readonly o: DemoAgentOptions) {
-    this.connection = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
+  private constructor(private readonly options: DemoAgentOptions) {
+    this.connection = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     this.connection.on("error", () => {});
-    const name = o.queue ?? "approval-requests";
-    this.queue = new Queue(name, { connection: this.connection, prefix: o.prefix });
-    this.events = new QueueEvents(name, { connection: this.connection.duplicate(), prefix: o.prefix });
-    this.jwks = createRemoteJWKSet(new URL("/.well-known/jwks.json", o.appUrl));
-    this.print = o.print ?? ((line) => console.log(line));
+    const name = options.queue ?? "approval-requests";
+    this.queue = new Queue(name, { connection: this.connection, prefix: options.prefix });
+    this.events = new QueueEvents(name, { connection: this.connection.duplicate(), prefix: options.prefix });
+    this.jwks = createRemoteJWKSet(new URL("/.well-known/jwks.json", options.appUrl));
+    this.print = options.print ?? ((line) => console.log(line));
   }
 
   static async start(o: DemoAgentOptions): Promise<DemoAgent> {
@@ -125,11 +125,11 @@ export class DemoAgent {
 
   /** Adds the job with a fresh proof, as an agent does. */
   async submit(request: ActionRequest): Promise<Job> {
-    const secret = this.o.secrets[request.agent_id];
+    const secret = this.options.secrets[request.agent_id];
     if (secret === undefined) throw new Error(`the demo agent has no secret for ${request.agent_id}`);
     const proof = await mintProof({
       agentId: request.agent_id,
-      audience: this.o.issuer,
+      audience: this.options.issuer,
       key: { kind: "hmac", secret: new TextEncoder().encode(secret) },
       request,
     });
@@ -144,7 +144,10 @@ export class DemoAgent {
   ): Promise<JobOutcome & { claims: RecordClaims }> {
     // The SDK's shared waiter: the demo has many requests in flight on one QueueEvents.
     const result = (await waitForJob(job, this.queue, this.events, timeoutMs)) as JobOutcome;
-    const claims = await verifyRecord(result.record, request, { jwks: this.jwks, issuer: this.o.issuer });
+    const claims = await verifyRecord(result.record, request, {
+      jwks: this.jwks,
+      issuer: this.options.issuer,
+    });
     if (claims.verdict !== result.verdict) {
       throw new RecordCheckError(
         `the job says ${result.verdict} but the signed record says ${claims.verdict}`,
@@ -199,16 +202,16 @@ export class DemoAgent {
    * and nothing is done.
    */
   private async execute(record: string, request: ActionRequest, actionId: string): Promise<void> {
-    const x = this.o.executor;
+    const x = this.options.executor;
     if (!x || this.stopping) return;
-    const identity = { executorId: x.id, issuer: this.o.issuer, key: { hmacSecret: x.secret } };
-    const jwksUrl = new URL("/.well-known/jwks.json", this.o.appUrl);
+    const identity = { executorId: x.id, issuer: this.options.issuer, key: { hmacSecret: x.secret } };
+    const jwksUrl = new URL("/.well-known/jwks.json", this.options.appUrl);
     const jwks = async () => (await (await fetch(jwksUrl)).json()) as JWKS;
     try {
       // A moment between the verdict and the execution, so a person can watch it (or revoke first).
       await new Promise((r) => setTimeout(r, 3_000));
       if (this.stopping) return;
-      const g = await redeemGrant(record, request, { identity, baseUrl: this.o.appUrl, jwks });
+      const g = await redeemGrant(record, request, { identity, baseUrl: this.options.appUrl, jwks });
       this.print(`      ${x.id} redeemed the approval (receipt #${g.receiptClaims.seq}) and carries it out`);
       // Most actions succeed; a few fail, as real ones do, so both outcomes are seen.
       const failed = request.action.summary.length % 5 === 0;
@@ -216,7 +219,7 @@ export class DemoAgent {
         actionId,
         failed ? "failed" : "succeeded",
         failed ? "the downstream service answered 503; nothing was changed" : "done",
-        { identity, baseUrl: this.o.appUrl, jwks },
+        { identity, baseUrl: this.options.appUrl, jwks },
       );
       this.print(`      ${x.id} reported the outcome: ${failed ? "failed" : "succeeded"}`);
     } catch (err) {
@@ -225,7 +228,7 @@ export class DemoAgent {
   }
 
   private verdictLine(request: ActionRequest, c: RecordClaims): string {
-    const name = (id: string) => this.o.names?.[id] ?? id;
+    const name = (id: string) => this.options.names?.[id] ?? id;
     const icon = { approved: "✔", denied: "⛔", expired: "⌛", cancelled: "🚫" }[c.verdict] ?? "•";
     const by =
       c.reason_code === "approvers"

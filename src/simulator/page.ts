@@ -123,10 +123,10 @@ export class SimPage {
   private readonly keepAlive: NodeJS.Timeout;
   private seq = 0;
 
-  constructor(private readonly o: SimPageOptions) {
-    if (o.people.length === 0) throw new Error("SimPage: at least one person is needed to act as");
-    this.people = new Map(o.people.map((p) => [p.user.id, p]));
-    this.title = o.title ?? "Countersign demo";
+  constructor(private readonly options: SimPageOptions) {
+    if (options.people.length === 0) throw new Error("SimPage: at least one person is needed to act as");
+    this.people = new Map(options.people.map((p) => [p.user.id, p]));
+    this.title = options.title ?? "Countersign demo";
     this.handler = (req, res) => {
       this.route(req, res).catch((err: unknown) => {
         const status = err instanceof HttpError ? err.status : 500;
@@ -159,8 +159,8 @@ export class SimPage {
 
   /** What `user` sees now: the data behind `GET /page/state`. */
   state(user: string): PageState {
-    const me = this.people.has(user) ? user : this.o.people[0]!.user.id;
-    const people = this.o.people.map((p) => ({
+    const me = this.people.has(user) ? user : this.options.people[0]!.user.id;
+    const people = this.options.people.map((p) => ({
       id: p.user.id,
       name: p.user.real_name ?? p.user.name,
       team_id: p.user.team_id,
@@ -179,7 +179,7 @@ export class SimPage {
         botUserId: null,
         people,
         names,
-        channels: this.o.channels.map((c) => ({
+        channels: this.options.channels.map((c) => ({
           id: c.id,
           name: c.name,
           kind: "channel",
@@ -196,10 +196,10 @@ export class SimPage {
       .messages()
       .filter((m) => !m.deleted && (m.ephemeral_for === undefined || m.ephemeral_for === me));
     const messages: Record<string, PageMessage[]> = {};
-    const ids = [...this.o.channels.map((c) => c.id), dm];
+    const ids = [...this.options.channels.map((c) => c.id), dm];
     for (const id of ids) messages[id] = thread(visible.filter((m) => m.channel === id));
     const channels = [
-      ...this.o.channels.map((c) => ({
+      ...this.options.channels.map((c) => ({
         id: c.id,
         name: c.name,
         kind: "channel" as const,

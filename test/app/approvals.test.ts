@@ -72,7 +72,7 @@ class FakeDirectory implements Directory {
   }
 }
 
-/** Proofs are checked by the HTTP door in these tests (`proofChecked`); a call here is a bug. */
+/** Proofs are checked by the HTTP API in these tests (`proofChecked`); a call here is a bug. */
 const proofs: ProofCheck = {
   async verify() {
     throw new Error("the proof should have been checked already");

@@ -2,7 +2,7 @@
  * The outbox runner against a real SQLite store: effects of one action run in the order
  * they were written, independent ones (release, webhook, timer) and other actions' do not
  * wait behind a slow call, no more than `batch` claimed run at once, and effects written
- * while the runner runs are handed to it at their commit (adopted) rather than claimed.
+ * while the runner runs are handed to it at their commit (handed over) rather than claimed.
  */
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
@@ -199,7 +199,7 @@ describe("EffectRunner", () => {
   });
 
   it("starts an effect written while it runs at its commit, with no claim and no poll", async () => {
-    // A poll an hour away, and nothing kicks the runner: only adoption can start these.
+    // A poll an hour away, and nothing kicks the runner: only handover can start these.
     const runs = startRunner({}, 64, 30_000, 3_600_000);
     await new Promise((r) => setTimeout(r, 50));
     const later = Date.now() + 60_000;
@@ -220,7 +220,7 @@ describe("EffectRunner", () => {
     expect(due[0]!.attempts).toBe(1);
   });
 
-  it("keeps adopted effects within `batch` too, leaving the rest to be claimed as slots free", async () => {
+  it("keeps handed over effects within `batch` too, leaving the rest to be claimed as slots free", async () => {
     const slow = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f:${i}`, 40]));
     const runs = startRunner(slow, 3);
     await new Promise((r) => setTimeout(r, 50));

@@ -639,8 +639,8 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect(await store.pendingEffectCount()).toBe(1);
     });
 
-    /** An adopter with `slots` slots that never finishes anything: what it was given, and what it holds. */
-    function adopter(slots: number) {
+    /** An receiver with `slots` slots that never finishes anything: what it was given, and what it holds. */
+    function receiver(slots: number) {
       const a = {
         taken: [] as Effect[][],
         held: 0,
@@ -658,10 +658,10 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       return a;
     }
 
-    it("leases effects due at once to an adopter, hands them over after the commit, and no others", async () => {
-      const ad = adopter(100);
+    it("leases effects due at once to an receiver, hands them over after the commit, and no others", async () => {
+      const ad = receiver(100);
       const taken = ad.taken;
-      store.adoptEffects(ad);
+      store.handEffectsTo(ad);
       const a = newAction();
       await store.admit(
         admitInput(a, {
@@ -699,20 +699,20 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       const afterLease = (await store.claimEffects(T0 + 5_001, 50, 1000)).map((e) => e.dedupeKey);
       expect(afterLease).toContain(`level:${a.id}`);
       // Stopped: written unleased again.
-      store.adoptEffects(null);
+      store.handEffectsTo(null);
       const before = taken.length;
-      await store.addEffects(null, [{ kind: "dm", dedupeKey: "dm:unadopted" }], T0 + 6_000);
+      await store.addEffects(null, [{ kind: "dm", dedupeKey: "dm:not handed over" }], T0 + 6_000);
       expect(taken.length).toBe(before);
       expect((await store.claimEffects(T0 + 6_000, 50, 1000)).map((e) => e.dedupeKey)).toContain(
-        "dm:unadopted",
+        "dm:not handed over",
       );
       // Every slot held was freed: for what was handed over, the duplicate and the rollback.
       expect(ad.held).toBe(0);
     });
 
-    it("writes an effect the adopter has no slot for unleased, for a claim", async () => {
-      const ad = adopter(1);
-      store.adoptEffects(ad);
+    it("writes an effect the receiver has no slot for unleased, for a claim", async () => {
+      const ad = receiver(1);
+      store.handEffectsTo(ad);
       await store.addEffects(
         null,
         [

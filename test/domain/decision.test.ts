@@ -92,7 +92,7 @@ describe("castVote", () => {
     ],
   ])("refuses %s", (_n, state, v, code) => {
     expect(castVote(state, v, approve, T, now)).toMatchObject({ kind: "refused", code });
-    // The door asks the same rules before it opens a modal: the same refusal, word for word.
+    // The entry point asks the same rules before it opens a modal: the same refusal, word for word.
     expect(voteRefusal(state, v, approve, T)).toEqual(castVote(state, v, approve, T, now));
   });
 

@@ -97,7 +97,7 @@ describe("acknowledge after commit", () => {
       "the deny modal",
     );
     // Submitted by someone whose look-up is slow (the modal itself is Alice's; the
-    // door judges the submitter).
+    // entry point judges the submitter).
     h.sim.failNext("users.info", { delayMs: 3_200 });
     const payload = viewSubmissionPayload({
       user: who("U0TECH"),

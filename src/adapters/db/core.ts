@@ -17,8 +17,8 @@ import type {
   AdmitInput,
   AdmitResult,
   Effect,
-  EffectAdopter,
   EffectKind,
+  EffectReceiver,
   MutateResult,
   NewAction,
   NewEffect,
@@ -79,9 +79,9 @@ export async function runAwaiting<T>(step: Step<T>): Promise<T> {
   return r.value;
 }
 
-/** The effects one transaction leased at birth (see Store.adoptEffects), and the slots it holds. */
-export interface Births {
-  readonly adopter: EffectAdopter;
+/** The effects one transaction leased as written (see Store.handEffectsTo), and the slots it holds. */
+export interface WriteLeases {
+  readonly receiver: EffectReceiver;
   born: Effect[];
   reserved: number;
 }
@@ -146,8 +146,8 @@ export type Closed = Pick<ActionRow, "status" | "verdict" | "reasonCode" | "deci
 export interface StoreTx {
   /** Records are signed inside the transaction that inserts them. */
   readonly signer: RecordSigner | null;
-  /** This transaction's effects leased at birth; null when no adopter takes them. */
-  readonly births: Births | null;
+  /** This transaction's effects leased as written; null when no receiver takes them. */
+  readonly writeLeases: WriteLeases | null;
   /** Serialises one agent's admissions (PostgreSQL locks; SQLite has one writer already). */
   holdAgent(agentId: string): Step<void>;
   actionByRequest(agentId: string, requestId: string): Step<ActionRow | null>;
@@ -479,8 +479,8 @@ export function* insertEvents(
 }
 
 /**
- * Queue effects. Due at once, with an adopter that grants a slot: written leased (its
- * first attempt counted), and handed to the adopter once the transaction has committed.
+ * Queue effects. Due at once, with an receiver that grants a slot: written leased (its
+ * first attempt counted), and handed to the receiver once the transaction has committed.
  * A duplicate (its key already in the outbox) is skipped, and so is not born.
  */
 export function* insertEffects(
@@ -490,12 +490,12 @@ export function* insertEffects(
   now: number,
 ): Step<void> {
   if (!effects.length) return;
-  const births = tx.births;
-  const lease = births ? now + births.adopter.leaseMs : null;
+  const writeLeases = tx.writeLeases;
+  const lease = writeLeases ? now + writeLeases.receiver.leaseMs : null;
   const rows = effects.map((e): NewOutboxRow => {
     const dueAt = e.dueAt ?? now;
-    const adopt = births !== null && dueAt <= now && births.adopter.reserve();
-    if (adopt) births.reserved++;
+    const handOver = writeLeases !== null && dueAt <= now && writeLeases.receiver.reserve();
+    if (handOver) writeLeases.reserved++;
     return {
       actionId,
       kind: e.kind,
@@ -503,15 +503,15 @@ export function* insertEffects(
       payloadJson: JSON.stringify(e.payload ?? {}),
       dueAt,
       createdAt: now,
-      leaseUntil: adopt ? lease : null,
+      leaseUntil: handOver ? lease : null,
     };
   });
   const leased = yield* tx.insertOutbox(rows);
-  if (!births || lease === null || !leased.size) return;
+  if (!writeLeases || lease === null || !leased.size) return;
   for (const e of effects) {
     const id = leased.get(e.dedupeKey);
     if (id === undefined) continue;
-    births.born.push({
+    writeLeases.born.push({
       id,
       actionId,
       kind: e.kind,

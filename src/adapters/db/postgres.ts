@@ -41,7 +41,7 @@ import type {
   ActionWithVotes,
   Card,
   Effect,
-  EffectAdopter,
+  EffectReceiver,
   RecordSigner,
   Store,
   StoredEvent,
@@ -54,7 +54,6 @@ import {
   type ActionUpdate,
   type AgentStats,
   agentStats,
-  type Births,
   type Closed,
   CoreStore,
   columnsOf,
@@ -69,6 +68,7 @@ import {
   toEvent,
   type VoteColumns,
   WEBHOOK_ATTEMPT_FIELDS,
+  type WriteLeases,
   wait,
   withVotes,
 } from "./core.js";
@@ -100,8 +100,8 @@ const MAX_TRIES = 5;
 
 export class PostgresStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
-  /** Who takes effects leased at birth (see adoptEffects). */
-  private adopter: EffectAdopter | null = null;
+  /** Who takes effects leased as written (see handEffectsTo). */
+  private receiver: EffectReceiver | null = null;
   private closed = false;
   /** No SQLite handle here (see OpenedStore). */
   readonly sqlite = null;
@@ -191,22 +191,22 @@ export class PostgresStore extends CoreStore implements Store {
    */
   protected async transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      // The effects this attempt leases at birth (see adoptEffects): handed over only
+      // The effects this attempt leases at birth (see handEffectsTo): handed over only
       // once it has committed; an attempt rolled back leaves nothing behind but frees its slots.
-      // The adopter is fixed for the attempt: the one that held the slots is the one told.
-      const adopter = this.adopter;
-      const births: Births | null = adopter ? { adopter, born: [], reserved: 0 } : null;
+      // The receiver is fixed for the attempt: the one that held the slots is the one told.
+      const receiver = this.receiver;
+      const writeLeases: WriteLeases | null = receiver ? { receiver, born: [], reserved: 0 } : null;
       try {
         // Named, not left to the server's default: the log's head is read after its lock is
         // granted, which sees the previous record only at READ COMMITTED.
         const value = await this.db.transaction(
-          (tx) => runAwaiting(step(new PgStoreTx(tx, this.signer, births, this.scope))),
+          (tx) => runAwaiting(step(new PgStoreTx(tx, this.signer, writeLeases, this.scope))),
           { isolationLevel: "read committed" },
         );
-        if (births?.reserved) adopter?.settle(births.born, births.reserved);
+        if (writeLeases?.reserved) receiver?.settle(writeLeases.born, writeLeases.reserved);
         return value;
       } catch (e) {
-        if (births?.reserved) adopter?.settle([], births.reserved);
+        if (writeLeases?.reserved) receiver?.settle([], writeLeases.reserved);
         const code = causeOf(e).code;
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
       }
@@ -301,8 +301,8 @@ export class PostgresStore extends CoreStore implements Store {
     return r.length === 1;
   }
 
-  adoptEffects(adopter: EffectAdopter | null): void {
-    this.adopter = adopter;
+  handEffectsTo(receiver: EffectReceiver | null): void {
+    this.receiver = receiver;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
@@ -493,7 +493,7 @@ class PgStoreTx implements StoreTx {
   constructor(
     private readonly tx: PgTx | Db,
     readonly signer: RecordSigner | null,
-    readonly births: Births | null,
+    readonly writeLeases: WriteLeases | null,
     /** Names this log for its advisory locks. */
     private readonly scope: string,
   ) {}

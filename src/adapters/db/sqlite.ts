@@ -21,7 +21,7 @@ import type {
   ActionWithVotes,
   Card,
   Effect,
-  EffectAdopter,
+  EffectReceiver,
   RecordSigner,
   Store,
   StoredEvent,
@@ -34,7 +34,6 @@ import {
   type ActionUpdate,
   type AgentStats,
   agentStats,
-  type Births,
   type Closed,
   CoreStore,
   columnsOf,
@@ -51,6 +50,7 @@ import {
   toEvent,
   type VoteColumns,
   WEBHOOK_ATTEMPT_FIELDS,
+  type WriteLeases,
   withVotes,
 } from "./core.js";
 import { StoreError } from "./errors.js";
@@ -97,7 +97,7 @@ interface Queued {
 }
 
 type Outcome =
-  /** `born`: the effects this write leased at birth, handed to the adopter after the commit. */
+  /** `born`: the effects this write leased as written, handed to the receiver after the commit. */
   | { readonly ok: true; readonly value: unknown; readonly born: readonly Effect[] }
   | { readonly ok: false; readonly error: unknown };
 
@@ -130,11 +130,11 @@ export class SqliteStore extends CoreStore implements Store {
     (calls: readonly Queued[], isolate: boolean) => Outcome[]
   >;
   private readonly savepoint: (run: () => unknown) => unknown;
-  /** Who takes effects leased at birth (see adoptEffects). */
-  private adopter: EffectAdopter | null = null;
-  /** The effects the write running now has leased at birth; null outside a write, or with no adopter. */
-  private births: Births | null = null;
-  /** Slots the adopter has held for this flush's effects, across its attempts. */
+  /** Who takes effects leased as written (see handEffectsTo). */
+  private receiver: EffectReceiver | null = null;
+  /** The effects the write running now has leased as written; null outside a write, or with no receiver. */
+  private writeLeases: WriteLeases | null = null;
+  /** Slots the receiver has held for this flush's effects, across its attempts. */
   private reserved = 0;
 
   constructor(file: string, opts: { migrate?: boolean } = {}) {
@@ -146,7 +146,7 @@ export class SqliteStore extends CoreStore implements Store {
     this.tx = new SqliteTx(
       (sqlText) => this.prep(sqlText),
       () => this.signer,
-      () => this.births,
+      () => this.writeLeases,
     );
     this.q = prepareQueries(db);
     this.readTx = raw.transaction((id: string) => runNow(this.tx.loadAction(id)));
@@ -154,13 +154,15 @@ export class SqliteStore extends CoreStore implements Store {
     this.commitGroup = raw.transaction((calls: readonly Queued[], isolate: boolean) => {
       const outcomes: Outcome[] = [];
       for (const c of calls) {
-        const births: Births | null = this.adopter ? { adopter: this.adopter, born: [], reserved: 0 } : null;
-        this.births = births;
+        const writeLeases: WriteLeases | null = this.receiver
+          ? { receiver: this.receiver, born: [], reserved: 0 }
+          : null;
+        this.writeLeases = writeLeases;
         try {
           outcomes.push({
             ok: true,
             value: isolate ? this.savepoint(c.run) : c.run(),
-            born: births?.born ?? [],
+            born: writeLeases?.born ?? [],
           });
         } catch (error) {
           // Most errors (a RejectionError, a constraint) undo only this write's savepoint.
@@ -170,8 +172,8 @@ export class SqliteStore extends CoreStore implements Store {
           outcomes.push({ ok: false, error });
         } finally {
           // Slots held by a write that failed, or by an attempt run again, are freed at the flush's end.
-          this.reserved += births?.reserved ?? 0;
-          this.births = null;
+          this.reserved += writeLeases?.reserved ?? 0;
+          this.writeLeases = null;
         }
       }
       return outcomes;
@@ -255,12 +257,12 @@ export class SqliteStore extends CoreStore implements Store {
       if (!this.raw.open) throw new StoreError("the SQLite store is closed", { code: "store_unavailable" });
       outcomes = this.commitOptimistically(calls);
     } catch (error) {
-      this.settleBirths([]);
+      this.settleWriteLeases([]);
       for (const c of calls) c.reject(error);
       return;
     }
-    // Committed: the effects leased at birth can start, before their writers hear back.
-    this.settleBirths(outcomes.flatMap((o) => (o.ok ? o.born : [])));
+    // Committed: the effects leased as written can start, before their writers hear back.
+    this.settleWriteLeases(outcomes.flatMap((o) => (o.ok ? o.born : [])));
     calls.forEach((c, i) => {
       const o = outcomes[i]!;
       if (o.ok) c.resolve(o.value);
@@ -290,11 +292,11 @@ export class SqliteStore extends CoreStore implements Store {
     return this.write(() => runNow(step(this.tx)));
   }
 
-  /** Hands the adopter what this flush leased at birth and committed, and frees its slots. */
-  private settleBirths(born: readonly Effect[]): void {
+  /** Hands the receiver what this flush leased as written and committed, and frees its slots. */
+  private settleWriteLeases(born: readonly Effect[]): void {
     const reserved = this.reserved;
     this.reserved = 0;
-    if (reserved) this.adopter?.settle(born, reserved);
+    if (reserved) this.receiver?.settle(born, reserved);
   }
 
   async getAction(id: string): Promise<ActionWithVotes | null> {
@@ -346,8 +348,8 @@ export class SqliteStore extends CoreStore implements Store {
     return this.write(() => this.q.saveCard.run({ ...card, now }).changes === 1);
   }
 
-  adoptEffects(adopter: EffectAdopter | null): void {
-    this.adopter = adopter;
+  handEffectsTo(receiver: EffectReceiver | null): void {
+    this.receiver = receiver;
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
@@ -630,15 +632,15 @@ class SqliteTx implements StoreTx {
   constructor(
     private readonly prep: (sqlText: string) => Database.Statement,
     private readonly currentSigner: () => RecordSigner | null,
-    private readonly currentBirths: () => Births | null,
+    private readonly currentWriteLeases: () => WriteLeases | null,
   ) {}
 
   get signer(): RecordSigner | null {
     return this.currentSigner();
   }
 
-  get births(): Births | null {
-    return this.currentBirths();
+  get writeLeases(): WriteLeases | null {
+    return this.currentWriteLeases();
   }
 
   holdAgent(): Step<void> {

@@ -135,20 +135,20 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
         claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
         await grants.acceptProof(claims.iss, claims);
       } catch (e) {
-        // This door is for executors: an unknown signer is an unknown executor.
+        // This entry point is for executors: an unknown signer is an unknown executor.
         const err =
           e instanceof RejectionError && e.code === "unknown_agent"
             ? new RejectionError("unknown_executor", e.message.replace("agent", "executor"))
             : e;
         // A refused authentication is a refused redemption too, and kept as one.
         if (err instanceof RejectionError || err instanceof ApiProblem) {
-          await grants.refuseAtDoor(null, "http", err.code, err.message);
+          await grants.refuseAtEntry(null, "http", err.code, err.message);
         }
         throw err;
       }
       if (claims.role !== "executor") {
         const reason = `${claims.iss} is an agent: only an executor named in the policy may redeem an approval`;
-        await grants.refuseAtDoor(claims.iss, `agent:${claims.iss}`, "forbidden", reason);
+        await grants.refuseAtEntry(claims.iss, `agent:${claims.iss}`, "forbidden", reason);
         throw new GrantRefusal("forbidden", reason);
       }
       const r = await grants.redeem(claims.iss, req.body);

@@ -1,5 +1,5 @@
 /**
- * The HTTP door: health, JWKS, metrics and the Slack endpoint (later the agent and
+ * The HTTP entry point: health, JWKS, metrics and the Slack endpoint (later the agent and
  * auditor APIs). Routes parse and answer; the work is in the use-cases. Errors are
  * RFC 9457 problem+json, mapped in one place.
  */

@@ -1,5 +1,5 @@
 /**
- * The intake door on BullMQ. A job is accepted (or refused) once, then parks in BullMQ's
+ * The intake on BullMQ. A job is accepted (or refused) once, then parks in BullMQ's
  * delayed set until its verdict exists: it holds no worker slot, so thousands can wait.
  * The verdict's `release` effect promotes it; the worker then sees the verdict in the
  * database and completes the job with the record.
@@ -47,19 +47,19 @@ export class Intake {
     private readonly approvals: Approvals,
     private readonly store: IntakeStore,
     private readonly log: Logger,
-    private readonly o: IntakeOptions,
+    private readonly options: IntakeOptions,
   ) {
-    this.queue = new Queue(o.queue, { connection: o.connection, prefix: o.prefix });
+    this.queue = new Queue(options.queue, { connection: options.connection, prefix: options.prefix });
     this.queue.on("error", throttledWarn(this.log, "intake queue: redis error"));
   }
 
   start(): void {
-    this.worker = new Worker(this.o.queue, (job, token) => this.process(job, token), {
-      connection: this.o.connection,
-      prefix: this.o.prefix,
-      concurrency: this.o.concurrency ?? 64,
-      lockDuration: this.o.lockMs ?? 8_000,
-      stalledInterval: Math.max(500, Math.floor((this.o.lockMs ?? 8_000) / 2)),
+    this.worker = new Worker(this.options.queue, (job, token) => this.process(job, token), {
+      connection: this.options.connection,
+      prefix: this.options.prefix,
+      concurrency: this.options.concurrency ?? 64,
+      lockDuration: this.options.lockMs ?? 8_000,
+      stalledInterval: Math.max(500, Math.floor((this.options.lockMs ?? 8_000) / 2)),
       // A stalled job (its holder killed, or a loop blocked past the short lock) goes back to
       // wait and is taken up again, however often: process() is idempotent (the job's key
       // finds its action). BullMQ's default of 1 would fail a job that stalled twice with
@@ -73,7 +73,7 @@ export class Intake {
   }
 
   private async process(job: Job, token?: string): Promise<IntakeResult> {
-    const key = jobKey(this.o.queue, job);
+    const key = jobKey(this.options.queue, job);
     let actionId = (await this.store.findJob(key))?.actionId;
     if (!actionId) {
       const data = job.data as unknown;
@@ -115,7 +115,7 @@ export class Intake {
     }
     const done = await this.finished(actionId, key);
     if (done) return done;
-    await job.moveToDelayed(Date.now() + (this.o.safetyNetMs ?? 10 * 60_000), token);
+    await job.moveToDelayed(Date.now() + (this.options.safetyNetMs ?? 10 * 60_000), token);
     // The verdict may have committed between the look above and the move: its release
     // found the job active and could not promote it. Look once more now that it is parked.
     if (await this.finished(actionId, null)) await job.promote();
@@ -158,7 +158,7 @@ export class Intake {
     const released: string[] = [];
     for (const j of jobs) {
       const job = await this.queue.getJob(j.id);
-      if (!job || jobKey(this.o.queue, job) !== j.key) {
+      if (!job || jobKey(this.options.queue, job) !== j.key) {
         released.push(j.key); // gone (removed, or Redis emptied): nobody left to tell
         continue;
       }

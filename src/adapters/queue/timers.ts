@@ -34,26 +34,26 @@ export class Timers {
     private readonly approvals: Approvals,
     private readonly store: TimerStore,
     private readonly log: Logger,
-    private readonly o: TimerOptions,
+    private readonly options: TimerOptions,
   ) {
-    this.queue = new Queue(o.queue, { connection: o.connection, prefix: o.prefix });
+    this.queue = new Queue(options.queue, { connection: options.connection, prefix: options.prefix });
     this.queue.on("error", throttledWarn(this.log, "timer queue: redis error"));
   }
 
   start(): void {
     this.worker = new Worker(
-      this.o.queue,
+      this.options.queue,
       async (job) => {
         const { actionId, level } = job.data as { actionId: string; level: number };
         await this.approvals.deadline(actionId, level);
       },
-      { connection: this.o.connection, prefix: this.o.prefix, concurrency: 32 },
+      { connection: this.options.connection, prefix: this.options.prefix, concurrency: 32 },
     );
     this.worker.on("error", throttledWarn(this.log, "timer worker: redis error"));
     const tick = () => {
       void this.sweep().finally(() => {
         if (this.worker) {
-          this.sweepTimer = setTimeout(tick, this.o.sweepMs ?? 1_000);
+          this.sweepTimer = setTimeout(tick, this.options.sweepMs ?? 1_000);
           this.sweepTimer.unref();
         }
       });

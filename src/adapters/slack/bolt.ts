@@ -1,5 +1,5 @@
 /**
- * The Slack door: Bolt parses and checks the signature; each handler calls one use-case
+ * The Slack entry point: Bolt parses and checks the signature; each handler calls one use-case
  * and acknowledges once what it changed is committed (commitThenAck). In HTTP mode Bolt's own HTTPReceiver handles `/slack/events` (its
  * request verification is the reference implementation: signature, 5-minute staleness);
  * with SLACK_APP_TOKEN it uses Socket Mode instead.
@@ -19,7 +19,7 @@ import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import { GrantRefusal, type Grants, mayRevoke } from "../../app/grants.js";
-import type { Directory, SlackDoorStore } from "../../app/ports.js";
+import type { Directory, SlackAppStore } from "../../app/ports.js";
 import type { Voter } from "../../domain/decision.js";
 import {
   ACTION_IDS,
@@ -60,28 +60,28 @@ export class NotCommitted extends Error {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export interface SlackDoorOptions {
+export interface SlackAppOptions {
   readonly botToken: string;
   readonly signingSecret: string;
   readonly appToken?: string;
   readonly apiUrl?: string;
   readonly log: Logger;
-  readonly store: SlackDoorStore;
+  readonly store: SlackAppStore;
   readonly directory: (client: WebClient) => Directory;
 }
 
-export interface SlackDoor {
+export interface SlackApp {
   readonly client: WebClient;
   readonly directory: Directory;
   /** HTTP mode: the listener for POST /slack/events. Null in Socket Mode. */
   readonly requestListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
-  /** Register the click and modal handlers; the use-cases need the door's directory, so they come second. */
+  /** Register the click and modal handlers; the use-cases need the entry point's directory, so they come second. */
   attach(approvals: Approvals, grants?: Grants): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export function createSlackDoor(o: SlackDoorOptions): SlackDoor {
+export function createSlackApp(o: SlackAppOptions): SlackApp {
   const logger = boltLogger(o.log);
   // Our outbox retries with back-off and honours Retry-After itself; the client must
   // not sit in a retry loop of its own, holding a request open for minutes.
@@ -152,7 +152,7 @@ function registerHandlers(
   client: WebClient,
   directory: Directory,
   approvals: Approvals,
-  o: SlackDoorOptions,
+  o: SlackAppOptions,
   grants?: Grants,
 ) {
   const { store, log } = o;

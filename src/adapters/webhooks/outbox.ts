@@ -21,7 +21,7 @@ export interface WebhookSenderOptions {
 }
 
 export class WebhookSender {
-  constructor(private readonly o: WebhookSenderOptions) {}
+  constructor(private readonly options: WebhookSenderOptions) {}
 
   /**
    * The body for a decided action: stable across attempts (its timestamp is the
@@ -33,10 +33,10 @@ export class WebhookSender {
     actionId: string,
     e?: Pick<Effect, "payload">,
   ): Promise<{ url: string; id: string; body: string; agentId: string } | "cancelled" | null> {
-    const a = await this.o.store.getAction(actionId);
-    const rec = await this.o.store.getRecord(actionId);
+    const a = await this.options.store.getAction(actionId);
+    const rec = await this.options.store.getRecord(actionId);
     if (!a || !rec || !a.request.callback_url) return null;
-    const receipts = a.verdict === "approved" ? await this.o.store.getReceipts(actionId) : [];
+    const receipts = a.verdict === "approved" ? await this.options.store.getReceipts(actionId) : [];
     const revoked = receipts.find((r) => r.kind === "revoked");
     const forRevocation = e?.payload["receipt_seq"] !== undefined;
     if (revoked && !forRevocation) return "cancelled";
@@ -74,7 +74,7 @@ export class WebhookSender {
     const w = await this.body(e.actionId!, e);
     if (!w) return { kind: "done" };
     if (w === "cancelled") {
-      await this.o.store.appendEvents(
+      await this.options.store.appendEvents(
         e.actionId,
         null,
         [{ type: "webhook_cancelled", actor: "system", data: { why: "the approval was revoked" } }],
@@ -82,9 +82,9 @@ export class WebhookSender {
       );
       return { kind: "done" };
     }
-    const agent = this.o.policy.agents[w.agentId];
+    const agent = this.options.policy.agents[w.agentId];
     const envName = agent?.webhook_secret_env;
-    const secret = envName ? this.o.secrets[envName] : undefined;
+    const secret = envName ? this.options.secrets[envName] : undefined;
     if (!agent || !secret) {
       return {
         kind: "dead",
@@ -103,11 +103,11 @@ export class WebhookSender {
       id: w.id,
       body: w.body,
       allowPrivate: listed.allow_private,
-      ...(this.o.timeoutMs ? { timeoutMs: this.o.timeoutMs } : {}),
+      ...(this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {}),
     });
     crashPoint("after_webhook_send");
     const now = Date.now();
-    await this.o.store.recordWebhookAttempt({
+    await this.options.store.recordWebhookAttempt({
       actionId: e.actionId!,
       webhookId: w.id,
       attempt: e.attempts,
@@ -118,7 +118,7 @@ export class WebhookSender {
       error: r.error,
       address: r.address,
     });
-    await this.o.store.appendEvents(
+    await this.options.store.appendEvents(
       e.actionId,
       w.agentId,
       [
@@ -138,7 +138,7 @@ export class WebhookSender {
     );
     if (r.ok) return { kind: "done" };
     if (r.stop) return { kind: "dead", error: `the receiver answered ${r.status}: stop retrying` };
-    const delay = nextDelayMs(e.attempts, this.o.scheduleMs, r.retryAfterMs);
+    const delay = nextDelayMs(e.attempts, this.options.scheduleMs, r.retryAfterMs);
     if (delay === null)
       return { kind: "dead", error: `gave up after ${e.attempts} attempts: ${r.error ?? r.status}` };
     return { kind: "retry", at: now + delay, error: r.error ?? `status ${r.status}` };
