@@ -42,10 +42,13 @@ describe("the whole path: queue -> route -> card -> clicks -> signed record -> j
       request_id: string;
       verdict: string;
       record: string;
+      request: unknown;
     };
     expect(result.verdict).toBe("approved");
     expect(result.action_id).toBe(card.actionId);
     expect(result.request_id).toBe(req.request_id);
+    // The request as decided (here the agent's own), which the record's action_sha256 covers.
+    expect(result.request).toEqual(req);
 
     const { payload, protectedHeader } = await compactVerify(
       result.record,

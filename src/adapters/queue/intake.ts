@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, IntakeStore } from "../../app/ports.js";
-import { RejectionError } from "../../domain/types.js";
+import { type ActionRequest, RejectionError } from "../../domain/types.js";
 import { throttledWarn } from "../throttle.js";
 
 export interface IntakeResult {
@@ -18,6 +18,8 @@ export interface IntakeResult {
   request_id: string;
   verdict: string;
   record: string;
+  /** The request as decided: the one the record's action_sha256 covers. */
+  request: ActionRequest;
 }
 
 /** Job ids restart when Redis is emptied; the add time keeps a key from naming two jobs. */
@@ -128,7 +130,13 @@ export class Intake {
     const rec = await this.store.getRecord(actionId);
     if (!rec) return null;
     if (key) await this.store.markJobsReleased([key], Date.now());
-    return { action_id: a.id, request_id: a.requestId, verdict: a.verdict!, record: rec.jws };
+    return {
+      action_id: a.id,
+      request_id: a.requestId,
+      verdict: a.verdict!,
+      record: rec.jws,
+      request: a.request,
+    };
   }
 
   /** The `release` effect: wake every job waiting for this action's verdict. */
