@@ -234,19 +234,20 @@ describe("redeemGrant", () => {
     const { baseUrl, seen } = await standIn(redeemOk);
     const o = { identity: IDENTITY, baseUrl, jwks: JWKS_ };
     const req = request();
-    const cases: [string, Promise<unknown>][] = [
-      ["signature", redeemGrant(record(req, { key: FORGER }), req, o)],
-      ["iss", redeemGrant(record(req, { iss: "https://elsewhere.test" }), req, o)],
+    // Each started only when awaited: a refusal waiting in the list would be an unhandled rejection.
+    const cases: [string, () => Promise<unknown>][] = [
+      ["signature", () => redeemGrant(record(req, { key: FORGER }), req, o)],
+      ["iss", () => redeemGrant(record(req, { iss: "https://elsewhere.test" }), req, o)],
       [
         "action_sha256",
-        redeemGrant(record(req), { ...req, action: { ...req.action, details: { amount: 9000 } } }, o),
+        () => redeemGrant(record(req), { ...req, action: { ...req.action, details: { amount: 9000 } } }, o),
       ],
-      ["verdict", redeemGrant(record(req, { verdict: "denied" }), req, o)],
-      ["valid_until", redeemGrant(record(req, { validUntil: new Date(Date.now() - 1000) }), req, o)],
-      ["sub", redeemGrant(record(req), req, { ...o, agents: ["crm-agent"] })],
+      ["verdict", () => redeemGrant(record(req, { verdict: "denied" }), req, o)],
+      ["valid_until", () => redeemGrant(record(req, { validUntil: new Date(Date.now() - 1000) }), req, o)],
+      ["sub", () => redeemGrant(record(req), req, { ...o, agents: ["crm-agent"] })],
     ];
     for (const [check, p] of cases) {
-      const e = await rejection(p);
+      const e = await rejection(p());
       expect(e, check).toBeInstanceOf(InvalidRecord);
       expect((e as InvalidRecord).check).toBe(check);
     }
