@@ -13,9 +13,8 @@ import { loadPolicyFile } from "../adapters/policy/load.js";
 import { mcpNeedsApproval } from "../domain/policy-mcp.js";
 import { AgentClient } from "../sdk/client.js";
 import type { ExecutorIdentity, ExecutorOptions } from "../sdk/grants.js";
-import type { JWKS } from "../sdk/index.js";
 import { createGateway } from "./gateway.js";
-import { identityFor, type McpRunOptions, McpSetupError, parseUrl } from "./run.js";
+import { identityFor, jwksSource, type McpRunOptions, McpSetupError, parseUrl } from "./run.js";
 
 export interface GatewayRunOptions extends McpRunOptions {
   /** The executor that redeems approvals; required when any rule needs approval. */
@@ -71,16 +70,7 @@ export async function runGateway(o: GatewayRunOptions): Promise<void> {
       `agent ${o.agentId}'s mcp_tools send calls for approval: name the executor that redeems them with --executor EXECUTOR_ID`,
     );
   }
-  let jwks: JWKS | (() => Promise<JWKS>);
-  if (o.jwksFile) {
-    jwks = JSON.parse(fs.readFileSync(o.jwksFile, "utf8")) as JWKS;
-  } else {
-    jwks = async () => {
-      const r = await fetch(`${url}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) });
-      if (!r.ok) throw new Error(`GET ${url}/.well-known/jwks.json answered ${r.status}`);
-      return (await r.json()) as JWKS;
-    };
-  }
+  const jwks = jwksSource(url, o.jwksFile);
   const executor: ExecutorOptions | null =
     o.executorId === undefined
       ? null

@@ -66,19 +66,20 @@ export function parseUrl(text: string | undefined): string {
   return u.toString().replace(/\/+$/, "");
 }
 
+/** The keys records are checked against: a pinned JWKS file, or Countersign's own, fetched at each check. */
+export function jwksSource(url: string, jwksFile: string | undefined): JWKS | (() => Promise<JWKS>) {
+  if (jwksFile) return JSON.parse(fs.readFileSync(jwksFile, "utf8")) as JWKS;
+  return async () => {
+    const r = await fetch(`${url}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) });
+    if (!r.ok) throw new Error(`GET ${url}/.well-known/jwks.json answered ${r.status}`);
+    return (await r.json()) as JWKS;
+  };
+}
+
 export async function runMcp(o: McpRunOptions): Promise<void> {
   const url = parseUrl(o.url);
   const identity = identityFor(o);
-  let jwks: JWKS | (() => Promise<JWKS>);
-  if (o.jwksFile) {
-    jwks = JSON.parse(fs.readFileSync(o.jwksFile, "utf8")) as JWKS;
-  } else {
-    jwks = async () => {
-      const r = await fetch(`${url}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) });
-      if (!r.ok) throw new Error(`GET ${url}/.well-known/jwks.json answered ${r.status}`);
-      return (await r.json()) as JWKS;
-    };
-  }
+  const jwks = jwksSource(url, o.jwksFile);
   const client = new AgentClient({ identity, baseUrl: url, jwks });
   const server = createMcpServer({ client, url });
   const transport = new StdioServerTransport();

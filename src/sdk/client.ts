@@ -12,9 +12,10 @@
  */
 
 import { canonicalJson, requestDigest } from "../domain/canonical.js";
-import type { ActionRequest, FieldError, RecordClaims, Verdict } from "../domain/types.js";
+import type { ActionRequest, RecordClaims, Verdict } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
-import { InvalidRecord, Rejected, TransportError } from "./errors.js";
+import { agentCallError, jsonObject } from "./answer.js";
+import { InvalidRecord, TransportError } from "./errors.js";
 import type { AgentIdentity } from "./index.js";
 import { type JWKS, verifyDecision } from "./verify.js";
 
@@ -217,15 +218,7 @@ export class AgentClient {
       signal?.throwIfAborted();
       throw new TransportError(`${where} failed: ${message(e)}`, null, { cause: e });
     }
-    let json: Record<string, unknown> | null = null;
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-        json = parsed as Record<string, unknown>;
-      }
-    } catch {
-      json = null;
-    }
+    const json = jsonObject(text);
     const isAnswer =
       json !== null && typeof json["action_id"] === "string" && typeof json["status"] === "string";
     if (status >= 200 && status < 300) {
@@ -234,17 +227,7 @@ export class AgentClient {
       return json as unknown as ActionAnswer;
     }
     if (status === 409 && decidedConflictIsAnswer && isAnswer) return json as unknown as ActionAnswer;
-    const detail = typeof json?.["detail"] === "string" ? json["detail"] : null;
-    // 5xx (503 while Redis or the database is down) says nothing about the request itself.
-    if (status >= 500) {
-      throw new TransportError(`${where} answered ${status}${detail ? `: ${detail}` : ""}`, status);
-    }
-    const code = json?.["code"];
-    if (typeof code === "string") {
-      const errors = Array.isArray(json?.["errors"]) ? (json["errors"] as FieldError[]) : [];
-      throw new Rejected(code, detail ?? `HTTP ${status}`, errors);
-    }
-    throw new TransportError(`${where} answered ${status} without a problem+json body`, status);
+    throw agentCallError(where, status, json);
   }
 }
 

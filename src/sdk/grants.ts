@@ -14,6 +14,7 @@ import { compactVerify, createLocalJWKSet, decodeProtectedHeader } from "jose";
 import { sha256B64url } from "../domain/canonical.js";
 import type { ActionRequest, OutcomeStatus, ReceiptClaims, RecordClaims } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
+import { jsonObject } from "./answer.js";
 import { AlreadyRedeemed, GrantRefused, InvalidReceipt, InvalidRecord, TransportError } from "./errors.js";
 import type { AgentIdentity } from "./index.js";
 import { checkRecord, type JWKS } from "./verify.js";
@@ -169,16 +170,7 @@ async function post(
   } catch (e) {
     throw new TransportError(`POST ${url} failed: ${message(e)}`, null, { cause: e });
   }
-  let json: Record<string, unknown> | null = null;
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-      json = parsed as Record<string, unknown>;
-    }
-  } catch {
-    json = null;
-  }
-  return { status, json };
+  return { status, json: jsonObject(text) };
 }
 
 /** A non-2xx answer as the error it stands for. */

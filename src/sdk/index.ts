@@ -5,8 +5,9 @@
  * (against the JWKS the agent pinned) before it resolves, and resolves only for approved.
  */
 import type { Queue, QueueEvents } from "bullmq";
-import type { ActionRequest, FieldError, RecordClaims } from "../domain/types.js";
+import type { ActionRequest, RecordClaims } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
+import { agentCallError, jsonObject } from "./answer.js";
 import {
   Cancelled,
   Denied,
@@ -277,32 +278,14 @@ function httpHandle(
     } catch (e) {
       throw new TransportError(`${where} failed: ${message(e)}`, null, { cause: e });
     }
-    let json: Record<string, unknown> | null = null;
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-        json = parsed as Record<string, unknown>;
-      }
-    } catch {
-      json = null;
-    }
+    const json = jsonObject(text);
     if (status >= 200 && status < 300) {
       if (json === null || typeof json["action_id"] !== "string" || typeof json["status"] !== "string") {
         throw new TransportError(`${where} answered ${status} without {action_id, status}`, status);
       }
       return json as unknown as ActionAnswer;
     }
-    const detail = typeof json?.["detail"] === "string" ? json["detail"] : null;
-    // 5xx (503 while Redis or the database is down) says nothing about the request itself.
-    if (status >= 500) {
-      throw new TransportError(`${where} answered ${status}${detail ? `: ${detail}` : ""}`, status);
-    }
-    const code = json?.["code"];
-    if (typeof code === "string") {
-      const errors = Array.isArray(json?.["errors"]) ? (json["errors"] as FieldError[]) : [];
-      throw new Rejected(code, detail ?? `HTTP ${status}`, errors);
-    }
-    throw new TransportError(`${where} answered ${status} without a problem+json body`, status);
+    throw agentCallError(where, status, json);
   };
 
   return (async () => {
