@@ -13,6 +13,7 @@ import { verifyCheckpoint } from "../../src/audit/checkpoint.js";
 import { type ExportSource, exportChunks } from "../../src/audit/export.js";
 import { parseJwks, verifyExport } from "../../src/audit/verify.js";
 import { generateSigningKeyPem, jwsDigest, loadSigningKey } from "../../src/records/signing.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { type Harness, PG_URL, request, startHarness } from "../support/harness.js";
 import { ROOT, runCli } from "./cli-run.js";
 import { buildLog, exportText, linesOf, type TestLog } from "./log.js";
@@ -237,7 +238,8 @@ describe("the auditor API on a PostgreSQL server", () => {
     Promise.all(
       Array.from({ length: n }, async (_, i) => {
         const req = request({ risk_class: "low", action: { type: "crm.read", summary: `${tag} ${i}` } });
-        await (await h.submit(req)).waitUntilFinished(h.events, 20_000);
+        // The SDK's shared waiter: thirty of BullMQ's own waits would trip MaxListenersExceededWarning.
+        await waitForJob(await h.submit(req), h.queue, h.events, 20_000);
       }),
     );
 
