@@ -56,8 +56,8 @@ const EnvSchema = z.object({
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, "a PostgreSQL schema name: lower-case letters, digits, _")
     .optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
-  QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(8_000),
-  OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(10_000),
+  QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(6_000),
+  OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(8_000),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 

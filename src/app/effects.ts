@@ -5,7 +5,7 @@
  * in between; the runner also claims what is due when kicked, and polls (retries, effects
  * due later, effects left by a crashed process whose lease ran out).
  *
- * Leases are short (OUTBOX_LEASE_MS, default 10 s) and renewed by a heartbeat, every quarter
+ * Leases are short (OUTBOX_LEASE_MS, default 8 s) and renewed by a heartbeat, every quarter
  * of a lease (so a process stalled for most of a lease on a loaded machine keeps its work), for as long as this process holds the effect: a slow webhook keeps its lease
  * while its holder lives, and a killed holder's effects (a verdict's release among them)
  * are taken over within one lease of its death rather than after the longest run.
@@ -77,7 +77,7 @@ export class EffectRunner {
   ) {
     this.opts = {
       pollMs: opts.pollMs ?? 500,
-      leaseMs: opts.leaseMs ?? 10_000,
+      leaseMs: opts.leaseMs ?? 8_000,
       batch: opts.batch ?? 64,
       baseBackoffMs: opts.baseBackoffMs ?? 1_000,
       maxBackoffMs: opts.maxBackoffMs ?? 5 * 60_000,

@@ -9,6 +9,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { blockActionsPayload, findElement, sendSigned } from "../../src/simulator/interactions.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import type { Child } from "../support/child.js";
@@ -136,7 +137,7 @@ async function run(c: Chaos, db: Db, nodes: Child[], victim: Child) {
   );
   expect(again.filter((s) => s !== 200)).toEqual([]);
 
-  const results = (await Promise.all(subs.map((s) => s.job.waitUntilFinished(c.events, 60_000)))) as {
+  const results = (await Promise.all(subs.map((s) => waitForJob(s.job, c.queue, c.events, 60_000)))) as {
     verdict: string;
   }[];
   expect(results.map((r) => r.verdict)).toEqual(Array(N).fill("approved"));

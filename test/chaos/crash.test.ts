@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import type { Child } from "../support/child.js";
 import { eventually, SIGNING_SECRET, USERS } from "../support/harness.js";
@@ -134,7 +135,7 @@ describe("kill -9 at each step", () => {
     const cards = await Promise.all(ids.map((id) => cardSaved(id)));
     await a.kill9();
     for (const card of cards) await approve(b, card);
-    const results = (await Promise.all(subs.map((s) => s.job.waitUntilFinished(c.events, 20_000)))) as {
+    const results = (await Promise.all(subs.map((s) => waitForJob(s.job, c.queue, c.events, 20_000)))) as {
       verdict: string;
     }[];
     expect(results.map((r) => r.verdict)).toEqual(Array(6).fill("approved"));

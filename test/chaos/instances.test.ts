@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { RecordClaims } from "../../src/domain/types.js";
 import { jwsDigest } from "../../src/records/signing.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import type { Child } from "../support/child.js";
 import { eventually, PG_URL, SIGNING_SECRET, USERS } from "../support/harness.js";
@@ -79,7 +80,7 @@ describe("three instances on PostgreSQL", () => {
         })
         .catch(() => {});
     }
-    const results = (await Promise.all(subs.map((s) => s.job.waitUntilFinished(c.events, 60_000)))) as {
+    const results = (await Promise.all(subs.map((s) => waitForJob(s.job, c.queue, c.events, 60_000)))) as {
       verdict: string;
     }[];
     // A click can lose its race with the deadline; every request still ends approved or expired.

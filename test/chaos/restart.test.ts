@@ -5,6 +5,7 @@
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RecordClaims } from "../../src/domain/types.js";
+import { waitForJob } from "../../src/sdk/finished.js";
 import { type Chaos, startChaos } from "../support/chaos.js";
 import { eventually } from "../support/harness.js";
 
@@ -33,7 +34,9 @@ describe("durable timers", () => {
   it("two instances on one database and Redis fire a deadline once: one record, one expiry event", async () => {
     const [a, b] = await Promise.all([c.child(), c.child()]);
     const jobs = await Promise.all(Array.from({ length: 10 }, () => c.submit()));
-    const results = (await Promise.all(jobs.map(({ job }) => job.waitUntilFinished(c.events, 20_000)))) as {
+    const results = (await Promise.all(
+      jobs.map(({ job }) => waitForJob(job, c.queue, c.events, 20_000)),
+    )) as {
       action_id: string;
       verdict: string;
     }[];

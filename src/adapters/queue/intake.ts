@@ -60,8 +60,8 @@ export class Intake {
       connection: this.options.connection,
       prefix: this.options.prefix,
       concurrency: this.options.concurrency ?? 64,
-      lockDuration: this.options.lockMs ?? 8_000,
-      stalledInterval: Math.max(500, Math.floor((this.options.lockMs ?? 8_000) / 2)),
+      lockDuration: this.options.lockMs ?? 6_000,
+      stalledInterval: Math.max(500, Math.floor((this.options.lockMs ?? 6_000) / 2)),
       // A stalled job (its holder killed, or a loop blocked past the short lock) goes back to
       // wait and is taken up again, however often: process() is idempotent (the job's key
       // finds its action). BullMQ's default of 1 would fail a job that stalled twice with
