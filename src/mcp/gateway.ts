@@ -21,15 +21,12 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import {
   type CallToolRequest,
   CallToolRequestSchema,
   type CallToolResult,
   CallToolResultSchema,
   ListToolsRequestSchema,
-  type ServerNotification,
-  type ServerRequest,
   type Tool,
   ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
@@ -40,6 +37,7 @@ import type { ActionAnswer, AgentClient, Settled } from "../sdk/client.js";
 import { InvalidRecord, Rejected, TransportError } from "../sdk/errors.js";
 import { type ExecutorOptions, type RedeemedGrant, redeemGrant, reportOutcome } from "../sdk/grants.js";
 import { argumentsAsDetails, decideToolCall, fillSummary, purposeOf } from "./gateway-rules.js";
+import { type Extra, startProgress } from "./progress.js";
 
 /** How long a gated call waits for people before it is refused (the request stays pending). Default 1 hour. */
 export const DEFAULT_APPROVAL_WAIT_MS = 60 * 60_000;
@@ -73,8 +71,6 @@ export interface GatewayOptions {
   log?: (line: string) => void;
   version?: string;
 }
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /** The gateway's view of the upstream's tools: pinned at start, marked when changed. */
 export interface PinnedTools {
@@ -217,33 +213,16 @@ export async function createGateway(o: GatewayOptions): Promise<{ server: Server
     }
 
     if (answer.status === "pending") {
-      const progressToken = extra._meta?.progressToken;
-      const started = Date.now();
-      let last = -1;
-      const tick = () => {
-        if (progressToken === undefined) return;
-        const progress = Math.max(last + 1, Math.floor((Date.now() - started) / 1000));
-        last = progress;
-        extra
-          .sendNotification({
-            method: "notifications/progress",
-            params: {
-              progressToken,
-              progress,
-              message: `waiting for approvers on ${answer.action_id} (${name})`,
-            },
-          })
-          .catch(() => undefined);
-      };
-      tick();
-      const timer = setInterval(tick, every);
+      const stopProgress = startProgress(extra, every, {
+        message: `waiting for approvers on ${answer.action_id} (${name})`,
+      });
       try {
         answer = await agent.wait(answer.action_id, { timeoutMs: waitMs, signal: extra.signal });
       } catch (e) {
         if (extra.signal.aborted) return cancel(answer.action_id, request);
         return failure(e, name);
       } finally {
-        clearInterval(timer);
+        stopProgress();
       }
       if (answer.status === "pending") {
         return refused(

@@ -18,12 +18,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { ActionRequest } from "../domain/types.js";
 import type { ActionAnswer, AgentClient, Settled } from "../sdk/client.js";
 import { InvalidRecord, Rejected, TransportError } from "../sdk/errors.js";
+import { type Extra, startProgress } from "./progress.js";
 
 /** The longest a tool call waits for a verdict; the request stays pending after it (see get_approval). */
 export const MAX_WAIT_S = 600;
@@ -64,8 +64,6 @@ const waitS = z
   .describe(
     `seconds to wait for the verdict before answering status "pending" (default ${DEFAULT_WAIT_S}, at most ${MAX_WAIT_S}); then call get_approval`,
   );
-
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 export function createMcpServer(o: McpServerOptions): McpServer {
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -167,30 +165,12 @@ export function createMcpServer(o: McpServerOptions): McpServer {
     cancelOnAbort: boolean,
   ): Promise<CallToolResult> {
     let answer = first;
-    const progressToken = extra._meta?.progressToken;
-    let timer: NodeJS.Timeout | undefined;
     if (answer.status === "pending" && waitForS > 0) {
-      const started = Date.now();
-      let last = -1;
-      const tick = () => {
-        if (progressToken === undefined) return;
-        // Progress must grow with each notification; whole seconds waited do, at this pace.
-        const progress = Math.max(last + 1, Math.floor((Date.now() - started) / 1000));
-        last = progress;
-        extra
-          .sendNotification({
-            method: "notifications/progress",
-            params: {
-              progressToken,
-              progress,
-              total: waitForS,
-              message: `waiting for approvers on ${answer.action_id}`,
-            },
-          })
-          .catch((e) => log(`countersign mcp: a progress notification failed: ${(e as Error).message}`));
-      };
-      tick();
-      timer = setInterval(tick, every);
+      const stopProgress = startProgress(extra, every, {
+        message: `waiting for approvers on ${answer.action_id}`,
+        total: waitForS,
+        onError: (e) => log(`countersign mcp: a progress notification failed: ${e.message}`),
+      });
       try {
         answer = await client.wait(answer.action_id, { timeoutMs: waitForS * 1000, signal: extra.signal });
       } catch (e) {
@@ -202,7 +182,7 @@ export function createMcpServer(o: McpServerOptions): McpServer {
         if (extra.signal.aborted) return failure(new Error("the client cancelled the call"), o.url);
         return failure(e, o.url);
       } finally {
-        clearInterval(timer);
+        stopProgress();
       }
     } else if (extra.signal.aborted && cancelOnAbort && answer.status === "pending") {
       return cancelled(answer.action_id, sent);

@@ -188,6 +188,22 @@ function registerHandlers(
     return !(await store.getCards(ref.actionId)).some((c) => c.level === ref.level);
   }
 
+  /**
+   * The card a modal was opened from, named in its private_metadata. It passed through the
+   * client, so it is checked again against our own record of the card: null when it names
+   * no current card.
+   */
+  async function modalCard(privateMetadata: string) {
+    let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
+    try {
+      meta = JSON.parse(privateMetadata);
+    } catch {
+      meta = {};
+    }
+    const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
+    return card && card.actionId === meta.actionId && card.level === meta.level ? card : null;
+  }
+
   async function note(channel: string | undefined, user: string, text: string) {
     if (!channel) return;
     try {
@@ -462,15 +478,8 @@ function registerHandlers(
         `view|${userId}|${view.id}|${view.hash}`,
         ack as (r?: never) => Promise<void>,
         async (b) => {
-          let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
-          try {
-            meta = JSON.parse(view.private_metadata);
-          } catch {
-            meta = {};
-          }
-          // The modal carries the card it came from; check it again, it passed through the client.
-          const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
-          if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+          const card = await modalCard(view.private_metadata);
+          if (!card) {
             b.check();
             await approvals.refuseUnknownClick(userId, "the modal names no current card", { vote });
             return null;
@@ -553,15 +562,8 @@ function registerHandlers(
         `view|${userId}|${view.id}|${view.hash}`,
         ack as (r?: never) => Promise<void>,
         async (b) => {
-          let meta: { actionId?: string; level?: number; channel?: string; ts?: string };
-          try {
-            meta = JSON.parse(view.private_metadata);
-          } catch {
-            meta = {};
-          }
-          // The modal carries the card it came from; check it again, it passed through the client.
-          const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
-          if (!card || card.actionId !== meta.actionId || card.level !== meta.level) {
+          const card = await modalCard(view.private_metadata);
+          if (!card) {
             b.check();
             await approvals.refuseUnknownClick(userId, "the revoke modal names no current card", {});
             return null;
