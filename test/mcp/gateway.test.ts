@@ -70,6 +70,27 @@ interface Gateway {
 }
 const open: Gateway[] = [];
 
+/** What every gateway process is started with: where Countersign is, the policy, the secrets. */
+function gatewayEnv(url: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? "",
+    COUNTERSIGN_FROM_SOURCE: "1",
+    COUNTERSIGN_URL: url,
+    POLICY_FILE: path.join(h.dir, "policy.yml"),
+    BILLING_AGENT_SECRET: BILLING_SECRET,
+    GATEWAY_EXECUTOR_SECRET,
+  };
+}
+
+/** A gateway started with `args` that is expected to stop at start: its exit and output. */
+function startOnly(args: string[]) {
+  return spawnSync(
+    process.execPath,
+    [BIN, "mcp-gateway", "--agent", "billing-agent", ...args, "--", process.execPath, UPSTREAM],
+    { env: gatewayEnv(h.app.url), encoding: "utf8", timeout: 30_000 },
+  );
+}
+
 async function gateway(url: string, extraArgs: string[] = []): Promise<Gateway> {
   const log = path.join(h.dir, `upstream-${Math.random().toString(36).slice(2)}.jsonl`);
   fs.writeFileSync(log, "");
@@ -88,15 +109,7 @@ async function gateway(url: string, extraArgs: string[] = []): Promise<Gateway> 
       UPSTREAM,
     ],
     cwd: path.resolve(HERE, "../.."),
-    env: {
-      PATH: process.env.PATH ?? "",
-      COUNTERSIGN_FROM_SOURCE: "1",
-      COUNTERSIGN_URL: url,
-      POLICY_FILE: path.join(h.dir, "policy.yml"),
-      BILLING_AGENT_SECRET: BILLING_SECRET,
-      GATEWAY_EXECUTOR_SECRET,
-      UPSTREAM_LOG: log,
-    },
+    env: { ...gatewayEnv(url), UPSTREAM_LOG: log },
     stderr: "pipe",
   });
   const client = new Client({ name: "gateway-test", version: "1.0.0" });
@@ -338,54 +351,14 @@ describe("countersign mcp-gateway", () => {
   }, 60_000);
 
   it("rules that need approval and no --executor stop the gateway at start, with the reason", () => {
-    const r = spawnSync(
-      process.execPath,
-      [BIN, "mcp-gateway", "--agent", "billing-agent", "--", process.execPath, UPSTREAM],
-      {
-        env: {
-          PATH: process.env.PATH ?? "",
-          COUNTERSIGN_FROM_SOURCE: "1",
-          COUNTERSIGN_URL: h.app.url,
-          POLICY_FILE: path.join(h.dir, "policy.yml"),
-          BILLING_AGENT_SECRET: BILLING_SECRET,
-          GATEWAY_EXECUTOR_SECRET,
-        },
-        encoding: "utf8",
-        timeout: 30_000,
-      },
-    );
+    const r = startOnly([]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("name the executor that redeems them with --executor");
   });
 
   it("an --executor the policy does not name stops the gateway at start, with the reason", () => {
-    const r = spawnSync(
-      process.execPath,
-      [
-        BIN,
-        "mcp-gateway",
-        "--agent",
-        "billing-agent",
-        "--executor",
-        "nobody",
-        "--",
-        process.execPath,
-        UPSTREAM,
-      ],
-      {
-        env: {
-          PATH: process.env.PATH ?? "",
-          COUNTERSIGN_FROM_SOURCE: "1",
-          COUNTERSIGN_URL: h.app.url,
-          POLICY_FILE: path.join(h.dir, "policy.yml"),
-          BILLING_AGENT_SECRET: BILLING_SECRET,
-          GATEWAY_EXECUTOR_SECRET,
-        },
-        encoding: "utf8",
-        timeout: 30_000,
-      },
-    );
+    const r = startOnly(["--executor", "nobody"]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("executor nobody is not in the policy's executors");
