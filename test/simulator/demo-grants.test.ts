@@ -1,51 +1,20 @@
-/**
- * The demo's executor: an approval the demo agent receives is redeemed by the demo
- * executor and its outcome reported, so the card shows the whole life of an approval.
- */
-import { randomUUID } from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { Redis } from "ioredis";
-import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Demo, startDemo } from "../../src/simulator/demo.js";
-import { DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { deleteKeys, eventually, REDIS_URL } from "../support/harness.js";
+import type { Demo } from "../../src/simulator/demo.js";
+import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { startTestDemo, type TestDemo } from "../support/demo.js";
+import { eventually } from "../support/harness.js";
 
-let dir: string;
 let demo: Demo;
 let agent: DemoAgent;
+let started: TestDemo | undefined;
 const lines: string[] = [];
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-demo-grants-"));
-  demo = await startDemo({
-    dataDir: dir,
-    pagePort: 0,
-    redisUrl: REDIS_URL,
-    queuePrefix: `test-${randomUUID()}`,
-    log: pino({ level: "silent" }),
-    pollMs: 50,
-    sweepMs: 100,
-  });
-  agent = await DemoAgent.start({
-    redisUrl: REDIS_URL,
-    prefix: demo.queuePrefix,
-    issuer: demo.issuer,
-    secrets: demo.agentSecrets,
-    appUrl: demo.appUrl,
-    print: (l) => lines.push(l),
-    ...(demo.executor ? { executor: demo.executor } : {}),
-  });
+  started = await startTestDemo({ name: "demo-grants", withExecutor: true, print: (l) => lines.push(l) });
+  ({ demo, agent } = started);
 });
 afterAll(async () => {
-  await agent?.stop();
-  await demo?.stop();
-  const redis = new Redis(REDIS_URL);
-  if (demo) await deleteKeys(redis, `${demo.queuePrefix}:*`);
-  redis.disconnect();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 });
 
 describe("the demo executor", () => {

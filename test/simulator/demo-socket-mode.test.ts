@@ -5,51 +5,25 @@
  */
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { Redis } from "ioredis";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import type { ActionRequest } from "../../src/domain/types.js";
-import { type Demo, startDemo } from "../../src/simulator/demo.js";
-import { DemoAgent } from "../../src/simulator/demo-agent.js";
-import { deleteKeys, eventually, REDIS_URL } from "../support/harness.js";
+import type { Demo } from "../../src/simulator/demo.js";
+import type { DemoAgent } from "../../src/simulator/demo-agent.js";
+import { startTestDemo, type TestDemo } from "../support/demo.js";
+import { eventually } from "../support/harness.js";
 
-let dir: string;
 let demo: Demo;
 let agent: DemoAgent;
+let started: TestDemo | undefined;
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-demo-socket-"));
-  demo = await startDemo({
-    dataDir: dir,
-    pagePort: 0,
-    redisUrl: REDIS_URL,
-    queuePrefix: `test-${randomUUID()}`,
-    log: pino({ level: "silent" }),
-    pollMs: 50,
-    sweepMs: 100,
-    socketMode: true,
-  });
-  agent = await DemoAgent.start({
-    redisUrl: REDIS_URL,
-    prefix: demo.queuePrefix,
-    issuer: demo.issuer,
-    secrets: demo.agentSecrets,
-    appUrl: demo.appUrl,
-    print: () => {},
-  });
+  started = await startTestDemo({ name: "demo-socket", socketMode: true });
+  ({ demo, agent } = started);
 });
 
 afterAll(async () => {
-  await agent?.stop();
-  await demo?.stop();
-  // The demo's queues leave their keys (meta, events, ids) behind: the shared Redis keeps none.
-  const redis = new Redis(REDIS_URL);
-  if (demo) await deleteKeys(redis, `${demo.queuePrefix}:*`);
-  redis.disconnect();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 });
 
 /** POST to the page as the browser does (same origin, JSON). */
