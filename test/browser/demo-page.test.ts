@@ -1,26 +1,17 @@
-/**
- * The demo page in a real browser (Debian's Chromium, driven by playwright-core): a
- * person picks who they are, clicks on a card, and the click travels as a real signed
- * Slack payload to the real app, whose verdict comes back to the agent's BullMQ job as
- * a signed record. Screenshots for docs/demo.md are taken from this run.
- */
-import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { compactVerify, createLocalJWKSet } from "jose";
-import { pino } from "pino";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
-import { type Demo, startDemo } from "../../src/simulator/demo.js";
-import { DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { deleteKeys } from "../support/harness.js";
+import type { Demo } from "../../src/simulator/demo.js";
+import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { startTestDemo, type TestDemo } from "../support/demo.js";
 
 const CHROMIUM = "/usr/bin/chromium";
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 // Every run takes the screenshots; UPDATE_SCREENSHOTS=1 writes them into docs/ (the
 // README's pictures), other runs into a temp folder so a test run leaves the tree clean.
 const SHOTS =
@@ -35,7 +26,7 @@ const MARTA = "U0REQ00001";
 const MALLORY = "U0MALLORY1";
 const PAYMENTS = "C0PAYMENTS1";
 
-let dir: string;
+let started: TestDemo | undefined;
 let demo: Demo;
 let agent: DemoAgent;
 let browser: Browser;
@@ -49,24 +40,8 @@ beforeAll(async () => {
         "These tests never download a browser.",
     );
   }
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-browser-"));
-  demo = await startDemo({
-    dataDir: dir,
-    pagePort: 0,
-    redisUrl: REDIS_URL,
-    queuePrefix: `test-${randomUUID()}`,
-    log: pino({ level: "silent" }),
-    pollMs: 50,
-    sweepMs: 100,
-  });
-  agent = await DemoAgent.start({
-    redisUrl: REDIS_URL,
-    prefix: demo.queuePrefix,
-    issuer: demo.issuer,
-    secrets: demo.agentSecrets,
-    appUrl: demo.appUrl,
-    print: () => {},
-  });
+  started = await startTestDemo({ name: "browser" });
+  ({ demo, agent } = started);
   script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -95,15 +70,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await context?.close();
   await browser?.close();
-  await agent?.stop();
-  await demo?.stop();
-  if (demo) {
-    const { Redis } = await import("ioredis");
-    const redis = new Redis(REDIS_URL);
-    await deleteKeys(redis, `${demo.queuePrefix}:*`);
-    redis.disconnect();
-  }
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await started?.stop();
 });
 
 async function openPage(): Promise<Page> {
