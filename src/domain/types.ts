@@ -89,7 +89,32 @@ export interface RouteLevel {
   readonly channel: string;
   readonly quorum: number;
   readonly timeout_ms: number;
+  /** `passkey`: each approval at this level is confirmed with the approver's own passkey (SPEC "Step-up"). */
+  readonly step_up?: "passkey";
 }
+
+/**
+ * One `when.details` condition on a JSON Pointer into `action.details` (SPEC "Policy file").
+ * All operators given must hold. `gt`..`lte` compare numbers; `eq`/`in` by RFC 8785 equality.
+ */
+export interface DetailCondition {
+  readonly eq?: JsonValue;
+  readonly in?: readonly JsonValue[];
+  readonly gt?: number;
+  readonly gte?: number;
+  readonly lt?: number;
+  readonly lte?: number;
+  readonly exists?: boolean;
+}
+
+/** Plain JSON, as parsed. */
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly JsonValue[]
+  | { readonly [key: string]: JsonValue };
 
 export interface RouteWhen {
   readonly risk_class?: readonly string[];
@@ -98,6 +123,8 @@ export interface RouteWhen {
   readonly action?: readonly string[];
   readonly agent?: readonly string[];
   readonly vendor_managed?: boolean;
+  /** JSON Pointer (RFC 6901) into `action.details` -> its condition. */
+  readonly details?: Readonly<Record<string, DetailCondition>>;
 }
 
 export interface Route {
@@ -211,6 +238,50 @@ export interface Vote {
   /** ISO 8601. */
   readonly at: string;
   readonly comment?: string;
+  /** From 1: the revision this vote was cast for, present when approvers changed the request. */
+  readonly revision?: number;
+  /** Present when the vote was confirmed with the approver's passkey (SPEC "Step-up"). */
+  readonly step_up?: StepUpProof;
+}
+
+/** The WebAuthn assertion that confirmed an approval, as the record carries it (base64url fields). */
+export interface StepUpProof {
+  readonly method: "webauthn";
+  readonly credential_id: string;
+  readonly public_key: PublicJwk;
+  readonly authenticator_data: string;
+  readonly client_data_json: string;
+  readonly signature: string;
+  readonly nonce: string;
+}
+
+/** A public key as a JWK (EC P-256, OKP Ed25519 or RSA), as WebAuthn credentials carry them. */
+export interface PublicJwk {
+  readonly kty: string;
+  readonly crv?: string;
+  readonly x?: string;
+  readonly y?: string;
+  readonly n?: string;
+  readonly e?: string;
+  readonly alg?: string;
+}
+
+/** One RFC 6902 operation, as `edits[].patch` carries it. */
+export interface JsonPatchOperation {
+  readonly op: "add" | "remove" | "replace" | "move" | "copy" | "test";
+  readonly path: string;
+  readonly value?: JsonValue;
+  readonly from?: string;
+}
+
+/** One change an approver made before approval (SPEC "Changes before approval"). */
+export interface Edit {
+  readonly user: string;
+  readonly team: string;
+  /** ISO 8601. */
+  readonly at: string;
+  /** Turns the previous revision into the next. */
+  readonly patch: readonly JsonPatchOperation[];
 }
 
 /** The payload of a decision record, exactly as signed. */
@@ -225,6 +296,10 @@ export interface RecordClaims {
   readonly action_type: string;
   readonly summary: string;
   readonly action_sha256: string;
+  /** Only when approvers changed the request: the agent's digest (the proof's `req`). */
+  readonly original_sha256?: string;
+  /** Only when approvers changed the request, in order. */
+  readonly edits?: readonly Edit[];
   readonly risk_class: string;
   readonly region: string;
   readonly purpose: string;
@@ -303,8 +378,25 @@ export interface RevokedReceiptClaims extends ActionReceiptBase {
   readonly reason_text: string;
 }
 
+/**
+ * A person registered a passkey (SPEC "Step-up"): about no action, so it has `user`,
+ * `team`, `credential_id` and `public_key` in place of `action_id` and `decision`.
+ */
+export interface PasskeyRegisteredReceiptClaims extends ReceiptBase {
+  readonly kind: "passkey_registered";
+  readonly user: string;
+  readonly team: string;
+  /** base64url. */
+  readonly credential_id: string;
+  readonly public_key: PublicJwk;
+}
+
 /** The payload of a receipt (`typ: receipt+jwt`), exactly as signed. */
-export type ReceiptClaims = RedeemedReceiptClaims | OutcomeReceiptClaims | RevokedReceiptClaims;
+export type ReceiptClaims =
+  | RedeemedReceiptClaims
+  | OutcomeReceiptClaims
+  | RevokedReceiptClaims
+  | PasskeyRegisteredReceiptClaims;
 export type ReceiptKind = ReceiptClaims["kind"];
 export const RECEIPT_KINDS: readonly ReceiptKind[] = ["redeemed", "outcome", "revoked"];
 
