@@ -129,6 +129,7 @@ export class Approvals {
       action_type: request.action.type,
       risk_class: riskClass,
       region: request.region,
+      details: request.action.details,
     });
     const route = decision.route;
     const t = now.getTime();
