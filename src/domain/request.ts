@@ -278,7 +278,12 @@ export const ActionSchema = z
             { when: (payload) => Array.isArray(payload.value) },
           ),
         )
-        .meta({ maxItems: EDITABLE_MAX, uniqueItems: true })
+        .meta({
+          maxItems: EDITABLE_MAX,
+          uniqueItems: true,
+          description:
+            "JSON Pointers into details that approvers may change: each an existing string, number or boolean",
+        })
         .optional(),
     },
     { error: typeError("must be an object with type and summary") },
