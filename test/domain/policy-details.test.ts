@@ -302,3 +302,17 @@ ${routes}`;
     expect(p.actions["payments.refund"]!.min_risk).toBeUndefined();
   });
 });
+
+describe("the README's policy example", () => {
+  it("parses, with its details route and an action that forbids changes", async () => {
+    const { readFileSync } = await import("node:fs");
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("\n## The policy file\n"));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    const p = parsePolicy(yaml, FILE);
+    const big = p.routes.find((r) => r.name === "big-refunds");
+    expect(big?.when.details).toEqual({ "/amount": { gt: 1000 }, "/currency": { in: ["EUR", "USD"] } });
+    expect(p.actions["payments.payout"]).toEqual({ editable: false });
+    expect(changesAllowed(p, "payments.payout", { action: { editable: ["/amount"] } })).toEqual([]);
+  });
+});
