@@ -146,7 +146,7 @@ export function voteRefusal(
 
 /**
  * A vote from a click (or, at a step-up level, from a verified passkey assertion), judged
- * by voteRefusal. At a step-up level an approval without `stepUp` casts nothing: the
+ * by voteRefusal. At a step-up level an approval without `step_up` casts nothing: the
  * entry point sends the approver to the passkey page instead, and this refusal is the
  * core's guard should one ever try. Checking the assertion itself is the entry point's
  * (the WebAuthn ceremony); the core only carries it into the vote. Deny needs no step-up.
@@ -154,19 +154,14 @@ export function voteRefusal(
 export function castVote(
   s: ActionState,
   voter: Voter,
-  ballot: {
-    vote: "approve" | "deny";
-    comment?: string;
-    cardLevel: number;
-    /** The verified assertion, for the action as shown, at `cardLevel`. */
-    stepUp?: StepUpProof;
-  },
+  /** `step_up`: the verified assertion, for the action as shown, at `cardLevel` (the passkey page's). */
+  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; step_up?: StepUpProof },
   policyTeam: string,
   now: Date,
 ): Step {
   const refusal = voteRefusal(s, voter, ballot, policyTeam);
   if (refusal) return refusal;
-  if (s.stepUp !== undefined && ballot.vote === "approve" && ballot.stepUp === undefined) {
+  if (s.stepUp !== undefined && ballot.vote === "approve" && ballot.step_up === undefined) {
     return refuse(
       "step_up_required",
       "this level needs each approval confirmed with your passkey; use the link you were sent",
@@ -181,7 +176,8 @@ export function castVote(
     vote: ballot.vote,
     at: now.toISOString(),
     ...(ballot.comment ? { comment: ballot.comment } : {}),
-    ...(ballot.stepUp ? { step_up: ballot.stepUp } : {}),
+    // Only the passkey page passes one, after verifying the assertion; deny needs none.
+    ...(ballot.step_up && ballot.vote === "approve" ? { step_up: ballot.step_up } : {}),
   };
   if (ballot.vote === "deny") {
     return {

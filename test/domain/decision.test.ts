@@ -224,7 +224,7 @@ describe("step-up levels: only approvals confirmed with a passkey for that level
   });
 
   it("an approval with a passkey is cast, and carries the proof into the vote", () => {
-    const s = castVote(atLevel1, voter("U8"), { vote: "approve", cardLevel: 1, stepUp: proof("8") }, T, now);
+    const s = castVote(atLevel1, voter("U8"), { vote: "approve", cardLevel: 1, step_up: proof("8") }, T, now);
     expect(s).toMatchObject({ kind: "vote", vote: { user: "U8", step_up: proof("8") } });
     expect("decision" in s && s.decision).toBeFalsy();
   });
@@ -238,7 +238,13 @@ describe("step-up levels: only approvals confirmed with a passkey for that level
         { user: "U3", team: T, vote: "approve", at, level: 0, step_up: proof("3") },
       ],
     };
-    const one = castVote(carried, voter("U8"), { vote: "approve", cardLevel: 1, stepUp: proof("8") }, T, now);
+    const one = castVote(
+      carried,
+      voter("U8"),
+      { vote: "approve", cardLevel: 1, step_up: proof("8") },
+      T,
+      now,
+    );
     expect(one).toMatchObject({ kind: "vote" });
     expect("decision" in one && one.decision).toBeFalsy();
     // Without the rule, U2 and U3 alone would already make the quorum of 2.
@@ -252,7 +258,7 @@ describe("step-up levels: only approvals confirmed with a passkey for that level
       votes: [{ user: "U8", team: T, vote: "approve", at, level: 1, step_up: proof("8") }],
     };
     expect(
-      castVote(s, voter("U9"), { vote: "approve", cardLevel: 1, stepUp: proof("9") }, T, now),
+      castVote(s, voter("U9"), { vote: "approve", cardLevel: 1, step_up: proof("9") }, T, now),
     ).toMatchObject({ decision: { verdict: "approved", reasonCode: "approvers" } });
   });
 
