@@ -171,8 +171,9 @@ policy
     else if (d.route.auto) console.log(`route ${d.route.name}: auto-${d.route.auto} (reason_code policy)`);
     else {
       const l = d.route.levels[0]!;
+      const stepUp = d.route.levels.flatMap((level, i) => (level.step_up ? [i] : []));
       console.log(
-        `route ${d.route.name}: quorum ${l.quorum} in ${l.channel}, ${d.route.levels.length - 1} escalation level(s), on_timeout ${d.route.on_timeout}`,
+        `route ${d.route.name}: quorum ${l.quorum} in ${l.channel}, ${d.route.levels.length - 1} escalation level(s), on_timeout ${d.route.on_timeout}${stepUp.length ? `; step_up passkey at level ${stepUp.join(", ")}` : ""}`,
       );
     }
   });
