@@ -88,8 +88,14 @@ describe("countersign policy check", () => {
     expect(refused.stderr).toContain(
       `${stepUp}: step_up: passkey (route eu-high-payments; route eu-high-payments, escalation level 1) needs PUBLIC_URL`,
     );
-    const ok = await run(["policy", "check", stepUp], { PUBLIC_URL: "http://localhost:3000" });
-    expect(ok.code).toBe(0);
+    const ok = await run(
+      ["policy", "check", stepUp, "--explain", JSON.stringify(request({ risk_class: "medium" }))],
+      {
+        PUBLIC_URL: "http://localhost:3000",
+      },
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain("on_timeout escalate; step_up passkey at level 0, 1");
     const serve = await run(["serve"], {
       POLICY_FILE: stepUp,
       PUBLIC_URL: "",
