@@ -80,6 +80,17 @@ export interface PostgresOptions {
   readonly poolSize?: number;
 }
 
+interface Waiting<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface PendingFinish extends Waiting<boolean> {
+  readonly id: number;
+  readonly lease: number;
+  readonly f: Finish;
+}
+
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** A transaction lost a race the database detected; running it again is safe (the plan is pure). */
 const RETRYABLE = new Set(["40P01", "40001"]);
@@ -92,6 +103,11 @@ export class PostgresStore extends CoreStore implements Store {
   private closed = false;
   /** drizzle over each pooled connection, for statements inside a transaction (see dbOf). */
   private readonly clientDbs = new WeakMap<pg.PoolClient, Db>();
+  /** Reads of actions waiting for this turn's statement (see getAction). */
+  private gets = new Map<string, Waiting<ActionWithVotes | null>[]>();
+  /** Effect outcomes waiting for this turn's statement (see finish), and those being written. */
+  private finishes: PendingFinish[] = [];
+  private readonly finishing = new Set<Promise<void>>();
   /** No SQLite handle here (see OpenedStore). */
   readonly sqlite = null;
 
@@ -234,16 +250,37 @@ export class PostgresStore extends CoreStore implements Store {
     return new PgStoreTx(this.db, this.pool, null, null, this.scope);
   }
 
-  async getAction(id: string): Promise<ActionWithVotes | null> {
-    // One statement, so one snapshot for the action and its votes: a reader never sees a
-    // vote without the state it produced (or the reverse).
-    const r = await this.pool.query<RawAction & { votes: VoteColumns[] }>({
-      name: "countersign_get_action",
-      text: `${ACTION_WITH_VOTES}$1`,
-      values: [id],
+  getAction(id: string): Promise<ActionWithVotes | null> {
+    // Reads asked for in one turn of the event loop go as one statement (the effects of a
+    // burst of requests each read their action): one round trip for all of them, and one
+    // snapshot for each action and its votes, so a reader never sees a vote without the
+    // state it produced (or the reverse). A read asked for after a commit is sent after it.
+    return new Promise((resolve, reject) => {
+      const waiting = this.gets.get(id);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.gets.set(id, [{ resolve, reject }]);
+      if (this.gets.size === 1 && !waiting) setImmediate(() => void this.readActions());
     });
-    const row = r.rows[0];
-    return row ? withVotes(actionColumns(row), row.votes) : null;
+  }
+
+  private async readActions(): Promise<void> {
+    const batch = this.gets;
+    this.gets = new Map();
+    try {
+      const r = await this.pool.query<RawAction & { votes: VoteColumns[] }>({
+        name: "countersign_get_actions",
+        text: `${ACTION_WITH_VOTES}a.id = ANY($1::text[])`,
+        values: [[...batch.keys()]],
+      });
+      const found = new Map(r.rows.map((row) => [row.id, row]));
+      for (const [id, waiting] of batch) {
+        const row = found.get(id);
+        const value = row ? withVotes(actionColumns(row), row.votes) : null;
+        for (const w of waiting) w.resolve(value);
+      }
+    } catch (e) {
+      for (const waiting of batch.values()) for (const w of waiting) w.reject(e);
+    }
   }
 
   async getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null> {
@@ -367,27 +404,73 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  protected async finish(id: number, lease: number, f: Finish): Promise<boolean> {
-    // One prepared statement for every outcome (a NULL leaves its column as it is): an
-    // effect's outcome is the commonest write after a request's own.
-    const r = await this.pool.query({
-      name: "countersign_finish_effect",
-      text: `UPDATE outbox SET lease_until = NULL,
-          state = coalesce($3, state), done_at = coalesce($4, done_at),
-          due_at = coalesce($5, due_at), last_error = coalesce($6, last_error),
-          attempts = CASE WHEN $7 THEN greatest(0, attempts - 1) ELSE attempts END
-        WHERE id = $1 AND lease_until = $2 RETURNING id`,
-      values: [
-        id,
-        lease,
-        f.state ?? null,
-        f.doneAt ?? null,
-        f.dueAt ?? null,
-        f.lastError ?? null,
-        f.takeBack === true,
-      ],
+  protected finish(id: number, lease: number, f: Finish): Promise<boolean> {
+    // Outcomes given in one turn of the event loop are written by one statement: an
+    // effect's outcome is the commonest write after a request's own, and a burst of
+    // requests finishes many effects at once (SQLite lets them ride its group commit).
+    return new Promise((resolve, reject) => {
+      this.finishes.push({ id, lease, f, resolve, reject });
+      if (this.finishes.length === 1) setImmediate(() => void this.writeFinishes());
     });
-    return r.rowCount === 1;
+  }
+
+  private async writeFinishes(): Promise<void> {
+    // One outcome per effect in a statement: a second for the same effect (its lease
+    // already cleared by the first) goes in the next one, where it is refused, as before.
+    const batch: PendingFinish[] = [];
+    const later: PendingFinish[] = [];
+    const ids = new Set<number>();
+    for (const p of this.finishes) {
+      if (ids.has(p.id)) later.push(p);
+      else {
+        ids.add(p.id);
+        batch.push(p);
+      }
+    }
+    this.finishes = later;
+    if (later.length) setImmediate(() => void this.writeFinishes());
+    const flush = this.finishRows(batch);
+    this.finishing.add(flush);
+    await flush;
+    this.finishing.delete(flush);
+  }
+
+  private async finishRows(batch: readonly PendingFinish[]): Promise<void> {
+    const values = [
+      batch.map((p) => p.id),
+      batch.map((p) => p.lease),
+      batch.map((p) => p.f.state ?? null),
+      batch.map((p) => p.f.doneAt ?? null),
+      batch.map((p) => p.f.dueAt ?? null),
+      batch.map((p) => p.f.lastError ?? null),
+      batch.map((p) => p.f.takeBack === true),
+    ];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // A NULL leaves its column as it is. Rows in id order, so two statements that
+        // lock several outbox rows take them in the same order.
+        const r = await this.pool.query<{ id: string }>({
+          name: "countersign_finish_effects",
+          text: `UPDATE outbox o SET lease_until = NULL,
+              state = coalesce(f.state, o.state), done_at = coalesce(f.done_at, o.done_at),
+              due_at = coalesce(f.due_at, o.due_at), last_error = coalesce(f.last_error, o.last_error),
+              attempts = CASE WHEN f.take_back THEN greatest(0, o.attempts - 1) ELSE o.attempts END
+            FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
+                $5::bigint[], $6::text[], $7::boolean[])
+                AS u(id, lease, state, done_at, due_at, last_error, take_back) ORDER BY id) f
+            WHERE o.id = f.id AND o.lease_until = f.lease RETURNING o.id`,
+          values,
+        });
+        const finished = new Set(r.rows.map((x) => Number(x.id)));
+        for (const p of batch) p.resolve(finished.has(p.id));
+        return;
+      } catch (e) {
+        const code = causeOf(e).code;
+        if (attempt < MAX_TRIES && code && RETRYABLE.has(code)) continue;
+        for (const p of batch) p.reject(e);
+        return;
+      }
+    }
   }
 
   async pendingEffectCount(dueBy?: number): Promise<number> {
@@ -505,6 +588,11 @@ export class PostgresStore extends CoreStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Outcomes and reads still waiting for their turn are written and read first.
+    while (this.finishes.length || this.gets.size || this.finishing.size) {
+      await new Promise((r) => setImmediate(r));
+      await Promise.all([...this.finishing]);
+    }
     await this.pool.end();
   }
 }
@@ -558,7 +646,7 @@ const ACTION_WITH_VOTES = `SELECT ${ACTION_SELECT}, (SELECT coalesce(json_agg(js
     'user', v."user", 'team', v.team, 'email', v.email, 'realName', v.real_name, 'vote', v.vote,
     'comment', v.comment, 'level', v.level, 'at', v.at) ORDER BY v.at, v."user"), '[]'::json)
     FROM votes v WHERE v.action_id = a.id) AS votes
-  FROM actions a WHERE a.id = `;
+  FROM actions a WHERE `;
 
 type RawAction = Omit<ActionColumns, "deadlineAt" | "capAt" | "requestedAt" | "decidedAt" | "recordSeq"> &
   Record<"deadlineAt" | "capAt" | "requestedAt" | "decidedAt" | "recordSeq", string | number | null>;
@@ -679,7 +767,9 @@ class PgStoreTx implements StoreTx {
 
   *loadAction(id: string, forUpdate: boolean): Step<ActionWithVotes | null> {
     if (!forUpdate) {
-      const [row] = yield* this.rows<RawAction & { votes: VoteColumns[] }>(`${ACTION_WITH_VOTES}${lit(id)}`);
+      const [row] = yield* this.rows<RawAction & { votes: VoteColumns[] }>(
+        `${ACTION_WITH_VOTES}a.id = ${lit(id)}`,
+      );
       return row ? withVotes(actionColumns(row), row.votes) : null;
     }
     // The votes are read by a second statement, after the row's lock is granted: its
