@@ -405,6 +405,30 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect(keys).toContain(`note:${a.id}:vote:U0ALICE`);
     });
 
+    it("answers reads of many actions asked at once, each with its own votes", async () => {
+      const actions = Array.from({ length: 6 }, (_, i) => newAction({ req: { request_id: `many-${i}` } }));
+      for (const a of actions) await store.admit(admitInput(a));
+      // Votes by different users on every other action, so each read must keep its own.
+      for (const [i, a] of actions.entries()) {
+        if (i % 2) continue;
+        await store.mutate(a.id, T0 + 5, () => ({ vote: vote(`U0V${i}`), events: [], effects: [] }));
+      }
+      const ids = [...actions.map((a) => a.id), "act_missing", actions[0]!.id];
+      const read = await Promise.all(ids.map((id) => store.getAction(id)));
+      expect(read.map((a) => a?.id ?? null)).toEqual([...actions.map((a) => a.id), null, actions[0]!.id]);
+      expect(read.map((a) => a?.votes.map((v) => v.user) ?? null)).toEqual([
+        ["U0V0"],
+        [],
+        ["U0V2"],
+        [],
+        ["U0V4"],
+        [],
+        null,
+        ["U0V0"],
+      ]);
+      expect(read[0]?.votes[0]).toEqual({ ...vote("U0V0"), level: 0 });
+    });
+
     it("keeps a refused plan's events and changes nothing else", async () => {
       const a = newAction();
       await store.admit(admitInput(a));
@@ -788,6 +812,27 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       // Done and dead effects are never claimed again, however late.
       expect(await store.claimEffects(T0 + 999_999, 10, 1000)).toEqual([]);
       expect(await store.pendingEffectCount()).toBe(0);
+    });
+
+    it("finishes outcomes given at once each under its own lease; a second outcome for one effect loses", async () => {
+      await seed(4);
+      const [a, b, c, d] = await store.claimEffects(T0, 10, 60_000);
+      const results = await Promise.all([
+        store.completeEffect(a!.id, a!.lease, T0 + 1),
+        store.retryEffect(b!.id, b!.lease, T0 + 5000, "slack 503"),
+        store.deferEffect(c!.id, c!.lease, T0 + 2000),
+        store.completeEffect(d!.id, d!.lease + 1, T0 + 1), // not its lease
+        store.killEffect(a!.id, a!.lease, "too late", T0 + 1), // a second outcome for a
+      ]);
+      expect(results).toEqual([true, true, true, false, false]);
+      // a is done (not dead), b and c are due again, d is still leased to its claim.
+      expect(await store.pendingEffectCount()).toBe(3);
+      const again = await store.claimEffects(T0 + 5000, 10, 100_000);
+      expect(again.map((e) => [e.id, e.attempts])).toEqual([
+        [b!.id, 2],
+        [c!.id, 1],
+      ]);
+      expect((await store.claimEffects(T0 + 60_001, 10, 1000)).map((e) => e.id)).toEqual([d!.id]);
     });
 
     it("never counts attempts below zero when an unclaimed effect is deferred", async () => {

@@ -16,22 +16,7 @@
  * log head, so these locks cannot deadlock among themselves.
  */
 import { createHash } from "node:crypto";
-import {
-  and,
-  asc,
-  desc,
-  eq,
-  getTableColumns,
-  gte,
-  inArray,
-  isNotNull,
-  isNull,
-  lt,
-  lte,
-  ne,
-  or,
-  sql,
-} from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gte, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
@@ -57,9 +42,11 @@ import {
   type Closed,
   CoreStore,
   columnsOf,
+  done,
   type Finish,
   type NewEventRow,
   type NewOutboxRow,
+  type OutboxColumns,
   type RecordColumns,
   runAwaiting,
   type Step,
@@ -73,7 +60,7 @@ import {
   withVotes,
 } from "./core.js";
 import { StoreError } from "./errors.js";
-import { type actionValues, toRow } from "./rows.js";
+import { type ActionColumns, type actionValues, toRow } from "./rows.js";
 
 export const PG_MIGRATIONS_FOLDER = packagePath("db", "pg", "migrations");
 
@@ -93,6 +80,17 @@ export interface PostgresOptions {
   readonly poolSize?: number;
 }
 
+interface Waiting<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface PendingFinish extends Waiting<boolean> {
+  readonly id: number;
+  readonly lease: number;
+  readonly f: Finish;
+}
+
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** A transaction lost a race the database detected; running it again is safe (the plan is pure). */
 const RETRYABLE = new Set(["40P01", "40001"]);
@@ -103,6 +101,13 @@ export class PostgresStore extends CoreStore implements Store {
   /** Who takes effects leased as written (see handEffectsTo). */
   private receiver: EffectReceiver | null = null;
   private closed = false;
+  /** drizzle over each pooled connection, for statements inside a transaction (see dbOf). */
+  private readonly clientDbs = new WeakMap<pg.PoolClient, Db>();
+  /** Reads of actions waiting for this turn's statement (see getAction). */
+  private gets = new Map<string, Waiting<ActionWithVotes | null>[]>();
+  /** Effect outcomes waiting for this turn's statement (see finish), and those being written. */
+  private finishes: PendingFinish[] = [];
+  private readonly finishing = new Set<Promise<void>>();
   /** No SQLite handle here (see OpenedStore). */
   readonly sqlite = null;
 
@@ -196,35 +201,86 @@ export class PostgresStore extends CoreStore implements Store {
       // The receiver is fixed for the attempt: the one that held the slots is the one told.
       const receiver = this.receiver;
       const writeLeases: WriteLeases | null = receiver ? { receiver, born: [], reserved: 0 } : null;
+      const client = await this.pool.connect();
+      // The transaction is begun by its first statement's round trip, not one of its own
+      // (see PgStoreTx). Named, not left to the server's default: the log's head is read
+      // after its lock is granted, which sees the previous record only at READ COMMITTED.
+      const tx = new PgStoreTx(
+        this.dbOf(client),
+        client,
+        this.signer,
+        writeLeases,
+        this.scope,
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
+      );
+      let broken: Error | undefined;
       try {
-        // Named, not left to the server's default: the log's head is read after its lock is
-        // granted, which sees the previous record only at READ COMMITTED.
-        const value = await this.db.transaction(
-          (tx) => runAwaiting(step(new PgStoreTx(tx, this.signer, writeLeases, this.scope))),
-          { isolationLevel: "read committed" },
-        );
+        const value = await runAwaiting(step(tx));
+        await tx.commit();
         if (writeLeases?.reserved) receiver?.settle(writeLeases.born, writeLeases.reserved);
         return value;
-      } catch (e) {
+      } catch (caught) {
         if (writeLeases?.reserved) receiver?.settle([], writeLeases.reserved);
+        // A statement sent ahead of a drizzle query failed first: its error is the cause.
+        const e = tx.failure ?? caught;
+        await client.query("ROLLBACK").catch((r: unknown) => {
+          broken = r instanceof Error ? r : new Error(String(r));
+        });
         const code = causeOf(e).code;
         if (attempt >= MAX_TRIES || !code || !RETRYABLE.has(code)) throw e;
+      } finally {
+        // A connection whose ROLLBACK failed is closed, not handed to the next transaction.
+        client.release(broken);
       }
     }
   }
 
-  /** Statements outside write(): reads, and writes of one statement that need no transaction. */
-  private reader(handle: PgTx | Db = this.db): PgStoreTx {
-    return new PgStoreTx(handle, null, null, this.scope);
+  /** drizzle over one pooled connection, made once per connection. */
+  private dbOf(client: pg.PoolClient): Db {
+    let db = this.clientDbs.get(client);
+    if (!db) {
+      db = drizzle({ client, schema });
+      this.clientDbs.set(client, db);
+    }
+    return db;
   }
 
-  async getAction(id: string): Promise<ActionWithVotes | null> {
-    // One snapshot for the action and its votes, so a reader never sees a vote without
-    // the state it produced (or the reverse).
-    return this.db.transaction((tx) => runAwaiting(this.reader(tx).loadAction(id, false)), {
-      isolationLevel: "repeatable read",
-      accessMode: "read only",
+  /** Statements outside write(): reads, and writes of one statement that need no transaction. */
+  private reader(): PgStoreTx {
+    return new PgStoreTx(this.db, this.pool, null, null, this.scope);
+  }
+
+  getAction(id: string): Promise<ActionWithVotes | null> {
+    // Reads asked for in one turn of the event loop go as one statement (the effects of a
+    // burst of requests each read their action): one round trip for all of them, and one
+    // snapshot for each action and its votes, so a reader never sees a vote without the
+    // state it produced (or the reverse). A read asked for after a commit is sent after it.
+    return new Promise((resolve, reject) => {
+      const waiting = this.gets.get(id);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.gets.set(id, [{ resolve, reject }]);
+      if (this.gets.size === 1 && !waiting) setImmediate(() => void this.readActions());
     });
+  }
+
+  private async readActions(): Promise<void> {
+    const batch = this.gets;
+    this.gets = new Map();
+    try {
+      const r = await this.pool.query<RawAction & { votes: VoteColumns[] }>({
+        name: "countersign_get_actions",
+        text: `${ACTION_WITH_VOTES}a.id = ANY($1::text[])`,
+        values: [[...batch.keys()]],
+      });
+      const found = new Map(r.rows.map((row) => [row.id, row]));
+      for (const [id, waiting] of batch) {
+        const row = found.get(id);
+        const value = row ? withVotes(actionColumns(row), row.votes) : null;
+        for (const w of waiting) w.resolve(value);
+      }
+    } catch (e) {
+      for (const waiting of batch.values()) for (const w of waiting) w.reject(e);
+    }
   }
 
   async getActionByRequest(agentId: string, requestId: string): Promise<ActionRow | null> {
@@ -244,11 +300,12 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async findJob(jobKey: string): Promise<{ actionId: string } | null> {
-    const [r] = await this.db
-      .select({ actionId: schema.intakeJobs.actionId })
-      .from(schema.intakeJobs)
-      .where(eq(schema.intakeJobs.jobKey, jobKey));
-    return r ?? null;
+    const r = await this.pool.query<{ actionId: string }>({
+      name: "countersign_find_job",
+      text: `SELECT action_id AS "actionId" FROM intake_jobs WHERE job_key = $1`,
+      values: [jobKey],
+    });
+    return r.rows[0] ?? null;
   }
 
   async unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]> {
@@ -276,11 +333,12 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async getCards(actionId: string): Promise<Card[]> {
-    return this.db
-      .select(CARD_COLUMNS)
-      .from(schema.cards)
-      .where(eq(schema.cards.actionId, actionId))
-      .orderBy(asc(schema.cards.level));
+    const r = await this.pool.query<Card>({
+      name: "countersign_get_cards",
+      text: `SELECT action_id AS "actionId", level, channel, ts FROM cards WHERE action_id = $1 ORDER BY level`,
+      values: [actionId],
+    });
+    return r.rows;
   }
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
@@ -293,12 +351,13 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async saveCard(card: Card, now: number): Promise<boolean> {
-    const r = await this.db
-      .insert(schema.cards)
-      .values({ ...card, postedAt: now })
-      .onConflictDoNothing()
-      .returning({ level: schema.cards.level });
-    return r.length === 1;
+    const r = await this.pool.query({
+      name: "countersign_save_card",
+      text: `INSERT INTO cards (action_id, level, channel, ts, posted_at) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT DO NOTHING RETURNING level`,
+      values: [card.actionId, card.level, card.channel, card.ts, now],
+    });
+    return r.rowCount === 1;
   }
 
   handEffectsTo(receiver: EffectReceiver | null): void {
@@ -306,31 +365,31 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async claimEffects(now: number, limit: number, leaseMs: number): Promise<Effect[]> {
-    const o = schema.outbox;
     // SKIP LOCKED: a row another claimer is leasing right now is passed over, not waited
     // for, and the lease condition is checked again on the row as it is when locked.
-    const due = this.db
-      .select({ id: o.id })
-      .from(o)
-      .where(and(eq(o.state, "pending"), lte(o.dueAt, now), or(isNull(o.leaseUntil), lt(o.leaseUntil, now))))
-      .orderBy(asc(o.dueAt), asc(o.id))
-      .limit(limit)
-      .for("update", { skipLocked: true });
-    const rows = await this.db
-      .update(o)
-      .set({ leaseUntil: now + leaseMs, attempts: sql`${o.attempts} + 1` })
-      .where(inArray(o.id, due))
-      .returning({
-        id: o.id,
-        actionId: o.actionId,
-        kind: o.kind,
-        dedupeKey: o.dedupeKey,
-        payloadJson: o.payloadJson,
-        attempts: o.attempts,
-        createdAt: o.createdAt,
-        leaseUntil: o.leaseUntil,
-      });
-    return toEffects(rows);
+    // A prepared statement: the pollers of every instance run it twice a second.
+    const r = await this.pool.query<
+      Omit<OutboxColumns, "id" | "createdAt" | "leaseUntil"> &
+        Record<"id" | "createdAt" | "leaseUntil", string>
+    >({
+      name: "countersign_claim_effects",
+      text: `UPDATE outbox SET lease_until = $1::bigint + $2::bigint, attempts = attempts + 1
+        WHERE id IN (
+          SELECT id FROM outbox
+          WHERE state = 'pending' AND due_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+          ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+        RETURNING id, action_id AS "actionId", kind, dedupe_key AS "dedupeKey",
+          payload_json AS "payloadJson", attempts, created_at AS "createdAt", lease_until AS "leaseUntil"`,
+      values: [now, leaseMs, limit],
+    });
+    return toEffects(
+      r.rows.map((x) => ({
+        ...x,
+        id: Number(x.id),
+        createdAt: Number(x.createdAt),
+        leaseUntil: x.leaseUntil === null ? null : Number(x.leaseUntil),
+      })),
+    );
   }
 
   async renewEffects(held: readonly { id: number; lease: number }[], lease: number): Promise<number[]> {
@@ -345,18 +404,73 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
-  protected async finish(id: number, lease: number, f: Finish): Promise<boolean> {
-    const { takeBack, ...values } = f;
-    const rows = await this.db
-      .update(schema.outbox)
-      .set({
-        ...values,
-        leaseUntil: null,
-        ...(takeBack ? { attempts: sql`greatest(0, ${schema.outbox.attempts} - 1)` } : {}),
-      })
-      .where(and(eq(schema.outbox.id, id), eq(schema.outbox.leaseUntil, lease)))
-      .returning({ id: schema.outbox.id });
-    return rows.length === 1;
+  protected finish(id: number, lease: number, f: Finish): Promise<boolean> {
+    // Outcomes given in one turn of the event loop are written by one statement: an
+    // effect's outcome is the commonest write after a request's own, and a burst of
+    // requests finishes many effects at once (SQLite lets them ride its group commit).
+    return new Promise((resolve, reject) => {
+      this.finishes.push({ id, lease, f, resolve, reject });
+      if (this.finishes.length === 1) setImmediate(() => void this.writeFinishes());
+    });
+  }
+
+  private async writeFinishes(): Promise<void> {
+    // One outcome per effect in a statement: a second for the same effect (its lease
+    // already cleared by the first) goes in the next one, where it is refused, as before.
+    const batch: PendingFinish[] = [];
+    const later: PendingFinish[] = [];
+    const ids = new Set<number>();
+    for (const p of this.finishes) {
+      if (ids.has(p.id)) later.push(p);
+      else {
+        ids.add(p.id);
+        batch.push(p);
+      }
+    }
+    this.finishes = later;
+    if (later.length) setImmediate(() => void this.writeFinishes());
+    const flush = this.finishRows(batch);
+    this.finishing.add(flush);
+    await flush;
+    this.finishing.delete(flush);
+  }
+
+  private async finishRows(batch: readonly PendingFinish[]): Promise<void> {
+    const values = [
+      batch.map((p) => p.id),
+      batch.map((p) => p.lease),
+      batch.map((p) => p.f.state ?? null),
+      batch.map((p) => p.f.doneAt ?? null),
+      batch.map((p) => p.f.dueAt ?? null),
+      batch.map((p) => p.f.lastError ?? null),
+      batch.map((p) => p.f.takeBack === true),
+    ];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // A NULL leaves its column as it is. Rows in id order, so two statements that
+        // lock several outbox rows take them in the same order.
+        const r = await this.pool.query<{ id: string }>({
+          name: "countersign_finish_effects",
+          text: `UPDATE outbox o SET lease_until = NULL,
+              state = coalesce(f.state, o.state), done_at = coalesce(f.done_at, o.done_at),
+              due_at = coalesce(f.due_at, o.due_at), last_error = coalesce(f.last_error, o.last_error),
+              attempts = CASE WHEN f.take_back THEN greatest(0, o.attempts - 1) ELSE o.attempts END
+            FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
+                $5::bigint[], $6::text[], $7::boolean[])
+                AS u(id, lease, state, done_at, due_at, last_error, take_back) ORDER BY id) f
+            WHERE o.id = f.id AND o.lease_until = f.lease RETURNING o.id`,
+          values,
+        });
+        const finished = new Set(r.rows.map((x) => Number(x.id)));
+        for (const p of batch) p.resolve(finished.has(p.id));
+        return;
+      } catch (e) {
+        const code = causeOf(e).code;
+        if (attempt < MAX_TRIES && code && RETRYABLE.has(code)) continue;
+        for (const p of batch) p.reject(e);
+        return;
+      }
+    }
   }
 
   async pendingEffectCount(dueBy?: number): Promise<number> {
@@ -474,6 +588,11 @@ export class PostgresStore extends CoreStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Outcomes and reads still waiting for their turn are written and read first.
+    while (this.finishes.length || this.gets.size || this.finishing.size) {
+      await new Promise((r) => setImmediate(r));
+      await Promise.all([...this.finishing]);
+    }
     await this.pool.end();
   }
 }
@@ -481,6 +600,20 @@ export class PostgresStore extends CoreStore implements Store {
 /**
  * The statements of PostgresStore's writes, for the shared store logic (core.ts). Where
  * SQLite has one writer, these take the locks that give the same behaviour (see the top).
+ *
+ * Round trips, not SQL, are what a PostgreSQL request costs here: each statement is a
+ * socket write and a wait for the answer (node-postgres sends one query at a time), and a
+ * profile of intake spent half its busy time in those writes and in drizzle building the
+ * SQL. So the hot statements are plain SQL, and the statements whose answer the logic
+ * does not need (BEGIN, a lock, an insert that returns nothing) wait in `ahead` and travel
+ * with the next statement that has an answer, or with the COMMIT: several statements in
+ * one simple-protocol message, run by the server one after the other, each with its own
+ * snapshot (READ COMMITTED), so a read sent after a lock in the same message still sees
+ * what the lock's previous holder committed. The simple protocol carries no parameters:
+ * values are written as literals by `lit` (node-postgres' escapeLiteral).
+ *
+ * A statement waiting in `ahead` that fails is reported by the statement it travels with
+ * (the transaction is rolled back either way, and the error is the first statement's).
  */
 const CARD_COLUMNS = {
   actionId: schema.cards.actionId,
@@ -489,186 +622,325 @@ const CARD_COLUMNS = {
   ts: schema.cards.ts,
 };
 
+/** Something node-postgres can run a query on: a pool, or one connection. */
+type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
+
+/** The actions columns, named as ActionColumns names them (bigints come back as strings). */
+const ACTION_SELECT = `a.id, a.agent_id AS "agentId", a.request_id AS "requestId",
+  a.request_json AS "requestJson", a.request_sha256 AS "requestSha256",
+  a.action_type AS "actionType", a.risk_class AS "riskClass", a.region, a.status,
+  a.route_name AS "routeName", a.level, a.quorum, a.eligible_json AS "eligibleJson",
+  a.deadline_at AS "deadlineAt", a.cap_at AS "capAt", a.policy_sha256 AS "policySha256",
+  a.requested_at AS "requestedAt", a.verdict, a.reason_code AS "reasonCode",
+  a.decided_at AS "decidedAt", a.record_seq AS "recordSeq"`;
+
+/** An action's votes in the order the core counts them, as VoteColumns. */
+const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote, comment, level, at
+  FROM votes WHERE action_id = `;
+
+/**
+ * An action with its votes in one statement (one snapshot, one round trip). Only for reads
+ * that take no lock: a statement's subquery keeps the snapshot taken before a lock wait.
+ */
+const ACTION_WITH_VOTES = `SELECT ${ACTION_SELECT}, (SELECT coalesce(json_agg(json_build_object(
+    'user', v."user", 'team', v.team, 'email', v.email, 'realName', v.real_name, 'vote', v.vote,
+    'comment', v.comment, 'level', v.level, 'at', v.at) ORDER BY v.at, v."user"), '[]'::json)
+    FROM votes v WHERE v.action_id = a.id) AS votes
+  FROM actions a WHERE `;
+
+type RawAction = Omit<ActionColumns, "deadlineAt" | "capAt" | "requestedAt" | "decidedAt" | "recordSeq"> &
+  Record<"deadlineAt" | "capAt" | "requestedAt" | "decidedAt" | "recordSeq", string | number | null>;
+
+const num = (v: string | number | null): number | null => (v === null ? null : Number(v));
+
+function actionColumns(r: RawAction): ActionColumns {
+  return {
+    ...r,
+    deadlineAt: num(r.deadlineAt),
+    capAt: num(r.capAt),
+    requestedAt: Number(r.requestedAt),
+    decidedAt: num(r.decidedAt),
+    recordSeq: num(r.recordSeq),
+  };
+}
+
+function voteColumnsOf(v: VoteColumns & { at: number | string }): VoteColumns {
+  return { ...v, at: Number(v.at) };
+}
+
+/** A value as an SQL literal, for statements sent by the simple protocol (see above). */
+function lit(v: string | number | boolean | null): string {
+  if (v === null) return "NULL";
+  if (typeof v === "boolean") return v ? "TRUE" : "FALSE";
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) throw new StoreError(`not a whole number the store can keep: ${v}`);
+    return String(v);
+  }
+  return pg.escapeLiteral(v);
+}
+
+/** `(a, b, c)` of literals. */
+const tuple = (values: readonly (string | number | boolean | null)[]): string =>
+  `(${values.map(lit).join(", ")})`;
+
 class PgStoreTx implements StoreTx {
+  /** Statements whose answer is not needed, sent with the next one that has one (see above). */
+  private ahead: string[] = [];
+  /** The first failure of statements sent ahead of a drizzle query (see `tx`). */
+  failure: unknown = undefined;
+
   constructor(
-    private readonly tx: PgTx | Db,
+    /** drizzle over the same connection, for statements written with it. */
+    private readonly handle: PgTx | Db,
+    /** Where the plain statements run: the transaction's connection, or the pool for reads. */
+    private readonly conn: Queryable,
     readonly signer: RecordSigner | null,
     readonly writeLeases: WriteLeases | null,
     /** Names this log for its advisory locks. */
     private readonly scope: string,
-  ) {}
-
-  private *lock(name: string): Step<void> {
-    yield* wait(
-      this.tx.execute(sql`SELECT pg_advisory_xact_lock(${lockKey(`${name}:${this.scope}`)}::bigint)`),
-    );
+    /** Opens the transaction: sent with the first statement. */
+    begin: string | null = null,
+  ) {
+    if (begin) this.ahead.push(begin);
   }
 
-  *holdAgent(agentId: string): Step<void> {
+  /**
+   * drizzle, for statements written with it. What waits in `ahead` is sent first, on the
+   * same connection (node-postgres runs a connection's queries in the order given).
+   */
+  get tx(): PgTx | Db {
+    if (this.ahead.length) {
+      const text = this.ahead.join(";\n");
+      this.ahead = [];
+      (this.conn.query(text) as Promise<unknown>).catch((e: unknown) => {
+        this.failure ??= e;
+      });
+    }
+    return this.handle;
+  }
+
+  /** A statement whose answer is not needed: sent with the next one (see above). */
+  private later(text: string): Step<void> {
+    this.ahead.push(text);
+    return done(undefined);
+  }
+
+  /** Sends what waits ahead and `texts` in one round trip; the results of `texts`. */
+  private *send(...texts: string[]): Step<pg.QueryResult[]> {
+    const all = this.ahead.length ? [...this.ahead, ...texts] : texts;
+    this.ahead = [];
+    const r = (yield* wait(this.conn.query(all.join(";\n")))) as pg.QueryResult | pg.QueryResult[];
+    const results = Array.isArray(r) ? r : [r];
+    return results.slice(results.length - texts.length);
+  }
+
+  /** The rows of one statement, sent with what waits ahead. */
+  private *rows<R>(text: string): Step<R[]> {
+    const [r] = yield* this.send(text);
+    return (r?.rows ?? []) as R[];
+  }
+
+  /** Ends the transaction with what still waits ahead, in one round trip. */
+  async commit(): Promise<void> {
+    const text = [...this.ahead, "COMMIT"].join(";\n");
+    this.ahead = [];
+    await this.conn.query(text);
+  }
+
+  private lock(name: string): string {
+    return `SELECT pg_advisory_xact_lock(${lockKey(`${name}:${this.scope}`)}::bigint)`;
+  }
+
+  holdAgent(agentId: string): Step<void> {
     // Serialises one agent's admissions, so a repeat always sees the first and the
-    // pending count is exact; other agents are not held up.
-    yield* this.lock(`agent:${agentId}`);
+    // pending count is exact; other agents are not held up. Sent with the duplicate check
+    // that follows it, which runs once the lock is granted, on a fresh snapshot.
+    return this.later(this.lock(`agent:${agentId}`));
   }
 
   *actionByRequest(agentId: string, requestId: string): Step<ActionRow | null> {
-    const [row] = yield* wait(
-      this.tx
-        .select()
-        .from(schema.actions)
-        .where(and(eq(schema.actions.agentId, agentId), eq(schema.actions.requestId, requestId)))
-        .limit(1),
+    const [row] = yield* this.rows<RawAction>(
+      `SELECT ${ACTION_SELECT} FROM actions a WHERE a.agent_id = ${lit(agentId)} AND a.request_id = ${lit(requestId)} LIMIT 1`,
     );
-    return row ? toRow(row) : null;
+    return row ? toRow(actionColumns(row)) : null;
   }
 
   *loadAction(id: string, forUpdate: boolean): Step<ActionWithVotes | null> {
-    const q = this.tx.select().from(schema.actions).where(eq(schema.actions.id, id));
-    const [row] = yield* wait(forUpdate ? q.for("update") : q.execute());
-    if (!row) return null;
-    const votes = yield* wait(
-      this.tx
-        .select()
-        .from(schema.votes)
-        .where(eq(schema.votes.actionId, id))
-        .orderBy(asc(schema.votes.at), asc(schema.votes.user)),
+    if (!forUpdate) {
+      const [row] = yield* this.rows<RawAction & { votes: VoteColumns[] }>(
+        `${ACTION_WITH_VOTES}a.id = ${lit(id)}`,
+      );
+      return row ? withVotes(actionColumns(row), row.votes) : null;
+    }
+    // The votes are read by a second statement, after the row's lock is granted: its
+    // snapshot then holds the votes of the click that held the lock before this one.
+    const [a, v] = yield* this.send(
+      `SELECT ${ACTION_SELECT} FROM actions a WHERE a.id = ${lit(id)} FOR UPDATE`,
+      `${VOTES_SELECT}${lit(id)} ORDER BY at, "user"`,
     );
-    return withVotes(row, votes);
+    const row = a?.rows[0] as RawAction | undefined;
+    if (!row) return null;
+    return withVotes(actionColumns(row), (v?.rows ?? []).map(voteColumnsOf));
   }
 
   *countPending(agentId: string, limit: number): Step<number> {
-    const bounded = this.tx
-      .select({ one: sql`1` })
-      .from(schema.actions)
-      .where(and(eq(schema.actions.agentId, agentId), eq(schema.actions.status, "pending")))
-      .limit(limit)
-      .as("bounded");
-    const [count] = yield* wait(this.tx.select({ n: sql<number>`count(*)::int` }).from(bounded));
-    return count?.n ?? 0;
+    const [r] = yield* this.rows<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM actions WHERE agent_id = ${lit(agentId)} AND status = 'pending' LIMIT ${lit(limit)}) bounded`,
+    );
+    return r?.n ?? 0;
   }
 
-  *insertAction(v: ReturnType<typeof actionValues>): Step<void> {
-    yield* wait(this.tx.insert(schema.actions).values(v));
+  insertAction(v: ReturnType<typeof actionValues>): Step<void> {
+    return this.later(`INSERT INTO actions (id, agent_id, request_id, request_json, request_sha256,
+      action_type, risk_class, region, status, route_name, level, quorum, eligible_json,
+      deadline_at, cap_at, policy_sha256, requested_at) VALUES ${tuple([
+        v.id,
+        v.agentId,
+        v.requestId,
+        v.requestJson,
+        v.requestSha256,
+        v.actionType,
+        v.riskClass,
+        v.region,
+        v.status,
+        v.routeName,
+        v.level,
+        v.quorum,
+        v.eligibleJson,
+        v.deadlineAt,
+        v.capAt,
+        v.policySha256,
+        v.requestedAt,
+      ])}`);
   }
 
-  *updateAction(id: string, set: ActionUpdate): Step<void> {
-    yield* wait(this.tx.update(schema.actions).set(set).where(eq(schema.actions.id, id)));
+  updateAction(id: string, set: ActionUpdate): Step<void> {
+    const cols: string[] = [];
+    if (set.level !== undefined) cols.push(`level = ${lit(set.level)}`);
+    if (set.quorum !== undefined) cols.push(`quorum = ${lit(set.quorum)}`);
+    if (set.deadlineAt !== undefined) cols.push(`deadline_at = ${lit(set.deadlineAt)}`);
+    if (set.eligibleJson !== undefined) cols.push(`eligible_json = ${lit(set.eligibleJson)}`);
+    if (!cols.length) return done(undefined);
+    return this.later(`UPDATE actions SET ${cols.join(", ")} WHERE id = ${lit(id)}`);
   }
 
-  *insertVote(actionId: string, v: VoteColumns): Step<void> {
-    yield* wait(this.tx.insert(schema.votes).values({ ...v, actionId }));
-  }
-
-  *forgetJtis(exp: number): Step<void> {
-    // Rows another transaction is already deleting are skipped: waiting on them would only
-    // serialise unrelated agents, and waits in varying order could deadlock.
-    yield* wait(
-      this.tx.execute(sql`
-        DELETE FROM proof_jtis WHERE (agent_id, jti) IN (
-          SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${exp} FOR UPDATE SKIP LOCKED)`),
+  insertVote(actionId: string, v: VoteColumns): Step<void> {
+    return this.later(
+      `INSERT INTO votes (action_id, "user", team, email, real_name, vote, comment, level, at) VALUES ${tuple(
+        [actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at],
+      )}`,
     );
   }
 
+  forgetJtis(exp: number): Step<void> {
+    // Rows another transaction is already deleting are skipped: waiting on them would only
+    // serialise unrelated agents, and waits in varying order could deadlock. Sent with
+    // the jti's insert that follows it.
+    return this.later(`DELETE FROM proof_jtis WHERE (agent_id, jti) IN (
+      SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${lit(exp)} FOR UPDATE SKIP LOCKED)`);
+  }
+
   *insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
-    const inserted = yield* wait(
-      this.tx
-        .insert(schema.proofJtis)
-        .values({ agentId, jti, exp })
-        .onConflictDoNothing()
-        .returning({ jti: schema.proofJtis.jti }),
+    const inserted = yield* this.rows(
+      `INSERT INTO proof_jtis (agent_id, jti, exp) VALUES ${tuple([agentId, jti, exp])} ON CONFLICT DO NOTHING RETURNING jti`,
     );
     return inserted.length === 1;
   }
 
-  *insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
-    yield* wait(
-      this.tx
-        .insert(schema.intakeJobs)
-        .values({ jobKey: job.key, jobId: job.id, actionId })
-        .onConflictDoNothing(),
+  insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
+    return this.later(
+      `INSERT INTO intake_jobs (job_key, job_id, action_id) VALUES ${tuple([job.key, job.id, actionId])} ON CONFLICT DO NOTHING`,
     );
   }
 
-  *insertEvents(rows: readonly NewEventRow[]): Step<void> {
-    yield* wait(this.tx.insert(schema.events).values([...rows]));
+  insertEvents(rows: readonly NewEventRow[]): Step<void> {
+    if (!rows.length) return done(undefined);
+    return this.later(
+      `INSERT INTO events (action_id, agent_id, type, actor, at, data_json) VALUES ${rows
+        .map((r) => tuple([r.actionId, r.agentId, r.type, r.actor, r.at, r.dataJson]))
+        .join(", ")}`,
+    );
   }
 
   *insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
-    const inserted = yield* wait(
-      this.tx
-        .insert(schema.outbox)
-        .values(rows.map((r) => (r.leaseUntil === null ? r : { ...r, attempts: 1 })))
-        .onConflictDoNothing()
-        .returning({
-          id: schema.outbox.id,
-          dedupeKey: schema.outbox.dedupeKey,
-          leaseUntil: schema.outbox.leaseUntil,
-        }),
+    if (!rows.length) return new Map();
+    // A row written leased counts its first attempt (see insertEffects).
+    const inserted = yield* this.rows<{ id: string; dedupeKey: string; leased: boolean }>(
+      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
+       VALUES ${rows
+         .map((r) =>
+           tuple([
+             r.actionId,
+             r.kind,
+             r.dedupeKey,
+             r.payloadJson,
+             r.dueAt,
+             r.createdAt,
+             r.leaseUntil,
+             r.leaseUntil === null ? 0 : 1,
+           ]),
+         )
+         .join(", ")}
+       ON CONFLICT DO NOTHING
+       RETURNING id, dedupe_key AS "dedupeKey", lease_until IS NOT NULL AS leased`,
     );
-    return new Map(inserted.filter((r) => r.leaseUntil !== null).map((r) => [r.dedupeKey, r.id]));
+    return new Map(inserted.filter((r) => r.leased).map((r) => [r.dedupeKey, Number(r.id)]));
   }
 
   *logHead(): Step<{ seq: number; digest: string } | null> {
     // Held until commit: the next decider reads the head only after this record is visible.
-    // Taken last in the transaction, so the log is held only for the few statements that follow.
-    yield* this.lock("log");
-    const [head] = yield* wait(
-      this.tx
-        .select({ seq: schema.records.seq, digest: schema.records.digest })
-        .from(schema.records)
-        .orderBy(desc(schema.records.seq))
-        .limit(1),
+    // Taken last in the transaction, so the log is held only for the few statements that
+    // follow. The head is read by the statement after the lock, on a fresh snapshot.
+    this.ahead.push(this.lock("log"));
+    const [head] = yield* this.rows<{ seq: string; digest: string }>(
+      "SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1",
     );
-    return head ?? null;
+    return head ? { seq: Number(head.seq), digest: head.digest } : null;
   }
 
-  *insertRecord(r: RecordColumns): Step<void> {
-    yield* wait(this.tx.insert(schema.records).values(r));
+  insertRecord(r: RecordColumns): Step<void> {
+    return this.later(
+      `INSERT INTO records (seq, action_id, decision_id, jws, digest, kid, agent_id, region, verdict,
+        decided_at, kind, ref) VALUES ${tuple([
+          r.seq,
+          r.actionId,
+          r.decisionId,
+          r.jws,
+          r.digest,
+          r.kid,
+          r.agentId,
+          r.region,
+          r.verdict,
+          r.decidedAt,
+          r.kind,
+          r.ref,
+        ])}`,
+    );
   }
 
   *closeAction(id: string, c: Closed): Step<boolean> {
-    const changed = yield* wait(
-      this.tx
-        .update(schema.actions)
-        .set(c)
-        .where(and(eq(schema.actions.id, id), eq(schema.actions.status, "pending")))
-        .returning({ id: schema.actions.id }),
+    const changed = yield* this.rows(
+      `UPDATE actions SET status = ${lit(c.status)}, verdict = ${lit(c.verdict)},
+        reason_code = ${lit(c.reasonCode)}, decided_at = ${lit(c.decidedAt)}, record_seq = ${lit(c.recordSeq)}
+       WHERE id = ${lit(id)} AND status = 'pending' RETURNING id`,
     );
     return changed.length === 1;
   }
 
   *recordOf(actionId: string): Step<StoredRecord | null> {
-    const [r] = yield* wait(
-      this.tx
-        .select({
-          seq: schema.records.seq,
-          actionId: schema.records.actionId,
-          decisionId: schema.records.decisionId,
-          jws: schema.records.jws,
-          digest: schema.records.digest,
-          kid: schema.records.kid,
-        })
-        .from(schema.records)
-        .where(and(eq(schema.records.actionId, actionId), eq(schema.records.kind, "decision"))),
+    const [r] = yield* this.rows<StoredRecord & { seq: string }>(
+      `SELECT seq, action_id AS "actionId", decision_id AS "decisionId", jws, digest, kid
+       FROM records WHERE action_id = ${lit(actionId)} AND kind = 'decision'`,
     );
-    return r ?? null;
+    return r ? { ...r, seq: Number(r.seq) } : null;
   }
 
   *receiptsOf(actionId: string): Step<StoredReceipt[]> {
-    const rows = yield* wait(
-      this.tx
-        .select({
-          seq: schema.records.seq,
-          kind: schema.records.kind,
-          actionId: schema.records.actionId,
-          receiptId: schema.records.decisionId,
-          jws: schema.records.jws,
-          at: schema.records.decidedAt,
-        })
-        .from(schema.records)
-        .where(and(eq(schema.records.actionId, actionId), ne(schema.records.kind, "decision")))
-        .orderBy(asc(schema.records.seq)),
+    const rows = yield* this.rows<StoredReceipt & { seq: string; at: string }>(
+      `SELECT seq, kind, action_id AS "actionId", decision_id AS "receiptId", jws, decided_at AS at
+       FROM records WHERE action_id = ${lit(actionId)} AND kind <> 'decision' ORDER BY seq`,
     );
-    return rows as StoredReceipt[];
+    return rows.map((r) => ({ ...r, seq: Number(r.seq), at: Number(r.at) }));
   }
 }
 
