@@ -33,7 +33,7 @@ function signingInput(key: SigningKey): Buffer {
   return Buffer.from(jws.slice(0, jws.lastIndexOf(".")), "utf8");
 }
 
-function rawSigning(key: SigningKey, n: number): number {
+export function rawSigning(key: SigningKey, n: number): number {
   const input = signingInput(key);
   let sink = 0;
   const t0 = process.hrtime.bigint();
@@ -49,7 +49,7 @@ function rawSigning(key: SigningKey, n: number): number {
  * read, the record, the action closed. Raw statements prepared once; the JWS is signed
  * beforehand, since signing is the other baseline.
  */
-async function rawInserts(key: SigningKey, n: number, perTransaction = 1): Promise<number> {
+export async function rawInserts(key: SigningKey, n: number, perTransaction = 1): Promise<number> {
   const dir = tempDir("records");
   try {
     const file = path.join(dir, "raw.db");

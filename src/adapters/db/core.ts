@@ -265,22 +265,37 @@ export function* admit(tx: StoreTx, input: AdmitInput): Step<AdmitResult> {
     return { kind: "repeat", action: existing, record: yield* tx.recordOf(existing.id) };
   }
   if (input.proof) yield* spendJti(tx, a.agentId, input.proof, input.now);
-  // Counted up to the limit only: the answer is the same, and the cost no longer grows
-  // with the agent's backlog (100k pending made every admit scan 100k index entries).
-  const pending = yield* tx.countPending(a.agentId, input.maxPending);
-  if (!input.decision && pending >= input.maxPending) {
-    throw new RejectionError(
-      "too_many_pending",
-      `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
-    );
+  // A request decided at once never waits, so the limit on waiting ones does not apply
+  // and is not counted (a statement less for every verdict of a burst of auto-approvals).
+  if (!input.decision) {
+    // Counted up to the limit only: the answer is the same, and the cost no longer grows
+    // with the agent's backlog (100k pending made every admit scan 100k index entries).
+    const pending = yield* tx.countPending(a.agentId, input.maxPending);
+    if (pending >= input.maxPending) {
+      throw new RejectionError(
+        "too_many_pending",
+        `agent ${a.agentId} already has ${pending} pending requests (max_pending ${input.maxPending})`,
+      );
+    }
   }
   const v = actionValues(a);
   yield* tx.insertAction(v);
   if (input.job) yield* tx.insertJob(input.job, a.id);
   yield* insertEvents(tx, a.id, a.agentId, input.events, input.now);
   yield* insertEffects(tx, a.id, input.effects(a), input.now);
-  // The row is what was just inserted (and closed, when decided at once): no need to read it back.
-  const action = toRow({ ...v, verdict: null, reasonCode: null, decidedAt: null, recordSeq: null });
+  // The row is what was just inserted (and closed, when decided at once): no need to read
+  // it back, nor to parse the request JSON just written from the request at hand.
+  const action: ActionRow = {
+    ...toRow({
+      ...v,
+      requestJson: "null",
+      verdict: null,
+      reasonCode: null,
+      decidedAt: null,
+      recordSeq: null,
+    }),
+    request: a.request,
+  };
   if (!input.decision) return { kind: "created", action, record: null };
   const { record, closed } = yield* decide(tx, a, input.decision, input.now);
   return { kind: "created", action: { ...action, ...closed }, record };
