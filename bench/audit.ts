@@ -191,7 +191,7 @@ export async function audit(ctx: BenchContext): Promise<Row[]> {
         value: exportRate,
         baseline: copyRate,
         baselineOf: "raw read + write of the stored rows",
-        target: { kind: "min", v: 200_000 },
+        target: { kind: "ratio_min", x: 0.8 },
       }),
       row({
         id: "audit.verify",

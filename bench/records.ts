@@ -224,6 +224,15 @@ export async function records(ctx: BenchContext): Promise<Row[]> {
       note: "what grouping commits would allow",
     }),
     row({
+      id: "records.vs_floor",
+      measure: `signed + chained + persisted verdicts (store.admit, ${IN_FLIGHT} in flight), against the one-thread floor`,
+      unit: "/s",
+      value: concurrent,
+      baseline: 1 / (1 / signing + 1 / grouped),
+      baselineOf: "raw signing, then raw SQLite at 100 per transaction, one thread",
+      target: { kind: "ratio_min", x: 0.8 },
+    }),
+    row({
       id: "records.raw_parts",
       measure: "(reference) raw signing, then raw SQLite at 100 per transaction, one thread",
       unit: "/s",

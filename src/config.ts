@@ -58,6 +58,7 @@ const EnvSchema = z.object({
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(6_000),
   OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(8_000),
+  OUTBOX_HOLD_BACK_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
@@ -91,6 +92,8 @@ export interface Config {
    * BullMQ job lock (renewed while alive) and an outbox lease.
    */
   readonly recovery: { readonly queueLockMs: number; readonly outboxLeaseMs: number };
+  /** How far card updates, thread notes and DMs written during a burst are pushed back (0: never). */
+  readonly outboxHoldBackMs: number;
   /** Test-only: see src/app/crash.ts. */
   readonly crashPoint: "after_intake" | "after_card_post" | "after_record" | "after_webhook_send" | null;
   /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
@@ -145,6 +148,7 @@ export function loadConfig(
     webhookRetryDelaysMs: Object.freeze(e.WEBHOOK_RETRY_DELAYS),
     logLevel: e.LOG_LEVEL,
     recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
+    outboxHoldBackMs: e.OUTBOX_HOLD_BACK_MS,
     crashPoint: e.CRASH_POINT ?? null,
     secrets: Object.freeze({ ...env }),
   });
