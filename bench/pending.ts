@@ -14,10 +14,10 @@
  */
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { type BenchContext, log, newPrefix, percentile, type Row, row, sleep, until } from "./lib.js";
-import { type Rig, startRig } from "./rig.js";
 import { generateSigningKeyPem, loadSigningKey } from "../src/records/signing.js";
+import { type BenchContext, log, newPrefix, percentile, type Row, row, sleep, until } from "./lib.js";
 import { rawInserts, rawSigning } from "./records.js";
+import { type Rig, startRig } from "./rig.js";
 import { benchPolicy, dropPrefix, submissions } from "./setup.js";
 
 /** The timer worker's concurrency in src/adapters/queue/timers.ts. */
