@@ -33,7 +33,7 @@ const BUILD_BATCH = 5_000;
 const RAW_VERIFY_SAMPLE = 100_000;
 
 /** Writes `m` decided actions and their chained, signed records. */
-async function buildLog(file: string, key: SigningKey, m: number): Promise<void> {
+export async function buildLog(file: string, key: SigningKey, m: number): Promise<void> {
   const store = new SqliteStore(file);
   await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
   await store.close();
@@ -92,7 +92,7 @@ function discard(): Writable {
 }
 
 /** The export's I/O floor: the same pages of rows, written as stored. */
-async function rawCopy(dbFile: string, out: string, m: number): Promise<number> {
+export async function rawCopy(dbFile: string, out: string, m: number): Promise<number> {
   const db = openAuditDatabase(dbFile);
   // The same 1 MB buffer as the export's file (src/cli/audit.ts), so both overlap making
   // the next chunk with writing this one alike.
@@ -191,7 +191,7 @@ export async function audit(ctx: BenchContext): Promise<Row[]> {
         value: exportRate,
         baseline: copyRate,
         baselineOf: "raw read + write of the stored rows",
-        target: { kind: "min", v: 200_000 },
+        target: { kind: "ratio_min", x: 0.8 },
       }),
       row({
         id: "audit.verify",

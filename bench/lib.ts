@@ -15,6 +15,8 @@ import { deleteKeys, dropSchema as dropTestSchema } from "../test/support/harnes
 export type Target =
   /** value / baseline must be at least `x` (throughputs). */
   | { readonly kind: "ratio_min"; readonly x: number }
+  /** value / baseline must be at most `x` (a latency against its floor). */
+  | { readonly kind: "ratio_max"; readonly x: number }
   /** value must be at most `v` in the row's unit (latencies, memory). */
   | { readonly kind: "max"; readonly v: number }
   /** value must be at least `v` in the row's unit. */
@@ -56,6 +58,7 @@ export function row(r: {
     if (target.kind === "max") pass = r.value <= target.v;
     else if (target.kind === "min") pass = r.value >= target.v;
     else if (target.kind === "ratio_min") pass = ratio === null ? null : ratio >= target.x;
+    else if (target.kind === "ratio_max") pass = ratio === null ? null : ratio <= target.x;
   }
   return {
     id: r.id,
@@ -181,6 +184,8 @@ export function fmtTarget(t: Target, unit: string): string {
   switch (t.kind) {
     case "ratio_min":
       return `>= ${t.x}x baseline`;
+    case "ratio_max":
+      return `<= ${t.x}x baseline`;
     case "max":
       return `<= ${fmtNumber(t.v, unit)}`;
     case "min":

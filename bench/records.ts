@@ -33,7 +33,7 @@ function signingInput(key: SigningKey): Buffer {
   return Buffer.from(jws.slice(0, jws.lastIndexOf(".")), "utf8");
 }
 
-function rawSigning(key: SigningKey, n: number): number {
+export function rawSigning(key: SigningKey, n: number): number {
   const input = signingInput(key);
   let sink = 0;
   const t0 = process.hrtime.bigint();
@@ -49,7 +49,7 @@ function rawSigning(key: SigningKey, n: number): number {
  * read, the record, the action closed. Raw statements prepared once; the JWS is signed
  * beforehand, since signing is the other baseline.
  */
-async function rawInserts(key: SigningKey, n: number, perTransaction = 1): Promise<number> {
+export async function rawInserts(key: SigningKey, n: number, perTransaction = 1): Promise<number> {
   const dir = tempDir("records");
   try {
     const file = path.join(dir, "raw.db");
@@ -222,6 +222,15 @@ export async function records(ctx: BenchContext): Promise<Row[]> {
       baseline: inserts,
       baselineOf: "1 verdict per transaction",
       note: "what grouping commits would allow",
+    }),
+    row({
+      id: "records.vs_floor",
+      measure: `signed + chained + persisted verdicts (store.admit, ${IN_FLIGHT} in flight), against the one-thread floor`,
+      unit: "/s",
+      value: concurrent,
+      baseline: 1 / (1 / signing + 1 / grouped),
+      baselineOf: "raw signing, then raw SQLite at 100 per transaction, one thread",
+      target: { kind: "ratio_min", x: 0.8 },
     }),
     row({
       id: "records.raw_parts",

@@ -192,6 +192,8 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       BILLING_AGENT_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
       ...UNPACED_ENV,
+      // Passed through for A/B runs of the outbox's hold-back (docs/performance.md).
+      ...(process.env.OUTBOX_HOLD_BACK_MS ? { OUTBOX_HOLD_BACK_MS: process.env.OUTBOX_HOLD_BACK_MS } : {}),
       ...o.env,
     },
     ...(o.pollMs ? { pollMs: o.pollMs } : {}),

@@ -69,6 +69,7 @@ const EnvSchema = z.object({
     })
     .transform((text) => text.replace(/\/+$/, ""))
     .optional(),
+  OUTBOX_HOLD_BACK_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
@@ -108,6 +109,8 @@ export interface Config {
    * BullMQ job lock (renewed while alive) and an outbox lease.
    */
   readonly recovery: { readonly queueLockMs: number; readonly outboxLeaseMs: number };
+  /** How far card updates, thread notes and DMs written during a burst are pushed back (0: never). */
+  readonly outboxHoldBackMs: number;
   /** Test-only: see src/app/crash.ts. */
   readonly crashPoint: "after_intake" | "after_card_post" | "after_record" | "after_webhook_send" | null;
   /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
@@ -163,6 +166,7 @@ export function loadConfig(
     webhookRetryDelaysMs: Object.freeze(e.WEBHOOK_RETRY_DELAYS),
     logLevel: e.LOG_LEVEL,
     recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
+    outboxHoldBackMs: e.OUTBOX_HOLD_BACK_MS,
     crashPoint: e.CRASH_POINT ?? null,
     secrets: Object.freeze({ ...env }),
   });

@@ -131,6 +131,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const effects = new EffectRunner(store, log.child({ part: "outbox" }), Date.now, {
     pollMs: o.pollMs ?? 500,
     leaseMs: config.recovery.outboxLeaseMs,
+    holdBackMs: config.outboxHoldBackMs,
   });
   const slack = createSlackApp({
     botToken: slackCreds.botToken,

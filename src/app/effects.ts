@@ -35,6 +35,8 @@ export interface EffectRunnerOptions {
   /** Back-off for thrown errors: min(maxBackoffMs, baseBackoffMs * 2^(attempts-1)). */
   readonly baseBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /** How far card updates, thread notes and DMs written during a burst are pushed back (HELD_IN_BURSTS); 0 never. */
+  readonly holdBackMs?: number;
 }
 
 /**
@@ -46,6 +48,18 @@ export interface EffectRunnerOptions {
  * to it) runs in the order it was written.
  */
 const INDEPENDENT: ReadonlySet<EffectKind> = new Set<EffectKind>(["release", "webhook", "timer"]);
+
+/**
+ * What can wait while a burst is carried out: redrawing cards, thread notes and DMs. When
+ * 10,000 deadlines expire at once they write a release, a card update and DMs each; held
+ * back (written due HOLD_BACK_MS later), they are claimed after the releases instead of
+ * taking two slots in three, and their Slack calls no longer compete with the expiries
+ * for the event loop. With real Slack, per-channel pacing spreads them out anyway.
+ */
+const HELD_IN_BURSTS: ReadonlySet<EffectKind> = new Set<EffectKind>(["update_card", "thread_note", "dm"]);
+
+/** A burst: a slot was refused to an effect being written within this long. */
+const BURST_WINDOW_MS = 1_000;
 
 export class EffectRunner {
   private handlers = new Map<EffectKind, EffectHandler>();
@@ -62,6 +76,8 @@ export class EffectRunner {
   private reserved = 0;
   /** The last claim was cut short by `batch`: more may be due, claim again when a slot frees. */
   private backlog = false;
+  /** When a slot was last refused to an effect being written (see holdBack). */
+  private refusedAt: number | null = null;
   private readonly opts: Required<EffectRunnerOptions>;
   /** Each effect held (claimed or handed over, not yet recorded): its lease as last renewed. */
   private readonly leases = new Map<number, number>();
@@ -81,6 +97,7 @@ export class EffectRunner {
       batch: opts.batch ?? 64,
       baseBackoffMs: opts.baseBackoffMs ?? 1_000,
       maxBackoffMs: opts.maxBackoffMs ?? 5 * 60_000,
+      holdBackMs: opts.holdBackMs ?? 2_000,
     };
   }
 
@@ -94,6 +111,7 @@ export class EffectRunner {
     this.store.handEffectsTo({
       leaseMs: this.opts.leaseMs,
       reserve: () => this.reserve(),
+      holdBack: (kind) => this.holdBack(kind),
       settle: (born, reserved) => this.settle(born, reserved),
     });
     const tick = () => {
@@ -156,10 +174,17 @@ export class EffectRunner {
   private reserve(): boolean {
     if (this.stopped || this.running + this.reserved >= this.opts.batch) {
       this.backlog = true;
+      this.refusedAt = this.now();
       return false;
     }
     this.reserved++;
     return true;
+  }
+
+  /** See HELD_IN_BURSTS: a burst is a slot refused within BURST_WINDOW_MS. */
+  private holdBack(kind: EffectKind): number {
+    if (!HELD_IN_BURSTS.has(kind) || this.refusedAt === null) return 0;
+    return this.now() - this.refusedAt < BURST_WINDOW_MS ? this.opts.holdBackMs : 0;
   }
 
   /** Effects leased as written, their transaction committed: they start now. */

@@ -133,6 +133,12 @@ export interface EffectReceiver {
   /** Asked as an effect due at once is written: true holds a slot for it, to be leased here. */
   reserve(): boolean;
   /**
+   * Asked as an effect due at once is written: how many ms to push its due time back, so
+   * that what can wait (card updates, DMs) is claimed after what cannot (releases) while
+   * the receiver is swamped by a burst. 0 (or absent) for none.
+   */
+  holdBack?(kind: EffectKind): number;
+  /**
    * After the commit, or the rollback: `born` are the effects written leased (none if the
    * transaction rolled back), to start now; `reserved` is how many slots were held, all
    * now freed. Must not throw.

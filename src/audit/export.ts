@@ -311,9 +311,6 @@ function decodePayload(r: ExportSource): Record<string, unknown> {
   return claims as Record<string, unknown>;
 }
 
-/** `,"decided_at":` and so on, made once: a line is built by concatenation. */
-const FIELD_PREFIXES = LINE_FIELDS.map((k) => [k, `,"${k}":`] as const).filter(([k]) => k !== "seq");
-
 /**
  * One JSONL line, built as text in the order JSON.stringify of the line object would
  * write it (seq, LINE_FIELDS, record, request), with each value JSON.stringify-ed: the
@@ -338,17 +335,18 @@ function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
   ) {
     throw new ExportError(`record seq ${r.seq}: the stored request is not a one-line JSON object`);
   }
-  const f = lineFields(claims);
   // seq comes from the database row, everything else from the signed claims: verify
-  // then catches a row whose place in the log differs from what was signed.
-  let line = `{"seq":${r.seq}`;
-  for (const [k, prefix] of FIELD_PREFIXES) line += prefix + JSON.stringify(f[k]);
+  // then catches a row whose place in the log differs from what was signed. The fields
+  // are one object stringified at once (lineFields keeps LINE_FIELDS' order), which
+  // costs less than a JSON.stringify call per field; its closing brace is cut off.
+  const fields = JSON.stringify({ ...lineFields(claims), seq: r.seq });
   // A compact JWS has nothing to escape: checking that costs half of stringifying 1.4 KB.
-  const record = COMPACT_JWS.test(r.jws) ? `"${r.jws}"` : JSON.stringify(r.jws);
-  return `${line},"record":${record},"request":${request}}\n`;
+  const record = NOT_COMPACT.test(r.jws) ? JSON.stringify(r.jws) : `"${r.jws}"`;
+  return `${fields.slice(0, -1)},"record":${record},"request":${request}}\n`;
 }
 
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** A character a compact JWS never holds (decodePayload has already checked its three parts). */
+const NOT_COMPACT = /[^A-Za-z0-9_.-]/;
 
 /** A receipt's line: `{seq, kind, receipt_id, agent_id, at, action_id, decision, by, ..., receipt}`. */
 function receiptLine(r: ExportSource, claims: Record<string, unknown>): string {

@@ -84,9 +84,29 @@ function b64urlJson(value: unknown): string {
 
 export type JwsTyp = "decision+jwt" | "receipt+jwt" | "checkpoint+jwt";
 
+/**
+ * The encoded protected header of each (key, typ): the same text for every record a key
+ * signs, so it is encoded once rather than per record of a burst.
+ */
+const headers = new WeakMap<SigningKey, Map<JwsTyp, string>>();
+
+function encodedHeader(key: SigningKey, typ: JwsTyp): string {
+  let byTyp = headers.get(key);
+  if (byTyp === undefined) {
+    byTyp = new Map();
+    headers.set(key, byTyp);
+  }
+  let h = byTyp.get(typ);
+  if (h === undefined) {
+    h = b64urlJson({ alg: "EdDSA", kid: key.kid, typ });
+    byTyp.set(typ, h);
+  }
+  return h;
+}
+
 /** Compact JWS, protected header `{alg: "EdDSA", kid, typ}`. */
 export function signJws(key: SigningKey, typ: JwsTyp, payload: object): string {
-  const input = `${b64urlJson({ alg: "EdDSA", kid: key.kid, typ })}.${b64urlJson(payload)}`;
+  const input = `${encodedHeader(key, typ)}.${b64urlJson(payload)}`;
   const signature = sign(null, Buffer.from(input, "utf8"), key.privateKey).toString("base64url");
   return `${input}.${signature}`;
 }

@@ -96,10 +96,21 @@ interface Run {
  * Handlers that log each run; an effect whose dedupe key is in `slow` takes that long
  * (the first time only: a run that outlives its lease is run again, and must finish).
  */
-function startRunner(slow: Record<string, number>, batch = 64, leaseMs = 30_000, pollMs = 20): Run[] {
+function startRunner(
+  slow: Record<string, number>,
+  batch = 64,
+  leaseMs = 30_000,
+  pollMs = 20,
+  holdBackMs?: number,
+): Run[] {
   const runs: Run[] = [];
   const t0 = performance.now();
-  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, { batch, pollMs, leaseMs });
+  runner = new EffectRunner(store, pino({ level: "silent" }), Date.now, {
+    batch,
+    pollMs,
+    leaseMs,
+    ...(holdBackMs !== undefined ? { holdBackMs } : {}),
+  });
   for (const kind of KINDS) {
     runner.on(kind, async (e: Effect): Promise<EffectOutcome> => {
       const run: Run = {
@@ -233,6 +244,54 @@ describe("EffectRunner", () => {
       const overlapping = runs.filter((o) => o.start <= r.start && (o.end === 0 || o.end > r.start));
       expect(overlapping.length).toBeLessThanOrEqual(3);
     }
+    await allDone();
+  });
+
+  it("holds card updates and DMs back behind the releases while a burst fills its slots", async () => {
+    const runs = startRunner({}, 2, 30_000, 20, 400);
+    await new Promise((r) => setTimeout(r, 50));
+    // Twenty verdicts at once, as a storm of expiries writes them: each a release, a card
+    // update and a DM, in one group; two slots.
+    const t = Date.now();
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        actionWith([
+          { kind: "release", dedupeKey: `release:${i}` },
+          { kind: "update_card", dedupeKey: `update:${i}` },
+          { kind: "dm", dedupeKey: `dm:${i}` },
+        ]),
+      ),
+    );
+    const held = store.sqlite
+      .prepare("SELECT dedupe_key AS k, due_at AS due FROM outbox WHERE kind <> 'release'")
+      .all() as { k: string; due: number }[];
+    // The first writes found slots free; once they were full, what can wait was written due later.
+    const late = held.filter((h) => h.due >= t + 400);
+    expect(late.length).toBeGreaterThanOrEqual(30);
+    await until(() => runs.length === 60, 10_000);
+    const releases = runs.filter((r) => r.key.startsWith("release:"));
+    const lastRelease = Math.max(...releases.map((r) => r.start));
+    const lateRuns = runs.filter((r) => late.some((h) => h.k === r.key));
+    // Every release ran before any held update or DM started.
+    expect(Math.min(...lateRuns.map((r) => r.start))).toBeGreaterThan(lastRelease);
+    await allDone();
+  });
+
+  it("does not hold anything back when slots are free, or when told not to", async () => {
+    const runs = startRunner({}, 64, 30_000, 20, 0);
+    await new Promise((r) => setTimeout(r, 50));
+    const t = Date.now();
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        actionWith([
+          { kind: "release", dedupeKey: `release:${i}` },
+          { kind: "update_card", dedupeKey: `update:${i}` },
+        ]),
+      ),
+    );
+    const due = store.sqlite.prepare("SELECT max(due_at) AS d FROM outbox").get() as { d: number };
+    expect(due.d).toBeLessThan(t + 400);
+    await until(() => runs.length === 80, 10_000);
     await allDone();
   });
 
