@@ -287,6 +287,21 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect(e.code).toBe("replayed_proof");
     });
 
+    it("takes up the same job again as a repeat without refusing its already spent proof", async () => {
+      // A worker stalled past its queue lock while still running; another took the job up.
+      const a = newAction();
+      const job = { key: "q|3|300", id: "3" };
+      const first = admitInput(a, { job });
+      await store.admit(first);
+      const r = await store.admit({ ...first, action: { ...a, id: `act_${randomUUID()}` } });
+      expect(r.kind).toBe("repeat");
+      expect(r.action.id).toBe(a.id);
+      // The same proof under another job is still a replay.
+      const other = admitInput({ ...a, id: `act_${randomUUID()}` }, { job: { key: "q|4|400", id: "4" } });
+      const e = await rejection(store.admit({ ...other, proof: first.proof }));
+      expect(e.code).toBe("replayed_proof");
+    });
+
     it("refuses a request_id reused for different content, and spends nothing", async () => {
       const a = newAction();
       await store.admit(admitInput(a));

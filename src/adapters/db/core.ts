@@ -163,6 +163,8 @@ export interface StoreTx {
   /** False when the (agent, jti) was already spent. */
   insertJti(agentId: string, jti: string, exp: number): Step<boolean>;
   insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void>;
+  /** The action a queue job (by its key) was admitted as, if it was. */
+  jobAction(jobKey: string): Step<string | null>;
   insertEvents(rows: readonly NewEventRow[]): Step<void>;
   /** Inserts, skipping duplicate dedupe keys; returns the ids of the rows inserted leased, by dedupe key. */
   insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>>;
@@ -252,8 +254,12 @@ export function* admit(tx: StoreTx, input: AdmitInput): Step<AdmitResult> {
         [{ path: "request_id", message: "already used for different content" }],
       );
     }
-    // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere.
-    if (input.proof) yield* spendJti(tx, a.agentId, input.proof, input.now);
+    // A repeat: spend the fresh proof too, so it cannot be replayed elsewhere. Unless it is
+    // the very job that admitted the action, taken up again (a worker stalled past its lock
+    // while still running, and another took the job): its proof was spent by that first
+    // admission, and spending it again would refuse the agent's own request.
+    const sameJob = input.job !== null && (yield* tx.jobAction(input.job.key)) === existing.id;
+    if (input.proof && !sameJob) yield* spendJti(tx, a.agentId, input.proof, input.now);
     if (input.job) yield* tx.insertJob(input.job, existing.id);
     yield* insertEvents(
       tx,

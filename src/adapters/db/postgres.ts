@@ -847,6 +847,13 @@ class PgStoreTx implements StoreTx {
     return inserted.length === 1;
   }
 
+  *jobAction(jobKey: string): Step<string | null> {
+    const [row] = yield* this.rows<{ actionId: string }>(
+      `SELECT action_id AS "actionId" FROM intake_jobs WHERE job_key = ${lit(jobKey)}`,
+    );
+    return row?.actionId ?? null;
+  }
+
   insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
     return this.later(
       `INSERT INTO intake_jobs (job_key, job_id, action_id) VALUES ${tuple([job.key, job.id, actionId])} ON CONFLICT DO NOTHING`,

@@ -758,6 +758,13 @@ class SqliteTx implements StoreTx {
     );
   }
 
+  jobAction(jobKey: string): Step<string | null> {
+    const row = this.prep("SELECT action_id AS actionId FROM intake_jobs WHERE job_key = ?").get(jobKey) as
+      | { actionId: string }
+      | undefined;
+    return done(row?.actionId ?? null);
+  }
+
   insertJob(job: { readonly key: string; readonly id: string }, actionId: string): Step<void> {
     this.prep(
       "INSERT INTO intake_jobs (job_key, job_id, action_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
