@@ -68,6 +68,9 @@ export type GrantActor =
 
 const DETAIL_LIMIT = 1000;
 
+/** The one answer for an action that does not exist and for another agent's. */
+const NO_SUCH_ACTION = "no such action";
+
 export class Grants {
   constructor(private readonly deps: GrantsDeps) {}
 
@@ -92,6 +95,28 @@ export class Grants {
       null,
       agentId,
       [{ type: GRANT_EVENTS.redeemRefused, actor, data: { code, reason } }],
+      Date.now(),
+    );
+  }
+
+  /**
+   * An outcome report refused before the log's transaction judged it (its authentication,
+   * its body, an action that does not exist): kept as an audit event like redeem's, on the
+   * action the path names when there is one. An event on an action is never shown to the
+   * caller, so keeping it there tells the caller nothing, and `audit events` shows who tried.
+   */
+  async refuseOutcome(actionId: string, actor: string, code: string, reason: string): Promise<void> {
+    const a = await this.deps.store.getAction(actionId);
+    await this.deps.store.appendEvents(
+      a ? a.id : null,
+      a ? a.agentId : null,
+      [
+        {
+          type: GRANT_EVENTS.outcomeRefused,
+          actor,
+          data: { code, reason, ...(a ? {} : { action_id: actionId.slice(0, 100) }) },
+        },
+      ],
       Date.now(),
     );
   }
@@ -253,17 +278,16 @@ export class Grants {
       (b.detail !== undefined && typeof b.detail !== "string") ||
       extra.length
     ) {
-      throw new GrantRefusal(
-        "invalid_request",
+      const reason =
         'the body must be {status: "succeeded" | "failed", detail?: string}' +
-          (extra.length ? `; unknown field ${extra[0]}` : ""),
-      );
+        (extra.length ? `; unknown field ${extra[0]}` : "");
+      await this.refuseOutcome(actionId, actor, "invalid_request", reason);
+      throw new GrantRefusal("invalid_request", reason);
     }
     if (typeof b.detail === "string" && [...b.detail].length > DETAIL_LIMIT) {
-      throw new GrantRefusal(
-        "invalid_request",
-        `detail is ${[...b.detail].length} characters; at most ${DETAIL_LIMIT}`,
-      );
+      const reason = `detail is ${[...b.detail].length} characters; at most ${DETAIL_LIMIT}`;
+      await this.refuseOutcome(actionId, actor, "invalid_request", reason);
+      throw new GrantRefusal("invalid_request", reason);
     }
     const status = b.status as OutcomeStatus;
     const detail = b.detail as string | undefined;
@@ -272,9 +296,9 @@ export class Grants {
         refused: { code, reason },
         events: [{ type: GRANT_EVENTS.outcomeRefused, actor, data: { code, reason } }],
       });
-      // An agent sees only its own actions; an executor only those it may redeem.
-      if ("agent" in by && s.action.agentId !== by.agent)
-        return refused("not_found", "no such action for this agent");
+      // An agent sees only its own actions: another agent's is answered as if it did not
+      // exist, word for word, and the attempt is kept on it (the actor says who tried).
+      if ("agent" in by && s.action.agentId !== by.agent) return refused("not_found", NO_SUCH_ACTION);
       if (s.action.verdict !== "approved" || !s.record)
         return refused(
           "not_approved",
@@ -311,6 +335,10 @@ export class Grants {
         ],
       );
     });
+    if (r.kind === "not_found") {
+      await this.refuseOutcome(actionId, actor, "not_found", NO_SUCH_ACTION);
+      throw new GrantRefusal("not_found", NO_SUCH_ACTION);
+    }
     return appended(r);
   }
 
@@ -426,7 +454,7 @@ function plan(
 }
 
 function appended(r: ReceiptResult): StoredReceipt {
-  if (r.kind === "not_found") throw new GrantRefusal("not_found", "no such action");
+  if (r.kind === "not_found") throw new GrantRefusal("not_found", NO_SUCH_ACTION);
   if (r.kind === "appended") return r.receipt;
   const code = r.code as GrantCode;
   if (code === "already_redeemed") {
