@@ -40,6 +40,9 @@ const MEASURES = [
   "grants.redeem_per_second",
   "grants.redeem_p99",
   "grants.redeem_vs_signing",
+  "gateway.passthrough_p50",
+  "gateway.passthrough_p99",
+  "gateway.passthrough_per_second",
   "audit.export",
   "audit.verify",
   // A quick run scales one configuration: PostgreSQL with two instances (bench/scale.ts).

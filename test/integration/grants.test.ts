@@ -223,6 +223,7 @@ describe("refused outcome reports are audit events", () => {
       body: JSON.stringify(body),
     });
     expect(bad.status).toBe(401);
+    const badCode = ((await bad.json()) as { code: string }).code;
     const invalid = await post(
       h,
       `/v1/actions/${g.actionId}/outcome`,
@@ -233,7 +234,7 @@ describe("refused outcome reports are audit events", () => {
     expect(invalid.json.code).toBe("invalid_request");
     const kept = await refusals(g.actionId);
     expect(kept.map((e) => [e.actor, e.code])).toEqual([
-      ["http", (await bad.json()).code],
+      ["http", badCode],
       ["agent:billing-agent", "invalid_request"],
     ]);
     expect(kept[0].code).toMatch(/^(bad_proof|unauthenticated)$/);
