@@ -39,6 +39,7 @@ const MEASURES = [
   "records.raw_parts",
   "grants.redeem_per_second",
   "grants.redeem_p99",
+  "grants.raw_parts",
   "grants.redeem_vs_signing",
   "gateway.passthrough_p50",
   "gateway.passthrough_p99",
