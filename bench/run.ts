@@ -13,6 +13,7 @@ import Database from "better-sqlite3";
 import { Redis } from "ioredis";
 import { REDIS_URL } from "../test/support/harness.js";
 import { audit } from "./audit.js";
+import { gateway } from "./gateway.js";
 import { grants } from "./grants.js";
 import { intake } from "./intake.js";
 import {
@@ -38,6 +39,7 @@ const MEASURES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   records,
   audit,
   grants,
+  gateway,
   scale,
 };
 

@@ -41,7 +41,11 @@ const MEASURES = [
   "records.raw_parts",
   "grants.redeem_per_second",
   "grants.redeem_p99",
+  "grants.raw_parts",
   "grants.redeem_vs_signing",
+  "gateway.passthrough_p50",
+  "gateway.passthrough_p99",
+  "gateway.passthrough_per_second",
   "audit.export",
   "audit.verify",
   // A quick run scales one configuration: PostgreSQL with two instances (bench/scale.ts).

@@ -12,7 +12,7 @@
  */
 
 import { GRANT_EVENTS } from "../audit/events.js";
-import { requestDigest, sha256B64url } from "../domain/canonical.js";
+import { requestDigest } from "../domain/canonical.js";
 import { AppError } from "../domain/errors.js";
 import { newId, type RandomBytes } from "../domain/ids.js";
 import { actionGlobMatches } from "../domain/policy.js";
@@ -68,6 +68,9 @@ export type GrantActor =
 
 const DETAIL_LIMIT = 1000;
 
+/** The one answer for an action that does not exist and for another agent's. */
+const NO_SUCH_ACTION = "no such action";
+
 export class Grants {
   constructor(private readonly deps: GrantsDeps) {}
 
@@ -92,6 +95,28 @@ export class Grants {
       null,
       agentId,
       [{ type: GRANT_EVENTS.redeemRefused, actor, data: { code, reason } }],
+      Date.now(),
+    );
+  }
+
+  /**
+   * An outcome report refused before the log's transaction judged it (its authentication,
+   * its body, an action that does not exist): kept as an audit event like redeem's, on the
+   * action the path names when there is one. An event on an action is never shown to the
+   * caller, so keeping it there tells the caller nothing, and `audit events` shows who tried.
+   */
+  async refuseOutcome(actionId: string, actor: string, code: string, reason: string): Promise<void> {
+    const a = await this.deps.store.getAction(actionId);
+    await this.deps.store.appendEvents(
+      a ? a.id : null,
+      a ? a.agentId : null,
+      [
+        {
+          type: GRANT_EVENTS.outcomeRefused,
+          actor,
+          data: { code, reason, ...(a ? {} : { action_id: actionId.slice(0, 100) }) },
+        },
+      ],
       Date.now(),
     );
   }
@@ -125,20 +150,25 @@ export class Grants {
     if (typeof record !== "string") {
       throw await refuse("bad_record", "record must be the decision record's compact JWS text", null, null);
     }
-    // A record is ours when it is, byte for byte, the decision our log holds for its
-    // action: that entry was signed as it was written, so no signature needs checking again
-    // (which would cost more than the rest of a redemption). Only a record that is not the
-    // log's entry is verified, to say why it is refused.
+    const badRecord = async (why: string) => {
+      // A record that is not the log's entry is verified, only to say why it is refused:
+      // a forgery, or another log's record, or a record this log does not hold.
+      const reason = await this.deps.verifyRecord(record).then(
+        () => why,
+        (e: unknown) => (e as Error).message,
+      );
+      return refuse(
+        "bad_record",
+        `record is not a decision record of this Countersign: ${reason}`,
+        null,
+        null,
+      );
+    };
     let claims: RecordClaims;
     try {
       claims = payloadOf<RecordClaims>(record);
       if (typeof claims !== "object" || claims === null || typeof claims.action_id !== "string")
         throw new Error("it names no action_id");
-      const stored = await this.deps.store.getRecord(claims.action_id);
-      if (stored?.jws !== record) {
-        await this.deps.verifyRecord(record);
-        throw new Error("it is not the decision this Countersign's log holds for its action");
-      }
     } catch (e) {
       throw await refuse(
         "bad_record",
@@ -147,52 +177,59 @@ export class Grants {
         null,
       );
     }
-    const executors = this.deps.policy.executors ?? {};
-    const executor = Object.hasOwn(executors, executorId) ? executors[executorId] : undefined;
-    const covered =
-      executor?.may_redeem.some((g) => actionGlobMatches(g, claims.action_type)) === true &&
-      (executor.for_agents.length === 0 || executor.for_agents.includes(claims.sub));
-    if (!covered) {
-      throw await refuse(
-        "forbidden",
-        `executor ${executorId} may not redeem approvals of ${claims.action_type} for agent ${claims.sub} (may_redeem, for_agents)`,
-        claims.action_id,
-        claims.sub,
-      );
+    // Hashed before the transaction: its critical section should hold only what must be there.
+    let requestSha256: string | null = null;
+    try {
+      if (request !== undefined) requestSha256 = requestDigest(request);
+    } catch {
+      // Not canonicalisable (a lone surrogate): it cannot be the approved request.
     }
-    if (claims.verdict !== "approved") {
-      throw await refuse(
-        "not_approved",
-        `the record's verdict is ${claims.verdict}: only an approval can be redeemed`,
-        claims.action_id,
-        claims.sub,
-      );
-    }
-    if (request === undefined || requestDigest(request) !== claims.action_sha256) {
-      throw await refuse(
-        "action_mismatch",
-        "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
-        claims.action_id,
-        claims.sub,
-      );
-    }
-    const decisionSha256 = sha256B64url(record);
+    const notOurs = "it is not the decision this Countersign's log holds for its action";
+    // One transaction reads the action with its decision (by primary key) and judges it all.
+    // A record is ours when it is, byte for byte, the decision our log holds for its action:
+    // that entry was signed as it was written, so no signature needs checking again (which
+    // would cost more than the rest of a redemption), and its stored digest is the one the
+    // receipt names. Until that is known, the record's claims are not trusted, so its
+    // refusal is kept apart from the action it names (outside, below).
     const r = await this.deps.store.appendReceipt(claims.action_id, (s) => {
       const refused = (code: GrantCode, reason: string): Refused => ({
         refused: { code, reason },
-        events: [
-          {
-            type: GRANT_EVENTS.redeemRefused,
-            actor: `executor:${executorId}`,
-            data: { executor: executorId, code, reason },
-          },
-        ],
+        events:
+          code === "bad_record"
+            ? []
+            : [
+                {
+                  type: GRANT_EVENTS.redeemRefused,
+                  actor: `executor:${executorId}`,
+                  data: { executor: executorId, code, reason },
+                },
+              ],
       });
-      if (!s.record || s.record.decisionId !== claims.jti)
+      if (!s.record || s.record.jws !== record || s.record.decisionId !== claims.jti)
+        return refused("bad_record", notOurs);
+      const executors = this.deps.policy.executors ?? {};
+      const executor = Object.hasOwn(executors, executorId) ? executors[executorId] : undefined;
+      const covered =
+        executor?.may_redeem.some((g) => actionGlobMatches(g, claims.action_type)) === true &&
+        (executor.for_agents.length === 0 || executor.for_agents.includes(claims.sub));
+      if (!covered) {
         return refused(
-          "bad_record",
-          "record is not the decision this Countersign's log holds for its action",
+          "forbidden",
+          `executor ${executorId} may not redeem approvals of ${claims.action_type} for agent ${claims.sub} (may_redeem, for_agents)`,
         );
+      }
+      if (claims.verdict !== "approved") {
+        return refused(
+          "not_approved",
+          `the record's verdict is ${claims.verdict}: only an approval can be redeemed`,
+        );
+      }
+      if (requestSha256 !== claims.action_sha256) {
+        return refused(
+          "action_mismatch",
+          "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
+        );
+      }
       const redeemed = s.receipts.find((x) => x.kind === "redeemed");
       if (redeemed)
         return refused("already_redeemed", `the approval was already redeemed at ${iso(redeemed.at)}`);
@@ -207,12 +244,14 @@ export class Grants {
         s,
         {
           kind: "redeemed",
-          ...base(this.deps.policy, s, claims, decisionSha256, this.deps.random),
+          ...base(this.deps.policy, s, claims, s.record.digest, this.deps.random),
           by: { executor: executorId },
         },
         [{ type: GRANT_EVENTS.redeemed, actor: `executor:${executorId}`, data: { executor: executorId } }],
       );
     });
+    if (r.kind === "not_found" || (r.kind === "refused" && r.code === "bad_record"))
+      throw await badRecord(notOurs);
     return { receipt: appended(r), actionId: claims.action_id };
   }
 
@@ -239,17 +278,16 @@ export class Grants {
       (b.detail !== undefined && typeof b.detail !== "string") ||
       extra.length
     ) {
-      throw new GrantRefusal(
-        "invalid_request",
+      const reason =
         'the body must be {status: "succeeded" | "failed", detail?: string}' +
-          (extra.length ? `; unknown field ${extra[0]}` : ""),
-      );
+        (extra.length ? `; unknown field ${extra[0]}` : "");
+      await this.refuseOutcome(actionId, actor, "invalid_request", reason);
+      throw new GrantRefusal("invalid_request", reason);
     }
     if (typeof b.detail === "string" && [...b.detail].length > DETAIL_LIMIT) {
-      throw new GrantRefusal(
-        "invalid_request",
-        `detail is ${[...b.detail].length} characters; at most ${DETAIL_LIMIT}`,
-      );
+      const reason = `detail is ${[...b.detail].length} characters; at most ${DETAIL_LIMIT}`;
+      await this.refuseOutcome(actionId, actor, "invalid_request", reason);
+      throw new GrantRefusal("invalid_request", reason);
     }
     const status = b.status as OutcomeStatus;
     const detail = b.detail as string | undefined;
@@ -258,9 +296,9 @@ export class Grants {
         refused: { code, reason },
         events: [{ type: GRANT_EVENTS.outcomeRefused, actor, data: { code, reason } }],
       });
-      // An agent sees only its own actions; an executor only those it may redeem.
-      if ("agent" in by && s.action.agentId !== by.agent)
-        return refused("not_found", "no such action for this agent");
+      // An agent sees only its own actions: another agent's is answered as if it did not
+      // exist, word for word, and the attempt is kept on it (the actor says who tried).
+      if ("agent" in by && s.action.agentId !== by.agent) return refused("not_found", NO_SUCH_ACTION);
       if (s.action.verdict !== "approved" || !s.record)
         return refused(
           "not_approved",
@@ -297,6 +335,10 @@ export class Grants {
         ],
       );
     });
+    if (r.kind === "not_found") {
+      await this.refuseOutcome(actionId, actor, "not_found", NO_SUCH_ACTION);
+      throw new GrantRefusal("not_found", NO_SUCH_ACTION);
+    }
     return appended(r);
   }
 
@@ -412,7 +454,7 @@ function plan(
 }
 
 function appended(r: ReceiptResult): StoredReceipt {
-  if (r.kind === "not_found") throw new GrantRefusal("not_found", "no such action");
+  if (r.kind === "not_found") throw new GrantRefusal("not_found", NO_SUCH_ACTION);
   if (r.kind === "appended") return r.receipt;
   const code = r.code as GrantCode;
   if (code === "already_redeemed") {

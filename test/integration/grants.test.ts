@@ -202,6 +202,76 @@ describe("POST /v1/actions/:id/outcome", () => {
   });
 });
 
+describe("refused outcome reports are audit events", () => {
+  // biome-ignore lint/suspicious/noExplicitAny: events read field by field
+  const refusals = async (actionId: string | null): Promise<any[]> =>
+    (
+      await h.sql<{ actor: string; data_json: string; action_id: string | null }>(
+        actionId === null
+          ? "SELECT actor, data_json, action_id FROM events WHERE type = 'outcome_refused' AND action_id IS NULL ORDER BY id"
+          : "SELECT actor, data_json, action_id FROM events WHERE type = 'outcome_refused' AND action_id = ? ORDER BY id",
+        ...(actionId === null ? [] : [actionId]),
+      )
+    ).map((e) => ({ actor: e.actor, ...JSON.parse(e.data_json) }));
+
+  it("keeps a refused authentication and a bad body on the action, as redeem does", async () => {
+    const g = await approved(h);
+    const body = { status: "succeeded" };
+    const bad = await fetch(`${h.app.url}/v1/actions/${g.actionId}/outcome`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer not-a-token" },
+      body: JSON.stringify(body),
+    });
+    expect(bad.status).toBe(401);
+    const badCode = ((await bad.json()) as { code: string }).code;
+    const invalid = await post(
+      h,
+      `/v1/actions/${g.actionId}/outcome`,
+      { status: "done" },
+      { agent: "billing-agent" },
+    );
+    expect(invalid.status).toBe(400);
+    expect(invalid.json.code).toBe("invalid_request");
+    const kept = await refusals(g.actionId);
+    expect(kept.map((e) => [e.actor, e.code])).toEqual([
+      ["http", badCode],
+      ["agent:billing-agent", "invalid_request"],
+    ]);
+    expect(kept[0].code).toMatch(/^(bad_proof|unauthenticated)$/);
+    // Nothing was reported: the agent still can.
+    const ok = await post(h, `/v1/actions/${g.actionId}/outcome`, body, { agent: "billing-agent" });
+    expect(ok.status).toBe(201);
+  });
+
+  it("answers another agent's action exactly as a missing one, and keeps who tried on the action", async () => {
+    const g = await approved(h);
+    const body = { status: "succeeded" };
+    const other = await post(h, `/v1/actions/${g.actionId}/outcome`, body, { agent: "ops-agent" });
+    const missing = await post(h, "/v1/actions/act_00000000000000000000000000/outcome", body, {
+      agent: "ops-agent",
+    });
+    expect(other.status).toBe(404);
+    expect(missing.status).toBe(404);
+    // Word for word the same problem: the caller learns nothing about the action.
+    const { instance: _a, ...otherProblem } = other.json;
+    const { instance: _b, ...missingProblem } = missing.json;
+    expect(otherProblem).toEqual(missingProblem);
+    expect(JSON.stringify(other.json)).not.toContain(g.actionId);
+    // The attempt is evidence: kept on the action, which only the audit tools show.
+    const kept = await refusals(g.actionId);
+    expect(kept).toEqual([{ actor: "agent:ops-agent", code: "not_found", reason: "no such action" }]);
+    const nowhere = await refusals(null);
+    expect(nowhere.at(-1)).toMatchObject({
+      actor: "agent:ops-agent",
+      code: "not_found",
+      action_id: "act_00000000000000000000000000",
+    });
+    // And it changed nothing: the owner's report still goes through.
+    const ok = await post(h, `/v1/actions/${g.actionId}/outcome`, body, { agent: "billing-agent" });
+    expect(ok.status).toBe(201);
+  });
+});
+
 describe("grant_expired", () => {
   let short: Harness;
   beforeAll(async () => {

@@ -175,6 +175,12 @@ export interface StoreTx {
   closeAction(id: string, c: Closed): Step<boolean>;
   /** The action's decision record (never a receipt). */
   recordOf(actionId: string): Step<StoredRecord | null>;
+  /**
+   * The action, held until commit, with its decision record, read together (the record by
+   * its primary key, the action's record_seq): what a receipt is judged on. Null when there
+   * is no such action.
+   */
+  actionForReceipt(actionId: string): Step<{ action: ActionRow; record: StoredRecord | null } | null>;
   /** The action's receipts, in log order. */
   receiptsOf(actionId: string): Step<StoredReceipt[]>;
 }
@@ -430,9 +436,9 @@ export function* appendReceipt(
   actionId: string,
   plan: (s: ReceiptState) => ReceiptPlan | Refused,
 ): Step<ReceiptResult> {
-  const action = yield* tx.loadAction(actionId, true);
-  if (!action) return { kind: "not_found" };
-  const record = action.status === "decided" ? yield* tx.recordOf(actionId) : null;
+  const held = yield* tx.actionForReceipt(actionId);
+  if (!held) return { kind: "not_found" };
+  const { action, record } = held;
   const receipts = yield* tx.receiptsOf(actionId);
   // Judged after the lock, so a grant's expiry is checked against this commit, not the request's arrival.
   const now = Date.now();

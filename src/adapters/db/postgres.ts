@@ -942,6 +942,37 @@ class PgStoreTx implements StoreTx {
     return r ? { ...r, seq: Number(r.seq) } : null;
   }
 
+  *actionForReceipt(actionId: string): Step<{ action: ActionRow; record: StoredRecord | null } | null> {
+    // One round trip: the action held FOR UPDATE with its decision found by primary key
+    // (record_seq), instead of the action, its votes and the record by action_id.
+    const [row] = yield* wait(
+      this.tx
+        .select({
+          action: schema.actions,
+          record: {
+            seq: schema.records.seq,
+            actionId: schema.records.actionId,
+            decisionId: schema.records.decisionId,
+            jws: schema.records.jws,
+            digest: schema.records.digest,
+            kid: schema.records.kid,
+          },
+        })
+        .from(schema.actions)
+        .leftJoin(
+          schema.records,
+          and(eq(schema.records.seq, schema.actions.recordSeq), eq(schema.records.kind, "decision")),
+        )
+        .where(eq(schema.actions.id, actionId))
+        .for("update", { of: schema.actions }),
+    );
+    if (!row) return null;
+    const action = toRow(row.action);
+    if (row.record) return { action, record: row.record };
+    // Decided with no record_seq (not written so today): find the record by action.
+    return { action, record: action.status === "decided" ? yield* this.recordOf(actionId) : null };
+  }
+
   *receiptsOf(actionId: string): Step<StoredReceipt[]> {
     const rows = yield* this.rows<StoredReceipt & { seq: string; at: string }>(
       `SELECT seq, kind, action_id AS "actionId", decision_id AS "receiptId", jws, decided_at AS at

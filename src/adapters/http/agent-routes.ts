@@ -156,8 +156,17 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentApiDeps): void
     });
 
     app.post<{ Params: { id: string } }>("/v1/actions/:id/outcome", async (req, reply) => {
-      const claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
-      await grants.acceptProof(claims.iss, claims);
+      let claims: Awaited<ReturnType<typeof bearer>>;
+      try {
+        claims = await bearer(req, { expectedDigest: bodyDigest(req.body), accept: "any" });
+        await grants.acceptProof(claims.iss, claims);
+      } catch (e) {
+        // As for redeem: a refused authentication is a refused report, kept on the action it names.
+        if (e instanceof RejectionError || e instanceof ApiProblem) {
+          await grants.refuseOutcome(req.params.id, "http", e.code, e.message);
+        }
+        throw e;
+      }
       const by = claims.role === "executor" ? { executor: claims.iss } : { agent: claims.iss };
       const r = await grants.outcome(req.params.id, by, req.body);
       return reply.status(201).send({ receipt: r.jws });
