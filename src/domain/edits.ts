@@ -105,3 +105,105 @@ export function applyEdits(
 export function decidedRequest<T>(original: T, claims: { readonly edits?: readonly Edit[] | undefined }): T {
   return applyEdits(original, claims.edits ?? []) as T;
 }
+
+/** Which link of the chain original -> edits -> action_sha256 broke. */
+export type ChainStep = "original_sha256" | "edits" | "action_sha256";
+
+export type ChainCheck =
+  | { readonly ok: true; readonly decided: unknown; readonly revised: boolean }
+  | { readonly ok: false; readonly step: ChainStep; readonly reason: string };
+
+/**
+ * Checks that a record's claims cover `original` (the agent's request) and returns the
+ * decided revision, for the SDK and `audit verify` alike:
+ * 1. `original_sha256` and `edits` come together, or neither does;
+ * 2. the original's digest is `original_sha256` (or `action_sha256` when nothing changed);
+ * 3. every operation is a `replace` (or a `test`) at one of the original's
+ *    `action.editable` pointers under `/action/details`, so nothing else can change;
+ * 4. the edits apply, in order;
+ * 5. the result's digest is `action_sha256`.
+ * `digest` is the request digest (requestDigest), passed in so callers choose theirs.
+ */
+export function checkEditChain(
+  original: unknown,
+  claims: { readonly action_sha256?: unknown; readonly original_sha256?: unknown; readonly edits?: unknown },
+  digest: (v: unknown) => string,
+): ChainCheck {
+  const { action_sha256, original_sha256, edits } = claims;
+  const hasEdits = edits !== undefined;
+  if (hasEdits !== (original_sha256 !== undefined)) {
+    return {
+      ok: false,
+      step: "edits",
+      reason: hasEdits
+        ? "the record has edits but no original_sha256"
+        : "the record has original_sha256 but no edits",
+    };
+  }
+  const originalDigest = digest(original);
+  if (!hasEdits) {
+    return originalDigest === action_sha256
+      ? { ok: true, decided: original, revised: false }
+      : {
+          ok: false,
+          step: "action_sha256",
+          reason: `action_sha256 ${JSON.stringify(action_sha256)} is not the request's digest (${originalDigest})`,
+        };
+  }
+  if (originalDigest !== original_sha256) {
+    return {
+      ok: false,
+      step: "original_sha256",
+      reason: `original_sha256 ${JSON.stringify(original_sha256)} is not the original request's digest (${originalDigest})`,
+    };
+  }
+  if (!Array.isArray(edits) || edits.length === 0) {
+    return { ok: false, step: "edits", reason: "edits is not a non-empty array of {user, team, at, patch}" };
+  }
+  const editable = editablePaths(original);
+  for (const [i, edit] of (edits as unknown[]).entries()) {
+    const patch = isContainer(edit) ? (edit as { patch?: unknown }).patch : undefined;
+    if (!Array.isArray(patch)) {
+      return {
+        ok: false,
+        step: "edits",
+        reason: `edits[${i}]: patch is not an array of RFC 6902 operations`,
+      };
+    }
+    for (const [j, op] of (patch as unknown[]).entries()) {
+      const o = (isContainer(op) ? op : {}) as { op?: unknown; path?: unknown };
+      if ((o.op !== "replace" && o.op !== "test") || typeof o.path !== "string" || !editable.has(o.path)) {
+        return {
+          ok: false,
+          step: "edits",
+          reason: `edits[${i}].patch[${j}] (${describeOp(op)}) changes what the agent did not make editable (its action.editable: ${JSON.stringify([...editable].map((p) => p.slice(DETAILS.length)))})`,
+        };
+      }
+    }
+  }
+  let decided: unknown;
+  try {
+    decided = applyEdits(original, edits as Edit[]);
+  } catch (e) {
+    return { ok: false, step: "edits", reason: (e as Error).message };
+  }
+  const decidedDigest = digest(decided);
+  if (decidedDigest !== action_sha256) {
+    return {
+      ok: false,
+      step: "action_sha256",
+      reason: `action_sha256 ${JSON.stringify(action_sha256)} is not the digest of the original with its edits applied (${decidedDigest})`,
+    };
+  }
+  return { ok: true, decided, revised: true };
+}
+
+const DETAILS = "/action/details";
+
+/** The original's `action.editable` pointers as paths from the request's root. */
+function editablePaths(original: unknown): Set<string> {
+  const action = isContainer(original) ? (original as { action?: unknown }).action : undefined;
+  const editable = isContainer(action) ? (action as { editable?: unknown }).editable : undefined;
+  const list = Array.isArray(editable) ? editable.filter((p): p is string => typeof p === "string") : [];
+  return new Set(list.map((p) => `${DETAILS}${p}`));
+}

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
-import { applyEdits, decidedRequest, diffRequest } from "../../src/domain/edits.js";
+import { applyEdits, checkEditChain, decidedRequest, diffRequest } from "../../src/domain/edits.js";
 import type { JsonPatchOperation } from "../../src/domain/types.js";
 
 /** SHA-256 of the RFC 8785 form, base64url: independent of src/domain/canonical.ts. */
@@ -217,5 +217,90 @@ describe("decidedRequest", () => {
     ];
     expect(jcsDigest(decidedRequest(original, { edits }))).toBe(jcsDigest(decided));
     expect(original.action.details.amount).toBe(120);
+  });
+});
+
+describe("checkEditChain", () => {
+  const edited = () => {
+    const original = refund();
+    const decided = refund();
+    decided.action.details.amount = 75;
+    decided.action.details.note = "half";
+    const edits = [
+      { user: "U0ALICE", team: "T1", at: "2026-01-01T00:00:00.000Z", patch: diffRequest(original, decided) },
+    ];
+    return {
+      original,
+      decided,
+      claims: { action_sha256: jcsDigest(decided), original_sha256: jcsDigest(original), edits },
+    };
+  };
+
+  it("gives the decided revision when every link holds", () => {
+    const { original, decided, claims } = edited();
+    const r = checkEditChain(original, claims, jcsDigest);
+    expect(r.ok && jcsDigest(r.decided)).toBe(jcsDigest(decided));
+    expect(r.ok && r.revised).toBe(true);
+  });
+
+  it("gives the original when nothing changed and action_sha256 is its digest", () => {
+    const original = refund();
+    const r = checkEditChain(original, { action_sha256: jcsDigest(original) }, jcsDigest);
+    expect(r).toEqual({ ok: true, decided: original, revised: false });
+    expect(checkEditChain(original, { action_sha256: "x" }, jcsDigest)).toMatchObject({
+      ok: false,
+      step: "action_sha256",
+    });
+  });
+
+  it("names original_sha256 when the original is not the agent's", () => {
+    const { original, claims } = edited();
+    original.purpose = "something else";
+    expect(checkEditChain(original, claims, jcsDigest)).toMatchObject({ ok: false, step: "original_sha256" });
+  });
+
+  it("names action_sha256 when the edits do not give the decided revision", () => {
+    const { original, claims } = edited();
+    const other = refund();
+    other.action.details.amount = 1;
+    expect(checkEditChain(original, { ...claims, action_sha256: jcsDigest(other) }, jcsDigest)).toMatchObject(
+      {
+        ok: false,
+        step: "action_sha256",
+      },
+    );
+  });
+
+  it("refuses an edit outside the agent's editable pointers, naming it", () => {
+    const { original, claims } = edited();
+    const sneaky = structuredClone(original);
+    sneaky.action.details.currency = "USD";
+    const edits = [{ ...claims.edits[0]!, patch: diffRequest(original, sneaky) }];
+    const r = checkEditChain(original, { ...claims, edits, action_sha256: jcsDigest(sneaky) }, jcsDigest);
+    expect(r).toMatchObject({ ok: false, step: "edits" });
+    expect(!r.ok && r.reason).toContain('"replace" at "/action/details/currency"');
+  });
+
+  it("refuses edits without original_sha256, and original_sha256 without edits", () => {
+    const { original, claims } = edited();
+    const { original_sha256: _o, ...noOriginal } = claims;
+    const { edits: _e, ...noEdits } = claims;
+    expect(checkEditChain(original, noOriginal, jcsDigest)).toMatchObject({ ok: false, step: "edits" });
+    expect(checkEditChain(original, noEdits, jcsDigest)).toMatchObject({ ok: false, step: "edits" });
+    expect(checkEditChain(original, { ...claims, edits: [] }, jcsDigest)).toMatchObject({
+      ok: false,
+      step: "edits",
+    });
+  });
+
+  it("refuses an edit that does not apply (a failing test op), with the edit's index", () => {
+    const { original, claims } = edited();
+    const edits = [
+      ...claims.edits,
+      { ...claims.edits[0]!, patch: [{ op: "test" as const, path: "/action/details/amount", value: 120 }] },
+    ];
+    const r = checkEditChain(original, { ...claims, edits }, jcsDigest);
+    expect(r).toMatchObject({ ok: false, step: "edits" });
+    expect(!r.ok && r.reason).toContain("edits[1].patch[0]");
   });
 });
