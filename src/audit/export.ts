@@ -16,7 +16,8 @@
  * The CSV stays one row per decision; its last columns say what happened after.
  */
 
-import { VERDICTS, type Verdict } from "../domain/types.js";
+import { decidedRequest } from "../domain/edits.js";
+import { type Edit, VERDICTS, type Verdict } from "../domain/types.js";
 import { jwsDigest } from "../records/signing.js";
 import { csvRow } from "./csv.js";
 
@@ -340,6 +341,22 @@ function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
   for (const [k, prefix] of FIELD_PREFIXES) line += prefix + JSON.stringify(f[k]);
   // A compact JWS has nothing to escape: checking that costs half of stringifying 1.4 KB.
   const record = COMPACT_JWS.test(r.jws) ? `"${r.jws}"` : JSON.stringify(r.jws);
+  if (claims["edits"] !== undefined) {
+    // Approvers changed the request: `request` is the decided revision (what action_sha256
+    // covers), replayed from the stored original and the signed edits; `original_request`
+    // is the agent's own (what original_sha256 covers). Rare, so parsed here.
+    let decided: string;
+    try {
+      decided = JSON.stringify(
+        decidedRequest(JSON.parse(request) as unknown, { edits: claims["edits"] as Edit[] }),
+      );
+    } catch (e) {
+      throw new ExportError(
+        `record seq ${r.seq}: its edits do not apply to the stored request: ${(e as Error).message}`,
+      );
+    }
+    return `${line},"record":${record},"request":${decided},"original_request":${request}}\n`;
+  }
   return `${line},"record":${record},"request":${request}}\n`;
 }
 
