@@ -225,9 +225,13 @@ export class Grants {
         );
       }
       if (requestSha256 !== claims.action_sha256) {
+        // Approvers changed the request: the agent's own is what it sent, not what was approved.
+        const original = claims.original_sha256 !== undefined && requestSha256 === claims.original_sha256;
         return refused(
           "action_mismatch",
-          "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
+          original
+            ? "request is the agent's original, but approvers changed it: present the decided revision (the request the job, GET or webhook answered), whose digest is the record's action_sha256"
+            : "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
         );
       }
       const redeemed = s.receipts.find((x) => x.kind === "redeemed");

@@ -48,6 +48,18 @@ export const GRANT_EVENTS = {
   revokeRefused: "revoke_refused",
 } as const;
 
+/**
+ * The event types of "Approve with changes" (SPEC "Changes before approval"): an approver's
+ * change, data `{revision, changes: [{pointer, old, new}], patch, sha256, cleared, ...}`,
+ * and a refused change, data `{code?, reason, ...}`. `changed` is the same event under the
+ * name the first revisions branch wrote.
+ */
+export const CHANGE_EVENTS = {
+  changed: "request_changed",
+  changedLegacy: "changed",
+  refused: "change_refused",
+} as const;
+
 /** A receipt of the action, as stored: the timeline shows what it signs. */
 export interface TimelineReceipt {
   readonly seq: number;
@@ -70,6 +82,9 @@ const HIDDEN_KEYS: Readonly<Record<string, readonly string[]>> = {
   routed: ["explanation"],
   // A refused redemption may carry what was posted; the record is in the log already.
   [GRANT_EVENTS.redeemRefused]: ["record", "request"],
+  // `changes` says the same as the patch, old and new side by side; the patch is in the record.
+  [CHANGE_EVENTS.changed]: ["patch"],
+  [CHANGE_EVENTS.changedLegacy]: ["patch"],
 };
 
 /** One value is cut after this many characters, so a 32 KiB detail cannot bury the timeline. */
@@ -141,9 +156,28 @@ export function formatData(data: Readonly<Record<string, unknown>>, hidden: read
   for (const [k, v] of Object.entries(data)) {
     if (hidden.includes(k) || v === null || v === undefined) continue;
     if (Array.isArray(v) && v.length === 0) continue;
-    parts.push(`${show(k)}=${value(v)}`);
+    const changes = k === "changes" ? memberChanges(v) : null;
+    parts.push(changes ?? `${show(k)}=${value(v)}`);
   }
   return parts.join(" ");
+}
+
+/**
+ * An approver's changes as `/amount: 120 → 80`, each value JSON and cut like any other,
+ * agent text made visible; null when `v` is not a list of {pointer, old, new}.
+ */
+function memberChanges(v: unknown): string | null {
+  if (!Array.isArray(v)) return null;
+  const out: string[] = [];
+  for (const c of v) {
+    if (typeof c !== "object" || c === null || typeof (c as { pointer?: unknown }).pointer !== "string")
+      return null;
+    const { pointer, old, new: next } = c as { pointer: string; old?: unknown; new?: unknown };
+    out.push(
+      `${show(pointer)}: ${cut(show(JSON.stringify(old) ?? "?"))} → ${cut(show(JSON.stringify(next) ?? "?"))}`,
+    );
+  }
+  return out.join("; ");
 }
 
 function value(v: unknown): string {
@@ -152,7 +186,10 @@ function value(v: unknown): string {
   else if (Array.isArray(v) && v.every((x) => typeof x === "string" || typeof x === "number"))
     text = v.join(",");
   else text = JSON.stringify(v) ?? String(v);
-  const shown = show(text);
+  return cut(show(text));
+}
+
+function cut(shown: string): string {
   return shown.length > VALUE_LIMIT
     ? `${shown.slice(0, VALUE_LIMIT)}…(${shown.length - VALUE_LIMIT} more chars)`
     : shown;

@@ -21,7 +21,8 @@
  * of any action an auditor filtered out. The CSV, one row per decision, leaves them out.
  */
 
-import { VERDICTS, type Verdict } from "../domain/types.js";
+import { decidedRequest } from "../domain/edits.js";
+import { type Edit, VERDICTS, type Verdict } from "../domain/types.js";
 import { jwsDigest } from "../records/signing.js";
 import { csvRow } from "./csv.js";
 
@@ -342,6 +343,22 @@ function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
   const fields = JSON.stringify({ ...lineFields(claims), seq: r.seq });
   // A compact JWS has nothing to escape: checking that costs half of stringifying 1.4 KB.
   const record = NOT_COMPACT.test(r.jws) ? JSON.stringify(r.jws) : `"${r.jws}"`;
+  if (claims["edits"] !== undefined) {
+    // Approvers changed the request: `request` is the decided revision (what action_sha256
+    // covers), replayed from the stored original and the signed edits; `original_request`
+    // is the agent's own (what original_sha256 covers). Rare, so parsed here.
+    let decided: string;
+    try {
+      decided = JSON.stringify(
+        decidedRequest(JSON.parse(request) as unknown, { edits: claims["edits"] as Edit[] }),
+      );
+    } catch (e) {
+      throw new ExportError(
+        `record seq ${r.seq}: its edits do not apply to the stored request: ${(e as Error).message}`,
+      );
+    }
+    return `${fields.slice(0, -1)},"record":${record},"request":${decided},"original_request":${request}}\n`;
+  }
   return `${fields.slice(0, -1)},"record":${record},"request":${request}}\n`;
 }
 

@@ -4,7 +4,10 @@
  *
  * 1. the record's signature, by its `kid` (`alg` EdDSA, `typ` decision+jwt);
  * 2. the line's decoded fields against the signed claims, and `request` against
- *    `action_sha256` (RFC 8785, SHA-256);
+ *    `action_sha256` (RFC 8785, SHA-256); when approvers changed the request (the record
+ *    has `edits`), `original_request` against `original_sha256`, and the edits applied
+ *    to it must give `request` (checkEditChain: each edit at the agent's `editable`
+ *    pointers, the result hashing to `action_sha256`);
  * 3. its place: seq runs 1, 2, 3... with omitted lines standing in for filtered records;
  * 4. the link: `prev` is the SHA-256 of the previous line's record (or that omitted
  *    line's `record_sha256`), null for seq 1;
@@ -37,6 +40,7 @@
  * signature check and one hash per record.
  */
 import { canonicalJson, requestDigest } from "../domain/canonical.js";
+import { checkEditChain } from "../domain/edits.js";
 import { publicUrlProblem, webAuthnRelyingParty } from "../domain/step-up.js";
 import { RECEIPT_KINDS, type ReceiptKind } from "../domain/types.js";
 import { jwsDigest, type PublicJwk, verifyJws } from "../records/signing.js";
@@ -137,9 +141,9 @@ export interface VerifyOptions {
   readonly publicUrl?: string | null;
 }
 
-const FULL_LINE_KEYS = new Set<string>([...LINE_FIELDS, "record", "request"]);
+const FULL_LINE_KEYS = new Set<string>([...LINE_FIELDS, "record", "request", "original_request"]);
 /** Exports made before receipts have no `kind` on decision lines; they still verify. */
-const OPTIONAL_LINE_KEYS = new Set<string>(["kind"]);
+const OPTIONAL_LINE_KEYS = new Set<string>(["kind", "original_request"]);
 const DIGEST = /^[A-Za-z0-9_-]{43}$/;
 
 /** What verify remembers of an approved decision, to judge the receipts that name it. */
@@ -394,6 +398,7 @@ export class ExportVerifier {
         `the request for seq ${seq} hashes to ${actual}, but the record signed action_sha256 ${String(claims["action_sha256"])}: the request was edited`,
       );
     }
+    this.checkEdits(seq, line, claims);
 
     // 3. Place, 4. link.
     if (!this.linked(seq, claims, "record")) return null;
@@ -417,6 +422,60 @@ export class ExportVerifier {
     this.decisions++;
     this.kids[kid] = (this.kids[kid] ?? 0) + 1;
     return digest;
+  }
+
+  /**
+   * Step 2 for a request approvers changed: the line carries the agent's request as
+   * `original_request` exactly when its record has `edits`, and the chain holds.
+   * `request` was already checked against action_sha256.
+   */
+  private checkEdits(seq: number, line: Record<string, unknown>, claims: Record<string, unknown>): void {
+    const hasEdits = claims["edits"] !== undefined || claims["original_sha256"] !== undefined;
+    if (!hasEdits) {
+      if ("original_request" in line) {
+        throw new Failure(
+          seq,
+          "edited_claim",
+          `the line for seq ${seq} has original_request, but its record has no edits: approvers changed nothing`,
+        );
+      }
+      return;
+    }
+    if (!("original_request" in line)) {
+      throw new Failure(
+        seq,
+        "malformed",
+        `the line for seq ${seq} has no original_request, but its record has edits: the agent's request is needed to check them`,
+      );
+    }
+    let chain: ReturnType<typeof checkEditChain>;
+    try {
+      chain = checkEditChain(line["original_request"], claims, requestDigest);
+    } catch (e) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `the original_request for seq ${seq} is not JSON-canonicalizable: ${(e as Error).message}`,
+      );
+    }
+    if (!chain.ok) {
+      const step =
+        chain.step === "original_sha256"
+          ? "original_request against original_sha256"
+          : chain.step === "edits"
+            ? "the edits"
+            : "original_request with the edits applied against action_sha256";
+      throw new Failure(seq, "edited_claim", `seq ${seq}, ${step}: ${chain.reason}`);
+    }
+    // Both hash to action_sha256, so they are the same request; compared anyway, cheaply,
+    // so that a failure of one digest library cannot pass a different request.
+    if (canonicalJson(chain.decided) !== canonicalJson(line["request"])) {
+      throw new Failure(
+        seq,
+        "edited_claim",
+        `seq ${seq}: the edits applied to original_request do not give the line's request`,
+      );
+    }
   }
 
   /** Steps 1 to 4 for a receipt, then the rules of what may happen to an approval. */

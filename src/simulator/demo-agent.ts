@@ -257,6 +257,13 @@ export class DemoAgent {
 }
 
 /**
+ * The refunds let approvers change the amount and the note before approving ("Approve
+ * with changes", docs/demo.md): a person can try it on the card. A cast, since the
+ * request type learns `editable` with the request schema (SPEC "Changes before approval").
+ */
+const REFUND_EDITABLE = { editable: ["/amount", "/note"] } as Partial<ActionRequest["action"]>;
+
+/**
  * The demo's requests: realistic asks across risk classes, regions and agents, spread
  * over about three minutes so a person can watch cards arrive and act on them. Fresh
  * request ids each run, since a second run reuses the database (and its history).
@@ -281,8 +288,10 @@ export function demoScript(o: { requester: string; requesterEmail: string }): Sc
             currency: "EUR",
             customer_id: "cus_8QmZ2",
             charge: "ch_3PbX91",
+            note: "Duplicate charge, refund in full",
           },
           systems: ["stripe", "ledger"],
+          ...REFUND_EDITABLE,
         },
         risk_class: "high",
         region: "eu",
@@ -358,8 +367,9 @@ export function demoScript(o: { requester: string; requesterEmail: string }): Sc
         action: {
           type: "payments.refund",
           summary: "Refund the duplicate charge on order #7730 (USD 18.50)",
-          details: { order_id: "7730", amount: "18.50", currency: "USD" },
+          details: { order_id: "7730", amount: "18.50", currency: "USD", note: "Duplicate capture" },
           systems: ["stripe"],
+          ...REFUND_EDITABLE,
         },
         risk_class: "medium",
         region: "us",

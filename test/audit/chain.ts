@@ -8,9 +8,11 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { ExportSource } from "../../src/audit/export.js";
 import { requestDigest } from "../../src/domain/canonical.js";
+import { diffRequest } from "../../src/domain/edits.js";
 import { newId } from "../../src/domain/ids.js";
 import type {
   ActionRequest,
+  Edit,
   PublicJwk,
   ReceiptClaims,
   RecordClaims,
@@ -28,6 +30,10 @@ export interface Decided {
   readonly seq: number;
   readonly jws: string;
   readonly claims: RecordClaims;
+  /** The agent's request, as the store keeps it. */
+  readonly request?: ActionRequest;
+  /** The request as decided (the agent's, or its last revision). */
+  readonly decided?: ActionRequest;
 }
 
 interface Stored {
@@ -48,6 +54,12 @@ export interface DecisionOptions {
   readonly escalationLevel?: number;
   /** The votes, made from what they must name (default: U0ALICE's one vote). */
   readonly votes?: (subject: { action_id: string; action_sha256: string; seq: number }) => Vote[];
+  /**
+   * Approvers changed the request ("Approve with changes"): each value is the amount of
+   * one revision, in order. The request is then editable at /amount and /note, and the
+   * record carries original_sha256 and one edit per revision (a diff of whole requests).
+   */
+  readonly amounts?: readonly number[];
 }
 
 /** The kind-specific part of a receipt: the rest is filled in from the decision it names. */
@@ -80,17 +92,39 @@ export class TestChain {
     const agent = o.agent ?? "billing-agent";
     const region = o.region ?? "eu";
     const verdict = o.verdict ?? "approved";
-    const request: ActionRequest = {
+    const revisable = o.amounts !== undefined;
+    const request = {
       request_id: `req-${i}`,
       agent_id: agent,
-      action: { type: "payments.refund", summary: `Refund order ${1000 + i}`, details: { amount: 120 + i } },
+      action: {
+        type: "payments.refund",
+        summary: `Refund order ${1000 + i}`,
+        details: revisable ? { amount: 120 + i, note: "as asked" } : { amount: 120 + i },
+        ...(revisable ? { editable: ["/amount", "/note"] } : {}),
+      },
       risk_class: "high",
       region,
       purpose: "Customer was charged twice",
-    };
+    } as ActionRequest;
+    let decided = request;
+    const edits: Edit[] = [];
+    for (const [k, amount] of (o.amounts ?? []).entries()) {
+      const next = structuredClone(decided) as ActionRequest & {
+        action: { details: Record<string, unknown> };
+      };
+      next.action.details["amount"] = amount;
+      next.action.details["note"] = `revision ${k + 2}`;
+      edits.push({
+        user: "U0ALICE",
+        team: "T0TEST",
+        at: new Date(t - 10_000 + k).toISOString(),
+        patch: diffRequest(decided, next),
+      });
+      decided = next;
+    }
     const seq = this.rows.length + 1;
     const actionId = newId("act", t - 30_000, randomBytes);
-    const actionSha256 = requestDigest(request);
+    const actionSha256 = requestDigest(decided);
     const claims: RecordClaims = {
       ver: 1,
       iss: CHAIN_ISSUER,
@@ -102,6 +136,7 @@ export class TestChain {
       action_type: request.action.type,
       summary: request.action.summary,
       action_sha256: actionSha256,
+      ...(revisable ? { original_sha256: requestDigest(request), edits } : {}),
       risk_class: "high",
       region,
       purpose: request.purpose,
@@ -133,7 +168,7 @@ export class TestChain {
     };
     const jws = signRecord(this.key, claims);
     this.rows.push({ seq, jws, requestJson: JSON.stringify(request), receipts: [] });
-    return { seq, jws, claims };
+    return { seq, jws, claims, request, decided };
   }
 
   /**

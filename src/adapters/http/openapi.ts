@@ -19,7 +19,9 @@ const ActionAnswer = z.object({
   record: z.string().describe("the signed decision record (compact JWS, typ decision+jwt)").optional(),
   request: z
     .record(z.string(), z.unknown())
-    .describe("the request as decided: the agent's own, or the revision approvers changed it to")
+    .describe(
+      "the request as decided, once decided: the agent's own, or the revision approvers changed it to (the agent's request with the record's `edits` applied; its digest is the record's action_sha256). Execute this one",
+    )
     .optional(),
   route: z.string().nullable().describe("the route's name"),
   deadline: ISO.nullable(),
@@ -52,7 +54,14 @@ const Jwks = z.object({
 });
 
 const CancelBody = z.strictObject({ note: z.string().max(1000).optional() });
-const RedeemBody = z.strictObject({ record: z.string(), request: z.record(z.string(), z.unknown()) });
+const RedeemBody = z.strictObject({
+  record: z.string(),
+  request: z
+    .record(z.string(), z.unknown())
+    .describe(
+      "the request about to be carried out: the decided revision (the `request` the job, GET or webhook answered), whose RFC 8785 digest is the record's action_sha256; when approvers changed it, the agent's original is refused",
+    ),
+});
 const OutcomeBody = z.strictObject({
   status: z.enum(["succeeded", "failed"]),
   detail: z.string().max(1000).optional(),
