@@ -22,6 +22,8 @@ export interface ActionState {
   readonly capAt: number | null;
   readonly onBehalfOf: string | null;
   readonly votes: readonly Vote[];
+  /** The current revision of the request (1: the agent's); absent reads as 1. */
+  readonly revision?: number;
 }
 
 export interface DecisionOutcome {
@@ -60,6 +62,7 @@ export interface Refusal {
     | "already_voted"
     | "level_not_started"
     | "stale_card"
+    | "stale_revision"
     | "not_due";
   /** A sentence for the person (ephemeral note) and the event. */
   readonly reason: string;
@@ -90,12 +93,20 @@ export function approvals(votes: readonly Vote[]): number {
 export function voteRefusal(
   s: ActionState,
   voter: Voter,
-  ballot: { cardLevel: number },
+  ballot: Ballot,
   policyTeam: string,
 ): Refusal | null {
   if (s.status === "decided") return refuse("already_decided", "this request has already been decided");
   if (ballot.cardLevel !== s.level) {
     return refuse("stale_card", "this card is from an earlier escalation level; vote on the current card");
+  }
+  // An approval covers what the person saw: a button shown for an earlier revision cannot
+  // approve a later one. A deny denies whatever the revision.
+  if (ballot.vote !== "deny" && ballot.revision !== undefined && ballot.revision !== (s.revision ?? 1)) {
+    return refuse(
+      "stale_revision",
+      `the request was changed since you saw it (you saw revision ${ballot.revision}, it is now at revision ${s.revision ?? 1}); look at the card again`,
+    );
   }
   if (s.eligible === null)
     return refuse("level_not_started", "the approvers for this level are still being resolved");
@@ -111,11 +122,21 @@ export function voteRefusal(
   return null;
 }
 
+/**
+ * What a click or a submission asks: the vote, and the card level and (when the card showed
+ * one) the revision it was shown for.
+ */
+export interface Ballot {
+  readonly vote?: "approve" | "deny";
+  readonly cardLevel: number;
+  readonly revision?: number;
+}
+
 /** A vote from a click, judged by voteRefusal. */
 export function castVote(
   s: ActionState,
   voter: Voter,
-  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; revision?: number },
   policyTeam: string,
   now: Date,
 ): Step {
@@ -130,6 +151,7 @@ export function castVote(
     vote: ballot.vote,
     at: now.toISOString(),
     ...(ballot.comment ? { comment: ballot.comment } : {}),
+    revision: s.revision ?? 1,
   };
   if (ballot.vote === "deny") {
     return {

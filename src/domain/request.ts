@@ -21,7 +21,7 @@ export const TOP_FIELDS = [
   "timeout_s",
   "context",
 ] as const;
-const ACTION_FIELDS = ["type", "summary", "details", "systems"] as const;
+const ACTION_FIELDS = ["type", "summary", "details", "editable", "systems"] as const;
 const ON_BEHALF_OF_FIELDS = ["slack_user", "email"] as const;
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
@@ -222,6 +222,8 @@ export const ActionSchema = z.strictObject(
     }),
     summary: text({ max: 300, oneLine: true, notBlank: true }),
     details: jsonObject({ maxBytes: DETAILS_MAX_BYTES, maxDepth: DETAILS_MAX_DEPTH }).optional(),
+    // Stub until branch details-routing (helper B) lands its validated `editable`.
+    editable: z.array(z.string()).max(20).optional(),
     systems: z
       .array(text({ max: 128, notBlank: true }), { error: typeError("must be an array of strings") })
       .check(
@@ -403,6 +405,7 @@ export function validateRequest(input: unknown): ActionRequest {
       type: d.action.type,
       summary: d.action.summary,
       ...(d.action.details !== undefined && { details: d.action.details as Record<string, unknown> }),
+      ...(d.action.editable !== undefined && { editable: d.action.editable }),
       ...(d.action.systems !== undefined && { systems: d.action.systems }),
     },
     risk_class: d.risk_class,

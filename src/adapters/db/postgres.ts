@@ -61,6 +61,7 @@ import {
   type NewEventRow,
   type NewOutboxRow,
   type RecordColumns,
+  type RevisionColumns,
   runAwaiting,
   type Step,
   type StoreTx,
@@ -532,7 +533,18 @@ class PgStoreTx implements StoreTx {
         .where(eq(schema.votes.actionId, id))
         .orderBy(asc(schema.votes.at), asc(schema.votes.user)),
     );
-    return withVotes(row, votes);
+    // Read only when approvers changed the request: most actions never have a revision.
+    const revisions =
+      row.revision > 1
+        ? yield* wait(
+            this.tx
+              .select()
+              .from(schema.revisions)
+              .where(eq(schema.revisions.actionId, id))
+              .orderBy(asc(schema.revisions.revision)),
+          )
+        : [];
+    return withVotes(row, votes, revisions);
   }
 
   *countPending(agentId: string, limit: number): Step<number> {
@@ -556,6 +568,18 @@ class PgStoreTx implements StoreTx {
 
   *insertVote(actionId: string, v: VoteColumns): Step<void> {
     yield* wait(this.tx.insert(schema.votes).values({ ...v, actionId }));
+  }
+
+  *clearApprovals(actionId: string): Step<void> {
+    yield* wait(
+      this.tx
+        .delete(schema.votes)
+        .where(and(eq(schema.votes.actionId, actionId), eq(schema.votes.vote, "approve"))),
+    );
+  }
+
+  *insertRevision(actionId: string, r: RevisionColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.revisions).values({ ...r, actionId }));
   }
 
   *forgetJtis(exp: number): Step<void> {
