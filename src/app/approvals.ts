@@ -320,7 +320,7 @@ export class Approvals {
     const now = this.deps.now();
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       const refused = (code: RefusalCode, reason: string, pointer: string | null = null): Refused => ({
-        refused: { code, reason },
+        refused: { code, reason, ...(pointer !== null ? { pointer } : {}) },
         events: [
           {
             type: "change_refused",
@@ -395,12 +395,70 @@ export class Approvals {
     return this.after(result);
   }
 
-  /** The change's refusals, in the order a person can act on them; else the next revision. */
+  /**
+   * Before the "Approve with changes" modal opens: may `voter` change this request now, as
+   * shown (its level and revision). A refusal is committed as a `change_refused` event
+   * before this returns; `ok` carries the revision to fill the modal with and the
+   * pointers that may change. Judged again, with the values, when the modal is submitted.
+   */
+  async mayChange(
+    actionId: string,
+    voter: Voter,
+    shown: { readonly cardLevel: number; readonly revision: number },
+  ): Promise<
+    | {
+        readonly kind: "ok";
+        readonly request: ActionRequest;
+        readonly revision: number;
+        readonly editable: readonly string[];
+      }
+    | { readonly kind: "refused"; readonly code: RefusalCode; readonly reason: string }
+    | { readonly kind: "not_found" }
+  > {
+    const a = await this.deps.store.getAction(actionId);
+    if (!a) return { kind: "not_found" };
+    const judged = this.judgeChange(a, voter, shown, null);
+    if ("refused" in judged) {
+      const { code, reason } = judged.refused;
+      await this.deps.store.appendEvents(
+        a.id,
+        a.agentId,
+        [
+          {
+            type: "change_refused",
+            actor: `slack:${voter.user}`,
+            data: {
+              code,
+              reason,
+              pointer: null,
+              revision: shown.revision,
+              level: shown.cardLevel,
+              opening: true,
+            },
+          },
+        ],
+        this.deps.now().getTime(),
+      );
+      return { kind: "refused", code, reason };
+    }
+    const current = currentRequest(a);
+    return {
+      kind: "ok",
+      request: current.request,
+      revision: current.revision,
+      editable: changesAllowed(this.deps.policy, a.actionType, a.request),
+    };
+  }
+
+  /**
+   * The change's refusals, in the order a person can act on them; else the next revision.
+   * With `values` null, only whether this person may change this request now.
+   */
   private judgeChange(
     cur: ActionWithVotes,
     voter: Voter,
     shown: { readonly cardLevel: number; readonly revision: number },
-    values: Readonly<Record<string, unknown>>,
+    values: Readonly<Record<string, unknown>> | null,
   ):
     | {
         readonly refused: { readonly code: RefusalCode; readonly reason: string };
@@ -431,6 +489,7 @@ export class Approvals {
     const current = currentRequest(cur).request;
     const editable = changesAllowed(policy, cur.actionType, cur.request);
     if (!editable.length) return no("not_editable", "this request does not let approvers change it");
+    if (values === null) return { next: current, changes: [] };
     const revised = reviseRequest(current, editable, values);
     if (!revised.ok) {
       const first = revised.problems[0]!;

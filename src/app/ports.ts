@@ -240,7 +240,8 @@ export type ChangeCode =
 export type RefusalCode = Refusal["code"] | GrantCode | ChangeCode | "stale";
 
 export interface Refused {
-  readonly refused: { readonly code: RefusalCode; readonly reason: string };
+  /** `pointer`: the member of the request a refused change is about, when it is about one. */
+  readonly refused: { readonly code: RefusalCode; readonly reason: string; readonly pointer?: string };
   /** Events to keep even though nothing changed (e.g. a refused vote). */
   readonly events: readonly NewEvent[];
 }
@@ -252,6 +253,8 @@ export type MutateResult =
       readonly code: RefusalCode;
       readonly reason: string;
       readonly action: ActionWithVotes;
+      /** The member a refused change is about (see Refused). */
+      readonly pointer?: string;
     }
   | { readonly kind: "not_found" };
 

@@ -7,7 +7,7 @@
  * the policy's routing at hand.
  */
 import { actionGlobMatches } from "./policy.js";
-import type { ActionRequest, JsonValue, Policy } from "./types.js";
+import type { ActionRequest, JsonPatchOperation, JsonValue, Policy } from "./types.js";
 
 /** One member changed: its pointer into `action.details`, the value before and after. */
 export interface MemberChange {
@@ -141,3 +141,48 @@ export function reviseRequest(
   }
   return { ok: true, next, changes };
 }
+
+/**
+ * Each member approvers changed, revision by revision, read from the edits' patches
+ * (paths under `/action/details`), with the value before from the revision before.
+ */
+export function changesOf(
+  original: ActionRequest,
+  revisions: readonly {
+    readonly revision: number;
+    readonly request: ActionRequest;
+    readonly edit: { readonly user: string; readonly patch: readonly JsonPatchOperation[] };
+  }[],
+): {
+  revision: number;
+  user: string;
+  pointer: string;
+  old: JsonValue | undefined;
+  new: JsonValue | undefined;
+}[] {
+  const out: {
+    revision: number;
+    user: string;
+    pointer: string;
+    old: JsonValue | undefined;
+    new: JsonValue | undefined;
+  }[] = [];
+  let prev = original;
+  for (const r of revisions) {
+    for (const op of r.edit.patch) {
+      if (!op.path.startsWith(DETAILS_PATH)) continue;
+      const pointer = op.path.slice(DETAILS_PATH.length);
+      out.push({
+        revision: r.revision,
+        user: r.edit.user,
+        pointer,
+        old: valueAt(prev.action.details ?? {}, pointer),
+        new: valueAt(r.request.action.details ?? {}, pointer),
+      });
+    }
+    prev = r.request;
+  }
+  return out;
+}
+
+const DETAILS_PATH = "/action/details";

@@ -324,7 +324,8 @@ export function* mutate(
   const p = plan(action);
   if ("refused" in p) {
     yield* insertEvents(tx, actionId, action.agentId, p.events, now);
-    return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
+    const { code, reason, pointer } = p.refused;
+    return { kind: "refused", code, reason, action, ...(pointer !== undefined ? { pointer } : {}) };
   }
   if (p.set) {
     const set: ActionUpdate = {};
