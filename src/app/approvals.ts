@@ -134,6 +134,7 @@ export class Approvals {
       action_type: request.action.type,
       risk_class: riskClass,
       region: request.region,
+      details: request.action.details,
     });
     const route = decision.route;
     const t = now.getTime();
@@ -501,15 +502,14 @@ export class Approvals {
       const next = validateRequest(revised.next);
       const checked = checkRequestAgainstPolicy(policy, next);
       riskClass = checked.riskClass;
-      // `details` is read by the details conditions of the routes (helper B's RouteQuery).
-      const q = {
+      // `details` is read by the routes' details conditions, which fail closed.
+      query = {
         agent: checked.agent,
         action_type: next.action.type,
         risk_class: riskClass,
         region: next.region,
-        details: next.action.details ?? {},
+        details: next.action.details,
       };
-      query = q;
     } catch (e) {
       if (e instanceof RejectionError)
         return no("invalid_change", `the changed request is not valid: ${e.message}`);

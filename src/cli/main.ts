@@ -17,7 +17,7 @@ import { ConfigError, loadConfig } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, PolicyError } from "../domain/policy.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
-import { selectRoute } from "../domain/routing.js";
+import { detailsRefusal, explainRoute } from "../domain/routing.js";
 import { RejectionError } from "../domain/types.js";
 import { startCountersign } from "../main.js";
 import { packagePath } from "../paths.js";
@@ -153,11 +153,12 @@ policy
       throw e;
     }
     const { agent, riskClass } = checkRequestAgainstPolicy(p, request);
-    const d = selectRoute(p, {
+    const d = explainRoute(p, {
       agent,
       action_type: request.action.type,
       risk_class: riskClass,
       region: request.region,
+      details: request.action.details,
     });
     if (riskClass !== request.risk_class) {
       console.log(`risk class: ${request.risk_class} raised to ${riskClass} by the policy's actions floor`);
@@ -165,7 +166,13 @@ policy
       console.log(`risk class: ${effectiveRiskClass(p, request.action.type, request.risk_class)}`);
     }
     for (const step of d.explanation)
-      console.log(`  ${step.matched ? "✔" : "✘"} ${step.route}: ${step.because}`);
+      console.log(`  ${step.matched ? "✔" : step.refused ? "⛔" : "✘"} ${step.route}: ${step.because}`);
+    // A details condition that fails closed refuses the request at intake: say so, and
+    // exit 1 as for any other refusal (the thrown error prints its code and field).
+    if (d.refusal) {
+      console.log(`refused at route ${d.refusal.route}: no later route is tried (details fail closed)`);
+      throw detailsRefusal(d.refusal);
+    }
     if (!d.route) console.log("no route matches: the request would be denied (reason_code no_route)");
     else if (d.route.auto) console.log(`route ${d.route.name}: auto-${d.route.auto} (reason_code policy)`);
     else {

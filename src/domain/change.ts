@@ -6,8 +6,7 @@
  * Whether the revision still takes the same route is judged by the use case, which has
  * the policy's routing at hand.
  */
-import { actionGlobMatches } from "./policy.js";
-import type { ActionRequest, JsonPatchOperation, JsonValue, Policy } from "./types.js";
+import type { ActionRequest, JsonPatchOperation, JsonValue } from "./types.js";
 
 /** One member changed: its pointer into `action.details`, the value before and after. */
 export interface MemberChange {
@@ -25,22 +24,8 @@ export interface ChangeProblem {
   readonly message: string;
 }
 
-/**
- * The pointers approvers may change: the request's `editable`, or none when the policy
- * says `editable: false` for the action type.
- * Stand-in for helper B's `changesAllowed` (branch details-routing); reconciled at merge.
- */
-export function changesAllowed(
-  policy: Policy,
-  actionType: string,
-  request: ActionRequest,
-): readonly string[] {
-  const forbidden = Object.entries(policy.actions).some(
-    ([glob, a]) => (a as { editable?: boolean }).editable === false && actionGlobMatches(glob, actionType),
-  );
-  if (forbidden) return [];
-  return request.action.editable ?? [];
-}
+/** The pointers approvers may change (after policy): helper B's rule, in src/domain/policy. */
+export { changesAllowed } from "./policy.js";
 
 /** RFC 6901: "/a~1b/c" -> ["a/b", "c"]. */
 export function pointerTokens(pointer: string): string[] {

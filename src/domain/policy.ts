@@ -9,6 +9,7 @@
  * shared name forms (names.ts), agents, routes and their levels.
  */
 
+import { isMap } from "yaml";
 import { sha256B64url } from "./canonical.js";
 import { isActionGlob } from "./policy/actions.js";
 import { readAgent } from "./policy/agents.js";
@@ -26,9 +27,15 @@ import {
 import { PolicyError, sortProblems } from "./policy/problems.js";
 import { readRoute } from "./policy/routes.js";
 import { type Entry, type Path, type Reader, readYaml } from "./policy/yaml.js";
-import type { AgentPolicy, ExecutorPolicy, Policy, Route } from "./types.js";
+import type { ActionSettings, AgentPolicy, ExecutorPolicy, Policy, Route } from "./types.js";
 
-export { actionGlobMatches, effectiveRiskClass, isActionGlob, riskRank } from "./policy/actions.js";
+export {
+  actionGlobMatches,
+  changesAllowed,
+  effectiveRiskClass,
+  isActionGlob,
+  riskRank,
+} from "./policy/actions.js";
 export { normalizeOrigin } from "./policy/agents.js";
 export { PolicyError, type PolicyProblem } from "./policy/problems.js";
 
@@ -130,7 +137,7 @@ function readPolicy(
 
   const defaults = readDefaults(r, top.get("defaults"));
 
-  const actions: Record<string, { min_risk: string }> = {};
+  const actions: Record<string, ActionSettings> = {};
   const actionsEntry = top.get("actions");
   if (actionsEntry) {
     for (const e of r.map(actionsEntry.value, actionsEntry.path, "action type globs") ?? []) {
@@ -142,11 +149,29 @@ function readPolicy(
         );
         continue;
       }
-      const fields = r.object(e.value, e.path, "the action's settings", ["min_risk"], ["min_risk"]);
-      const minRisk = fields?.get("min_risk");
-      if (!minRisk) continue;
-      const risk = knownName(r, minRisk.value, minRisk.path, known.risk, "risk class");
-      if (risk !== undefined) setOwn(actions, e.key, { min_risk: risk });
+      const fields = r.object(e.value, e.path, "the action's settings", ["min_risk", "editable"]);
+      if (fields === undefined) continue;
+      if (fields.size === 0) {
+        // An entry with only unknown keys has been reported for them.
+        if (entriesOf(r, e.value) > 0) continue;
+        r.report(r.deref(e.value), e.path, "give min_risk, editable or both; an empty entry changes nothing");
+        continue;
+      }
+      const settings: { min_risk?: string; editable?: boolean } = {};
+      let ok = true;
+      const minRisk = fields.get("min_risk");
+      if (minRisk) {
+        const risk = knownName(r, minRisk.value, minRisk.path, known.risk, "risk class");
+        if (risk === undefined) ok = false;
+        else settings.min_risk = risk;
+      }
+      const editable = fields.get("editable");
+      if (editable) {
+        const value = r.bool(editable.value, editable.path);
+        if (value === undefined) ok = false;
+        else settings.editable = value;
+      }
+      if (ok) setOwn(actions, e.key, settings);
     }
   }
 
@@ -323,4 +348,10 @@ function readDefaults(r: Reader, entry: Entry | undefined): Policy["defaults"] {
   const maxPending = fields.get("max_pending");
   if (maxPending) out.max_pending = r.positiveInt(maxPending.value, maxPending.path) ?? out.max_pending;
   return out;
+}
+
+/** How many keys a map node holds (0 for anything else). */
+function entriesOf(r: Reader, raw: unknown): number {
+  const node = r.deref(raw);
+  return isMap(node) ? node.items.length : 0;
 }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { iJsonProblems, invalidRequest, joinPath, MAX_JSON_DEPTH } from "./json.js";
+import { jsonType, POINTER_MAX_LENGTH, pointerProblem, resolvePointer, withArticle } from "./pointer.js";
 import { actionGlobMatches, effectiveRiskClass } from "./policy.js";
 import { type AgentPolicy, type FieldError, type Policy, RejectionError } from "./types.js";
 
@@ -21,7 +22,7 @@ export const TOP_FIELDS = [
   "timeout_s",
   "context",
 ] as const;
-const ACTION_FIELDS = ["type", "summary", "details", "editable", "systems"] as const;
+const ACTION_FIELDS = ["type", "summary", "details", "systems", "editable"] as const;
 const ON_BEHALF_OF_FIELDS = ["slack_user", "email"] as const;
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
@@ -40,6 +41,7 @@ const CONTEXT_MAX_BYTES = 8 * 1024;
 const TIMEOUT_MIN_S = 60;
 const TIMEOUT_MAX_S = 604_800;
 const SYSTEMS_MAX = 20;
+const EDITABLE_MAX = 20;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
@@ -213,32 +215,116 @@ const idText = (what: string) =>
 const TIMEOUT_MESSAGE = `must be a whole number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (7 days)`;
 
 /** The action the agent asks for. */
-export const ActionSchema = z.strictObject(
-  {
-    type: text({
-      max: 128,
-      pattern: ACTION_TYPE_PATTERN,
-      patternMessage: "must be dotted lower-case words of a-z, 0-9 and _, such as payments.refund",
-    }),
-    summary: text({ max: 300, oneLine: true, notBlank: true }),
-    details: jsonObject({ maxBytes: DETAILS_MAX_BYTES, maxDepth: DETAILS_MAX_DEPTH }).optional(),
-    // Stub until branch details-routing (helper B) lands its validated `editable`.
-    editable: z.array(z.string()).max(20).optional(),
-    systems: z
-      .array(text({ max: 128, notBlank: true }), { error: typeError("must be an array of strings") })
-      .check(
-        z.refine((v: unknown[]) => v.length <= SYSTEMS_MAX, {
-          // Judged even when an entry is wrong, so both are reported at once.
-          when: (payload) => Array.isArray(payload.value),
-          error: (issue) =>
-            `has ${(issue.input as unknown[]).length} entries; at most ${SYSTEMS_MAX} are allowed`,
-        }),
-      )
-      .meta({ maxItems: SYSTEMS_MAX })
-      .optional(),
-  },
-  { error: typeError("must be an object with type and summary") },
-);
+export const ActionSchema = z
+  .strictObject(
+    {
+      type: text({
+        max: 128,
+        pattern: ACTION_TYPE_PATTERN,
+        patternMessage: "must be dotted lower-case words of a-z, 0-9 and _, such as payments.refund",
+      }),
+      summary: text({ max: 300, oneLine: true, notBlank: true }),
+      details: jsonObject({ maxBytes: DETAILS_MAX_BYTES, maxDepth: DETAILS_MAX_DEPTH }).optional(),
+      systems: z
+        .array(text({ max: 128, notBlank: true }), { error: typeError("must be an array of strings") })
+        .check(
+          z.refine((v: unknown[]) => v.length <= SYSTEMS_MAX, {
+            // Judged even when an entry is wrong, so both are reported at once.
+            when: (payload) => Array.isArray(payload.value),
+            error: (issue) =>
+              `has ${(issue.input as unknown[]).length} entries; at most ${SYSTEMS_MAX} are allowed`,
+          }),
+        )
+        .meta({ maxItems: SYSTEMS_MAX })
+        .optional(),
+      editable: z
+        .array(
+          z
+            .string({ error: typeError("must be a JSON Pointer string such as /amount") })
+            .superRefine((p, ctx) => {
+              const problem = pointerProblem(p);
+              if (problem !== undefined) ctx.addIssue(problem);
+            })
+            .meta({ minLength: 1, maxLength: POINTER_MAX_LENGTH, pattern: "^/" }),
+          { error: typeError("must be an array of JSON Pointers such as /amount") },
+        )
+        .check(
+          z.superRefine(
+            (v: unknown[], ctx) => {
+              if (v.length > EDITABLE_MAX) {
+                ctx.addIssue({
+                  code: "custom",
+                  message: `has ${v.length} entries; at most ${EDITABLE_MAX} are allowed`,
+                  input: v,
+                  continue: true,
+                });
+              }
+              const first = new Map<unknown, number>();
+              v.forEach((p, i) => {
+                if (typeof p !== "string") return;
+                const earlier = first.get(p);
+                if (earlier === undefined) first.set(p, i);
+                else
+                  ctx.addIssue({
+                    code: "custom",
+                    message: `repeats ${JSON.stringify(p)} (already at action.editable.${earlier})`,
+                    path: [i],
+                    input: p,
+                    continue: true,
+                  });
+              });
+            },
+            // Judged even when an entry is wrong, so every problem is reported at once.
+            { when: (payload) => Array.isArray(payload.value) },
+          ),
+        )
+        .meta({
+          maxItems: EDITABLE_MAX,
+          uniqueItems: true,
+          description:
+            "JSON Pointers into details that approvers may change: each an existing string, number or boolean",
+        })
+        .optional(),
+    },
+    { error: typeError("must be an object with type and summary") },
+  )
+  .check(
+    z.superRefine(
+      (action: { details?: unknown; editable?: unknown }, ctx) => {
+        const { details, editable } = action;
+        if (!Array.isArray(editable)) return;
+        editable.forEach((p: unknown, i) => {
+          if (i >= EDITABLE_MAX || typeof p !== "string" || pointerProblem(p) !== undefined) return;
+          const problem = editableTargetProblem(details, p);
+          if (problem !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              message: problem,
+              path: ["editable", i],
+              input: p,
+              continue: true,
+            });
+        });
+      },
+      // Judged even when another field is wrong; a malformed details is reported on its own.
+      { when: (payload) => isPlainObject(payload.value) },
+    ),
+  );
+
+/**
+ * Why an editable pointer cannot be offered to approvers: it must name a member that
+ * exists, and a string, number or boolean, the values a modal's input can hold and a
+ * person can judge (an object or array would be a whole structure to retype; null has no
+ * type to keep).
+ */
+function editableTargetProblem(details: unknown, pointer: string): string | undefined {
+  if (!isPlainObject(details)) return `names ${pointer} in action.details, but the request has no details`;
+  const member = resolvePointer(details, pointer);
+  if (!member.found) return `names ${pointer}, which is not a member of action.details`;
+  const type = jsonType(member.value);
+  if (type === "string" || type === "number" || type === "boolean") return undefined;
+  return `names ${pointer}, which is ${withArticle(type)}; only a string, number or boolean can be editable`;
+}
 
 /** The person the agent acts for: approvers see it, and that person cannot approve. */
 export const OnBehalfOfSchema = z
@@ -300,8 +386,8 @@ export type ActionRequest = {
   readonly [K in keyof Omit<Output, "action" | "on_behalf_of">]: Output[K];
 } & {
   readonly action: {
-    readonly [K in keyof Omit<Output["action"], "systems">]: Output["action"][K];
-  } & { readonly systems?: readonly string[] };
+    readonly [K in keyof Omit<Output["action"], "systems" | "editable">]: Output["action"][K];
+  } & { readonly systems?: readonly string[]; readonly editable?: readonly string[] };
   readonly on_behalf_of?: OnBehalfOf;
 };
 
@@ -370,7 +456,7 @@ function fieldErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
     const where =
       issue.code === "custom" && dotted === "on_behalf_of"
         ? "after"
-        : issue.code === "custom" && dotted === "action.systems"
+        : issue.code === "custom" && (dotted === "action.systems" || dotted === "action.editable")
           ? "before"
           : "at";
     out.push({ key: sortKey(path, where), error: { path: dotted, message: issue.message } });
@@ -405,8 +491,8 @@ export function validateRequest(input: unknown): ActionRequest {
       type: d.action.type,
       summary: d.action.summary,
       ...(d.action.details !== undefined && { details: d.action.details as Record<string, unknown> }),
-      ...(d.action.editable !== undefined && { editable: d.action.editable }),
       ...(d.action.systems !== undefined && { systems: d.action.systems }),
+      ...(d.action.editable !== undefined && { editable: d.action.editable }),
     },
     risk_class: d.risk_class,
     region: d.region,

@@ -202,6 +202,12 @@ export interface McpApprovalRule {
 }
 export type McpToolRule = McpAllowRule | McpDenyRule | McpApprovalRule;
 
+/** One `actions` entry of the policy. */
+export interface ActionSettings {
+  readonly min_risk?: string;
+  readonly editable?: boolean;
+}
+
 export interface Policy {
   readonly issuer: string;
   readonly slack: { readonly team_id: string };
@@ -214,8 +220,12 @@ export interface Policy {
     readonly approval_valid_for_ms: number;
     readonly max_pending: number;
   };
-  /** Action type glob -> the lowest risk class it may carry. */
-  readonly actions: Readonly<Record<string, { readonly min_risk: string }>>;
+  /**
+   * Action type glob -> its settings: `min_risk`, the lowest risk class it may carry
+   * (absent: no floor); `editable: false` forbids approvers' changes (absent: allowed,
+   * SPEC "Changes before approval").
+   */
+  readonly actions: Readonly<Record<string, ActionSettings>>;
   readonly agents: Readonly<Record<string, AgentPolicy>>;
   /** Absent in a policy built without them: no executor may redeem anything. */
   readonly executors?: Readonly<Record<string, ExecutorPolicy>>;

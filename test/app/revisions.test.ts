@@ -37,6 +37,12 @@ agents:
     auth: { hmac_secret_env: BILLING_SECRET }
     allowed_actions: ["payments.*"]
 routes:
+  - name: big-refunds
+    when: { action: ["payments.refund"], details: { "/amount": { gt: 1000 } } }
+    approvers: { users: [U0CFO] }
+    channel: C0CFO
+    quorum: 1
+    timeout: 30m
   - name: payments
     when: { action: ["payments.*"] }
     approvers: { users: [U0ALICE, U0BOB, U0CAROL] }
@@ -330,6 +336,33 @@ describe.each(backends)("approve with changes on $name", (backend) => {
     const r = await reworded.change(id, voter("U0BOB"), { cardLevel: 0, revision: 1 }, { "/amount": 90 });
     expect(r).toMatchObject({ kind: "refused", code: "policy_changed" });
     expect((await store.getAction(id))?.revision).toBe(1);
+  });
+
+  it("re-routes a revision: a change that would take another route is refused with the reason, nothing changed", async () => {
+    const a = approvals();
+    const { id } = await started(a);
+    await a.vote(id, voter("U0ALICE"), { vote: "approve", cardLevel: 0, revision: 1 });
+    const r = await a.change(id, voter("U0BOB"), { cardLevel: 0, revision: 1 }, { "/amount": 5000 });
+    expect(r).toMatchObject({ kind: "refused", code: "reroute" });
+    expect(r.kind === "refused" && r.reason).toMatch(/route big-refunds, not route payments/);
+    const after = await store.getAction(id);
+    expect(after?.revision).toBe(1);
+    expect(after?.votes.map((v) => v.user)).toEqual(["U0ALICE"]);
+    // Within the route's conditions the change goes through.
+    expect(
+      (await a.change(id, voter("U0BOB"), { cardLevel: 0, revision: 1 }, { "/amount": 1000 })).kind,
+    ).toBe("applied");
+  });
+
+  it("offers no change when the policy says editable: false for the action type", async () => {
+    const forbidding = approvals(
+      policy(2, "actions:\n  payments.refund: { min_risk: low, editable: false }\n"),
+    );
+    const { id } = await started(forbidding);
+    const may = await forbidding.mayChange(id, voter("U0BOB"), { cardLevel: 0, revision: 1 });
+    expect(may).toMatchObject({ kind: "refused", code: "not_editable" });
+    const r = await forbidding.change(id, voter("U0BOB"), { cardLevel: 0, revision: 1 }, { "/amount": 90 });
+    expect(r).toMatchObject({ kind: "refused", code: "not_editable" });
   });
 
   it("refuses a change of a request that lets approvers change nothing", async () => {

@@ -30,6 +30,7 @@ function query(policy: Policy, q: Partial<Omit<RouteQuery, "agent">> & { agent?:
     action_type: q.action_type ?? "payments.refund",
     risk_class: q.risk_class ?? "high",
     region: q.region ?? "eu",
+    details: q.details,
   };
 }
 

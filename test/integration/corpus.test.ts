@@ -103,6 +103,10 @@ routes:
   - name: low-auto
     when: { risk_class: [low], action: ["crm.read"] }
     auto: approve
+  - name: big-payouts
+    when: { action: ["payments.payout"], details: { "/amount": { gt: 1000 } } }
+    approvers: { users: [U0CFO] }
+    channel: C0EUAPPROVALS
   - name: eu-high-payments
     when: { risk_class: [high, critical], region: [eu], action: ["payments.*"] }
     approvers: { users: [U0ALICE, U0BOB], groups: [S0FIN], owners: [risk] }

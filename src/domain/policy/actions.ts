@@ -70,7 +70,29 @@ export function effectiveRiskClass(policy: Policy, actionType: string, requested
     );
   }
   for (const [glob, { min_risk }] of Object.entries(policy.actions)) {
-    if (actionGlobMatches(glob, actionType)) rank = Math.max(rank, riskRank(policy, min_risk));
+    if (min_risk !== undefined && actionGlobMatches(glob, actionType))
+      rank = Math.max(rank, riskRank(policy, min_risk));
   }
   return policy.risk_classes[rank]!;
+}
+
+/**
+ * The pointers approvers may change in this request: its `action.editable`, unless an
+ * `actions` entry matching the type says `editable: false` (any matching entry forbids
+ * it, as any matching `min_risk` raises the floor). A request that asks for editable
+ * pointers where the policy forbids changes is still accepted, as the policy "can
+ * forbid" changes, not refuse requests: it is decided as the agent sent it, with no
+ * "Approve with changes". Empty when nothing may change.
+ */
+export function changesAllowed(
+  policy: Policy,
+  actionType: string,
+  request: { readonly action: { readonly editable?: readonly string[] } },
+): readonly string[] {
+  const editable = request.action.editable ?? [];
+  if (editable.length === 0) return [];
+  for (const [glob, settings] of Object.entries(policy.actions)) {
+    if (settings.editable === false && actionGlobMatches(glob, actionType)) return [];
+  }
+  return editable;
 }

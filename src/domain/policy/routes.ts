@@ -4,11 +4,12 @@
  */
 import type { AgentPolicy, BusinessHours, Policy, Route, RouteLevel, RouteWhen, Weekday } from "../types.js";
 import { isActionGlob } from "./actions.js";
+import { readDetails } from "./details.js";
 import { LEVEL_KEYS, readLevel } from "./levels.js";
 import { checkKnown, HHMM, type Known, NAME, NAME_WHAT, ON_TIMEOUT, WEEKDAYS } from "./names.js";
 import { type Entry, formatPath, type Item, type Path, type Reader } from "./yaml.js";
 
-const WHEN_KEYS = ["risk_class", "region", "action", "agent", "vendor_managed"];
+const WHEN_KEYS = ["risk_class", "region", "action", "agent", "vendor_managed", "details"];
 export const ROUTE_KEYS = [
   "name",
   "when",
@@ -213,6 +214,11 @@ function readWhen(r: Reader, entry: Entry, known: Known): RouteWhen | undefined 
   if (vm) {
     const value = r.bool(vm.value, vm.path);
     if (value !== undefined) out.vendor_managed = value;
+  }
+  const details = fields.get("details");
+  if (details) {
+    const conditions = readDetails(r, details);
+    if (conditions !== undefined) out.details = conditions;
   }
   return r.problems.length > before ? undefined : out;
 }
