@@ -168,10 +168,15 @@ export class Grants {
         claims.sub,
       );
     }
-    if (request === undefined || requestDigest(request) !== claims.action_sha256) {
+    const digest = request === undefined ? null : requestDigest(request);
+    if (digest !== claims.action_sha256) {
+      // Approvers changed the request: the agent's own is what it sent, not what was approved.
+      const original = claims.original_sha256 !== undefined && digest === claims.original_sha256;
       throw await refuse(
         "action_mismatch",
-        "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
+        original
+          ? "request is the agent's original, but approvers changed it: present the decided revision (the request the job, GET or webhook answered), whose digest is the record's action_sha256"
+          : "request is not the approved one: its RFC 8785 digest is not the record's action_sha256",
         claims.action_id,
         claims.sub,
       );

@@ -7,17 +7,18 @@
  *
  * Every call mints a fresh proof: a token binds its call's body and is spent once.
  * A decided answer is never passed on as it came: `settle` verifies its record first,
- * against the request the agent sent (or, when approvers changed it, against the decided
- * revision, which may differ from the agent's only at the agent's `editable` pointers).
+ * against the request the agent sent, and when approvers changed it computes the decided
+ * revision from the record's signed `edits` (which may touch only the agent's `editable`
+ * pointers) and checks its digest is `action_sha256`: that revision is what to execute.
  */
 
-import { canonicalJson, requestDigest } from "../domain/canonical.js";
+import { canonicalJson } from "../domain/canonical.js";
 import type { ActionRequest, RecordClaims, Verdict } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
 import { agentCallError, jsonObject } from "./answer.js";
 import { InvalidRecord, TransportError } from "./errors.js";
 import type { AgentIdentity } from "./index.js";
-import { type JWKS, verifyDecision } from "./verify.js";
+import { checkRecord, type JWKS } from "./verify.js";
 
 /** What `GET /v1/actions/:id` and the other agent calls answer. */
 export interface ActionAnswer {
@@ -151,23 +152,35 @@ export class AgentClient {
     if (typeof answer.record !== "string") {
       throw new InvalidRecord("format", `the answer for ${answer.action_id} carries no decision record`);
     }
-    const decided = answer.request ?? sent;
-    if (decided === undefined) {
+    const given = sent ?? answer.request;
+    if (given === undefined) {
       throw new InvalidRecord(
         "action_sha256",
         `the answer for ${answer.action_id} carries no request to check the record's action_sha256 against`,
       );
     }
     const jwks = typeof this.#o.jwks === "function" ? await this.#o.jwks() : this.#o.jwks;
-    // Judged now, so an approval past its valid_until is refused (verifyDecision's own check).
-    const claims = await verifyDecision(answer.record, {
-      jwks,
+    // Judged now, so an approval past its valid_until is refused (checkRecord's own check).
+    // With what was sent, the chain sent -> edits -> action_sha256 is checked and the decided
+    // revision computed from the signed edits; without it, the answer's request must be
+    // the decided revision itself.
+    const {
+      claims,
       request: decided,
+      revised,
+    } = await checkRecord(answer.record, {
+      jwks,
+      request: given,
+      requestIs: sent === undefined ? "decided" : "sent",
       agentId: identity.agentId,
       issuer: identity.issuer,
     });
-    const revised = sent !== undefined && canonicalJson(sent) !== canonicalJson(decided);
-    if (revised) checkRevision(sent, decided, claims);
+    if (answer.request !== undefined && canonicalJson(answer.request) !== canonicalJson(decided)) {
+      throw new InvalidRecord(
+        "action_sha256",
+        `the answer's request is not the one the record decided (the sent request with the record's edits applied)`,
+      );
+    }
     return {
       action_id: claims.action_id,
       request_id: claims.request_id,
@@ -229,62 +242,6 @@ export class AgentClient {
     if (status === 409 && decidedConflictIsAnswer && isAnswer) return json as unknown as ActionAnswer;
     throw agentCallError(where, status, json);
   }
-}
-
-/**
- * A decided revision may differ from what the agent sent only at the agent's `editable`
- * pointers into `action.details`, and the record must name the agent's own request as
- * `original_sha256`: otherwise a record for some other request could pass as this one.
- */
-function checkRevision(sent: ActionRequest, decided: ActionRequest, claims: RecordClaims): void {
-  const original = (claims as RecordClaims & { original_sha256?: unknown }).original_sha256;
-  if (original !== requestDigest(sent)) {
-    throw new InvalidRecord(
-      "action_sha256",
-      `the decided request differs from the one sent, and the record's original_sha256 ${JSON.stringify(original)} is not the sent request's digest`,
-    );
-  }
-  // Put the sent values back at each editable pointer: what remains must be the sent request.
-  const restored = structuredClone(decided) as { action: { details?: unknown } };
-  const editable = (sent.action as { editable?: readonly string[] }).editable ?? [];
-  for (const pointer of editable) {
-    const had = getPointer(sent.action.details, pointer);
-    if (had.found) restored.action.details = setPointer(restored.action.details, pointer, had.value);
-  }
-  if (canonicalJson(restored) !== canonicalJson(sent)) {
-    throw new InvalidRecord(
-      "action_sha256",
-      "the decided request differs from the one sent outside its editable pointers",
-    );
-  }
-}
-
-function unescapeToken(t: string): string {
-  return t.replace(/~1/g, "/").replace(/~0/g, "~");
-}
-
-function getPointer(doc: unknown, pointer: string): { found: true; value: unknown } | { found: false } {
-  let cur = doc;
-  for (const raw of pointer.split("/").slice(1)) {
-    const t = unescapeToken(raw);
-    if (Array.isArray(cur) && /^(0|[1-9][0-9]*)$/.test(t) && Number(t) < cur.length) cur = cur[Number(t)];
-    else if (cur !== null && typeof cur === "object" && !Array.isArray(cur) && Object.hasOwn(cur, t))
-      cur = (cur as Record<string, unknown>)[t];
-    else return { found: false };
-  }
-  return { found: true, value: cur };
-}
-
-function setPointer(doc: unknown, pointer: string, value: unknown): unknown {
-  const tokens = pointer.split("/").slice(1).map(unescapeToken);
-  if (tokens.length === 0) return value;
-  let cur = doc;
-  for (const t of tokens.slice(0, -1)) {
-    if (cur === null || typeof cur !== "object") return doc;
-    cur = (cur as Record<string, unknown>)[t];
-  }
-  if (cur !== null && typeof cur === "object") (cur as Record<string, unknown>)[tokens.at(-1)!] = value;
-  return doc;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

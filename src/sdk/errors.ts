@@ -92,6 +92,8 @@ export type RecordCheck =
   | "iss"
   | "sub"
   | "action_sha256"
+  | "original_sha256"
+  | "edits"
   | "verdict"
   | "valid_until";
 

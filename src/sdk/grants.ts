@@ -198,8 +198,10 @@ function refusal(url: string, a: Answer): Error {
 
 /**
  * Redeems an approval before executing it. `record` is the decision record the agent
- * handed over; `request` is what the executor is about to carry out (the decided
- * revision: it must hash to the record's `action_sha256`).
+ * handed over; `request` is what the executor is about to carry out: the decided
+ * revision (the `request` the job's result, GET, the webhook or the SDK answered), which
+ * must hash to the record's `action_sha256`. When approvers changed the request, the
+ * agent's original is refused (InvalidRecord `action_sha256`): execute what was approved.
  *
  * Resolves once Countersign has committed the redemption: execute then, and only then,
  * and report how it went with reportOutcome. Throws InvalidRecord (offline: do not
@@ -215,9 +217,12 @@ export async function redeemGrant(
 ): Promise<RedeemedGrant> {
   const { identity } = o;
   const jwks = await keys(o.jwks);
-  const decision = await checkRecord(record, {
+  // The executor presents the decided revision, not the agent's original: that is what
+  // the record's action_sha256 covers and what Countersign checks again at redeem.
+  const { claims: decision } = await checkRecord(record, {
     jwks,
     request,
+    requestIs: "decided",
     agentId: o.agents ?? null,
     issuer: identity.issuer,
     ...(o.now ? { now: o.now() } : {}),

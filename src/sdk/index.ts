@@ -18,7 +18,7 @@ import {
   WaitTimeout,
 } from "./errors.js";
 import { waitForJob } from "./finished.js";
-import { type JWKS, verifyDecision } from "./verify.js";
+import { type JWKS, verifyDecided } from "./verify.js";
 
 export type { ActionRequest, FieldError, RecordClaims, Verdict } from "../domain/types.js";
 export { type ActionAnswer, AgentClient, type AgentClientOptions, type Settled } from "./client.js";
@@ -48,7 +48,14 @@ export {
   redeemGrant,
   reportOutcome,
 } from "./grants.js";
-export { type JWKS, type VerifyDecisionOptions, verify, verifyDecision } from "./verify.js";
+export {
+  type JWKS,
+  type VerifiedRequest,
+  type VerifyDecisionOptions,
+  verify,
+  verifyDecided,
+  verifyDecision,
+} from "./verify.js";
 export {
   type ApprovalAsk,
   type ApprovalExecutor,
@@ -84,6 +91,14 @@ export interface VerifiedDecision {
   /** The signed record: keep it with the action's own log. */
   record: string;
   claims: RecordClaims;
+  /**
+   * The request as decided: execute this, not what you sent. Approvers may have changed
+   * it at your `editable` pointers ("Approve with changes"); the SDK has checked the
+   * chain from what you sent through the record's `edits` to its `action_sha256`.
+   */
+  request: ActionRequest;
+  /** True when approvers changed the request: `request` differs from what you sent. */
+  revised: boolean;
 }
 
 export interface ApprovalHandle {
@@ -156,7 +171,11 @@ export async function requestApproval(
     if (typeof record !== "string")
       throw new InvalidRecord("format", "the answer carries no decision record");
     const jwks = typeof o.jwks === "function" ? await o.jwks() : o.jwks;
-    const claims = await verifyDecision(record, {
+    const {
+      claims,
+      request: decided,
+      revised,
+    } = await verifyDecided(record, {
       jwks,
       request,
       agentId: identity.agentId,
@@ -164,7 +183,7 @@ export async function requestApproval(
     });
     switch (claims.verdict) {
       case "approved":
-        return { decision: { verdict: "approved", record, claims }, claims };
+        return { decision: { verdict: "approved", record, claims, request: decided, revised }, claims };
       case "denied":
         throw new Denied(claims.reason_text, claims, record);
       case "expired":

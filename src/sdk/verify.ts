@@ -5,6 +5,7 @@
  */
 import { compactVerify, createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet } from "jose";
 import { requestDigest } from "../domain/canonical.js";
+import { checkEditChain } from "../domain/edits.js";
 import { type ActionRequest, type RecordClaims, VERDICTS, type Verdict } from "../domain/types.js";
 import { InvalidRecord } from "./errors.js";
 
@@ -14,7 +15,12 @@ export type JWKS = JSONWebKeySet;
 export interface VerifyDecisionOptions {
   /** The keys you trust, typically pinned from Countersign's `/.well-known/jwks.json`. */
   jwks: JWKS;
-  /** The request exactly as sent: its digest must equal the record's `action_sha256`. */
+  /**
+   * The request exactly as you sent it. Its digest must be the record's `action_sha256`,
+   * or, when approvers changed it ("Approve with changes"), the record's `original_sha256`,
+   * with the record's `edits` turning it into the decided revision whose digest is
+   * `action_sha256` (see verifyDecided, which returns that revision).
+   */
   request: ActionRequest;
   /** Your agent id: the record's `sub`. */
   agentId: string;
@@ -46,24 +52,53 @@ function signatureFailure(e: unknown, kid: unknown, alg: unknown): InvalidRecord
   }
 }
 
+/** A verified record and the request it decided. */
+export interface VerifiedRequest {
+  claims: RecordClaims;
+  /**
+   * The request as decided: execute this, not what you sent. It is what you sent when
+   * approvers changed nothing, else the revision they approved (your request with the
+   * record's `edits` applied; its digest is the record's `action_sha256`).
+   */
+  request: ActionRequest;
+  /** True when approvers changed the request. */
+  revised: boolean;
+}
+
 /**
  * Verifies a decision record and returns its claims: the signature against `jwks`
- * (EdDSA only), `typ` decision+jwt, `ver`, `iss`, `sub`, `action_sha256` against the
- * request, and for an approval that `valid_until` is still ahead. Any verdict verifies;
- * acting on it is the caller's choice. Throws InvalidRecord naming the failed check.
+ * (EdDSA only), `typ` decision+jwt, `ver`, `iss`, `sub`, the chain from the request you
+ * sent to `action_sha256` (`original_sha256`, `edits` only at your `editable` pointers,
+ * `action_sha256`), and for an approval that `valid_until` is still ahead. Any verdict
+ * verifies; acting on it is the caller's choice. Throws InvalidRecord naming the failed
+ * check. To know what to execute, use verifyDecided: approvers may have changed it.
  */
-export function verifyDecision(record: string, o: VerifyDecisionOptions): Promise<RecordClaims> {
+export async function verifyDecision(record: string, o: VerifyDecisionOptions): Promise<RecordClaims> {
+  return (await checkRecord(record, o)).claims;
+}
+
+/**
+ * verifyDecision's checks, returning the request to execute as well: the decided
+ * revision, computed from what you sent and the record's signed `edits`.
+ */
+export function verifyDecided(record: string, o: VerifyDecisionOptions): Promise<VerifiedRequest> {
   return checkRecord(record, o);
 }
 
 /**
  * verifyDecision's checks, with the agent optional: an executor verifies a record about
  * whichever agent handed it over (`agentId` null), or one of the agents it serves.
+ * `requestIs` says which request is given: the agent's as sent (default; the chain through
+ * `edits` is checked) or the decided revision (an executor's, or an agent's that no longer
+ * holds what it sent: its digest must be `action_sha256` itself).
  */
 export async function checkRecord(
   record: string,
-  o: Omit<VerifyDecisionOptions, "agentId"> & { agentId: string | readonly string[] | null },
-): Promise<RecordClaims> {
+  o: Omit<VerifyDecisionOptions, "agentId"> & {
+    agentId: string | readonly string[] | null;
+    requestIs?: "sent" | "decided";
+  },
+): Promise<VerifiedRequest> {
   if (typeof record !== "string" || record.split(".").length !== 3) {
     throw new InvalidRecord("format", "expected a compact JWS: three base64url parts separated by dots");
   }
@@ -115,12 +150,31 @@ export async function checkRecord(
       `sub is ${JSON.stringify(claims["sub"])}: the record is about another agent, not ${agents.map((a) => `"${a}"`).join(" or ")}`,
     );
   }
-  const digest = requestDigest(o.request);
-  if (claims["action_sha256"] !== digest) {
-    throw new InvalidRecord(
-      "action_sha256",
-      `action_sha256 ${JSON.stringify(claims["action_sha256"])} is not the digest of this request (${digest}): the record covers a different action`,
-    );
+  let decided: ActionRequest = o.request;
+  let revised = false;
+  if (o.requestIs === "decided") {
+    const digest = requestDigest(o.request);
+    if (claims["action_sha256"] !== digest) {
+      const isOriginal = claims["original_sha256"] !== undefined && claims["original_sha256"] === digest;
+      throw new InvalidRecord(
+        "action_sha256",
+        isOriginal
+          ? "this is the agent's original request, but approvers changed it: the record covers the decided revision (the request the job, GET or webhook answered), so execute and present that one"
+          : `action_sha256 ${JSON.stringify(claims["action_sha256"])} is not the digest of this request (${digest}): the record covers a different action`,
+      );
+    }
+  } else {
+    const chain = checkEditChain(o.request, claims, requestDigest);
+    if (!chain.ok) {
+      throw new InvalidRecord(
+        chain.step,
+        chain.step === "action_sha256" && claims["edits"] === undefined
+          ? `${chain.reason}: the record covers a different action`
+          : chain.reason,
+      );
+    }
+    decided = chain.decided as ActionRequest;
+    revised = chain.revised;
   }
   const verdict = claims["verdict"];
   if (typeof verdict !== "string" || !VERDICTS.includes(verdict as Verdict)) {
@@ -143,12 +197,13 @@ export async function checkRecord(
       );
     }
   }
-  return claims as unknown as RecordClaims;
+  return { claims: claims as unknown as RecordClaims, request: decided, revised };
 }
 
 /**
- * The short form: `verify(record, jwks, request, issuer)`. The agent is the request's
- * `agent_id`; everything verifyDecision checks is checked (signature, typ, iss, sub,
+ * The short form: `verify(record, jwks, request, issuer)`, `request` as you sent it. The
+ * agent is the request's `agent_id`; everything verifyDecision checks is checked
+ * (signature, typ, iss, sub, original_sha256 and edits when approvers changed the request,
  * action_sha256, valid_until). The issuer is required: it is what the record must name.
  */
 export function verify(

@@ -9,6 +9,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
+import { diffRequest } from "../../src/domain/edits.js";
 import type { ActionRequest, Policy, RecordClaims, Verdict } from "../../src/domain/types.js";
 import { type AgentKey, type ProofClaims, verifyProof } from "../../src/records/proof.js";
 import {
@@ -62,7 +63,14 @@ function request(summary = "Refund order 1"): ActionRequest {
 
 function record(
   req: ActionRequest,
-  o: { verdict?: Verdict; validUntil?: Date; key?: typeof KEY; iss?: string } = {},
+  o: {
+    verdict?: Verdict;
+    validUntil?: Date;
+    key?: typeof KEY;
+    iss?: string;
+    /** Approvers changed `req` into this revision: the record covers it, with original_sha256 and edits. */
+    revisedTo?: ActionRequest;
+  } = {},
 ): string {
   const now = Date.now();
   const verdict = o.verdict ?? "approved";
@@ -76,7 +84,20 @@ function record(
     request_id: req.request_id,
     action_type: req.action.type,
     summary: req.action.summary,
-    action_sha256: requestDigest(req),
+    action_sha256: requestDigest(o.revisedTo ?? req),
+    ...(o.revisedTo
+      ? {
+          original_sha256: requestDigest(req),
+          edits: [
+            {
+              user: "U0ALICE",
+              team: "T0TEST",
+              at: new Date(now - 1000).toISOString(),
+              patch: diffRequest(req, o.revisedTo),
+            },
+          ],
+        }
+      : {}),
     risk_class: req.risk_class,
     region: req.region,
     purpose: req.purpose,
@@ -252,6 +273,22 @@ describe("redeemGrant", () => {
       expect((e as InvalidRecord).check).toBe(check);
     }
     expect(seen).toHaveLength(0);
+  });
+
+  it("a revised approval is redeemed with the decided revision; the agent's original is refused offline, saying why", async () => {
+    const { baseUrl, seen } = await standIn(redeemOk);
+    const o = { identity: IDENTITY, baseUrl, jwks: JWKS_ };
+    const req = request();
+    const decided = { ...req, action: { ...req.action, details: { amount: 60 } } };
+    const rec = record(req, { revisedTo: decided });
+    const e = await rejection(redeemGrant(rec, req, o));
+    expect(e).toBeInstanceOf(InvalidRecord);
+    expect((e as InvalidRecord).check).toBe("action_sha256");
+    expect((e as Error).message).toMatch(/approvers changed it/);
+    expect(seen).toHaveLength(0);
+    const g = await redeemGrant(rec, decided, o);
+    expect(g.decision.action_sha256).toBe(requestDigest(decided));
+    expect(seen[0]!.body).toEqual({ record: rec, request: decided });
   });
 
   it("already_redeemed carries the first receipt and when it was redeemed", async () => {

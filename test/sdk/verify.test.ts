@@ -1,9 +1,11 @@
+import { createHash } from "node:crypto";
+import canonicalize from "canonicalize";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signJws, signRecord } from "../../src/records/signing.js";
-import { InvalidRecord, type JWKS, verifyDecision } from "../../src/sdk/index.js";
+import { InvalidRecord, type JWKS, verifyDecided, verifyDecision } from "../../src/sdk/index.js";
 
 const ISSUER = "https://countersign.test";
 const AGENT = "billing-agent";
@@ -164,5 +166,83 @@ describe("verifyDecision", () => {
   it("refuses what is not a compact JWS", async () => {
     expect((await failure("not-a-record")).check).toBe("format");
     expect((await failure("a.b.c")).check).toBe("format");
+  });
+});
+
+/** RFC 8785 + SHA-256, base64url, computed here with canonicalize and node:crypto, not requestDigest. */
+function jcs(v: unknown): string {
+  return createHash("sha256").update(canonicalize(v)!, "utf8").digest("base64url");
+}
+
+describe("verifyDecided: a request approvers changed", () => {
+  // `editable` is part of the request schema this round (SPEC "Changes before approval").
+  const sent = {
+    ...REQUEST,
+    action: {
+      ...REQUEST.action,
+      details: { amount: 40, currency: "EUR", note: "" },
+      editable: ["/amount", "/note"],
+    },
+  } as ActionRequest;
+  const decided: ActionRequest = {
+    ...sent,
+    action: { ...sent.action, details: { amount: 25, currency: "EUR", note: "partial" } },
+  };
+  const edit = {
+    user: "U0ALICE",
+    team: "T0TEST",
+    at: "2026-03-02T09:58:30.000Z",
+    patch: [
+      { op: "replace" as const, path: "/action/details/amount", value: 25 },
+      { op: "replace" as const, path: "/action/details/note", value: "partial" },
+    ],
+  };
+  const revised = (over: Partial<RecordClaims> = {}) =>
+    claims({ action_sha256: jcs(decided), original_sha256: jcs(sent), edits: [edit], ...over });
+
+  it("hands back the decided revision, computed from what was sent and the signed edits", async () => {
+    const v = await verifyDecided(signRecord(KEY, revised()), { ...opts, request: sent });
+    expect(v.revised).toBe(true);
+    expect(v.request).toEqual(decided);
+    expect(jcs(v.request)).toBe(v.claims.action_sha256);
+    expect(sent.action.details).toEqual({ amount: 40, currency: "EUR", note: "" });
+  });
+
+  it("hands back what was sent when nothing changed", async () => {
+    const v = await verifyDecided(signRecord(KEY, claims()), opts);
+    expect(v).toMatchObject({ revised: false, request: REQUEST });
+  });
+
+  it("refuses the decided revision passed as the sent request (original_sha256 is the agent's)", async () => {
+    const e = await failure(signRecord(KEY, revised()), { request: decided });
+    expect(e.check).toBe("original_sha256");
+  });
+
+  it("refuses edits that do not give action_sha256 (an edit altered after approval)", async () => {
+    const altered = { ...edit, patch: [edit.patch[0]!, { ...edit.patch[1]!, value: "full" }] };
+    const e = await failure(signRecord(KEY, revised({ edits: [altered] })), { request: sent });
+    expect(e.check).toBe("action_sha256");
+  });
+
+  it("refuses an edit at a pointer the agent did not make editable", async () => {
+    const wider = {
+      ...decided,
+      action: { ...decided.action, details: { ...decided.action.details, currency: "USD" } },
+    };
+    const sneaky = {
+      ...edit,
+      patch: [...edit.patch, { op: "replace" as const, path: "/action/details/currency", value: "USD" }],
+    };
+    const e = await failure(signRecord(KEY, revised({ edits: [sneaky], action_sha256: jcs(wider) })), {
+      request: sent,
+    });
+    expect(e.check).toBe("edits");
+    expect(e.message).toContain("/action/details/currency");
+  });
+
+  it("refuses a record with original_sha256 but no edits", async () => {
+    const { edits: _e, ...noEdits } = revised();
+    const e = await failure(signRecord(KEY, noEdits as RecordClaims), { request: sent });
+    expect(e.check).toBe("edits");
   });
 });

@@ -1,14 +1,15 @@
 /**
  * "Approve with changes" as withApproval sees it: the decided revision's details are what
  * the tool body gets, and only a record that names the agent's own request as
- * `original_sha256`, about a revision that differs only at the agent's `editable`
- * pointers, counts. Countersign does not issue revisions yet, so a local HTTP server
- * answers the agent API's POST /v1/actions with records signed by a test key.
+ * `original_sha256`, whose `edits` touch only the agent's `editable` pointers and give the
+ * revision `action_sha256` covers, counts. A local HTTP server answers the agent API's
+ * POST /v1/actions with records signed by a test key, so each link can be broken on purpose.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
+import { diffRequest } from "../../src/domain/edits.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
 import { InvalidRecord, type JWKS, withApproval } from "../../src/sdk/index.js";
@@ -19,12 +20,25 @@ const KEY = loadSigningKey(generateSigningKeyPem());
 const JWKS_: JWKS = { keys: [{ ...KEY.publicJwk }] };
 const identity = { agentId: AGENT, issuer: ISSUER, key: { hmacSecret: "x".repeat(32) } };
 
-/** How the stand-in decides: it changes the sent request into a revision, and signs a record. */
-let revise: (sent: ActionRequest) => { decided: ActionRequest; original?: string };
+/**
+ * How the stand-in decides: it changes the sent request into a revision, and signs a record.
+ * `edits` defaults to the diff from sent to decided; `answered` to the decided revision.
+ */
+let revise: (sent: ActionRequest) => {
+  decided: ActionRequest;
+  original?: string;
+  edits?: RecordClaims["edits"];
+  answered?: ActionRequest;
+};
 let server: http.Server;
 let baseUrl: string;
 
-function claims(sent: ActionRequest, decided: ActionRequest, original: string | undefined): RecordClaims {
+function claims(
+  sent: ActionRequest,
+  decided: ActionRequest,
+  original: string | undefined,
+  edits: RecordClaims["edits"],
+): RecordClaims {
   const now = Date.now();
   return {
     ver: 1,
@@ -38,6 +52,7 @@ function claims(sent: ActionRequest, decided: ActionRequest, original: string | 
     summary: sent.action.summary,
     action_sha256: requestDigest(decided),
     ...(original === undefined ? {} : { original_sha256: original }),
+    ...(edits === undefined ? {} : { edits }),
     risk_class: "high",
     region: "eu",
     purpose: sent.purpose,
@@ -70,8 +85,16 @@ beforeAll(async () => {
         return;
       }
       const sent = JSON.parse(body) as ActionRequest;
-      const { decided, original } = revise(sent);
-      const record = signRecord(KEY, claims(sent, decided, original));
+      const r = revise(sent);
+      const edits = r.edits ?? [
+        {
+          user: "U0ALICE",
+          team: "T0TEST",
+          at: new Date().toISOString(),
+          patch: diffRequest(sent, r.decided),
+        },
+      ];
+      const record = signRecord(KEY, claims(sent, r.decided, r.original, edits));
       res.writeHead(201, { "content-type": "application/json" });
       res.end(
         JSON.stringify({
@@ -80,7 +103,7 @@ beforeAll(async () => {
           status: "approved",
           verdict: "approved",
           record,
-          request: decided,
+          request: r.answered ?? r.decided,
         }),
       );
     });
@@ -135,7 +158,10 @@ describe("withApproval and a revised request", () => {
     const ran: Refund[] = [];
     const err = await wrapped(ran)({ order: "A-1", amount: 120 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidRecord);
-    expect((err as Error).message).toMatch(/outside its editable pointers/);
+    expect((err as InvalidRecord).check).toBe("edits");
+    expect((err as Error).message).toMatch(
+      /"replace" at "\/action\/details\/order"\) changes what the agent did not make editable/,
+    );
     expect(ran).toEqual([]);
   });
 
@@ -144,7 +170,70 @@ describe("withApproval and a revised request", () => {
     const ran: Refund[] = [];
     const err = await wrapped(ran)({ order: "A-1", amount: 120 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidRecord);
-    expect((err as Error).message).toMatch(/original_sha256/);
+    expect((err as InvalidRecord).check).toBe("edits");
+    expect((err as Error).message).toMatch(/edits but no original_sha256/);
     expect(ran).toEqual([]);
+  });
+
+  it("refuses a record whose original_sha256 is another request's", async () => {
+    revise = (sent) => ({
+      decided: withAmount(sent, 80),
+      original: requestDigest({ ...sent, purpose: "other" }),
+    });
+    const ran: Refund[] = [];
+    const err = await wrapped(ran)({ order: "A-1", amount: 120 }).catch((e: unknown) => e);
+    expect((err as InvalidRecord).check).toBe("original_sha256");
+    expect(ran).toEqual([]);
+  });
+
+  it("refuses a tampered revision: the answer's request is not what the signed edits give", async () => {
+    // The record is genuine (amount 80); the answer carries 8000 at the same pointer.
+    revise = (sent) => ({
+      decided: withAmount(sent, 80),
+      original: requestDigest(sent),
+      answered: withAmount(sent, 8000),
+    });
+    const ran: Refund[] = [];
+    const err = await wrapped(ran)({ order: "A-1", amount: 120 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidRecord);
+    expect((err as Error).message).toMatch(/not the one the record decided/);
+    expect(ran).toEqual([]);
+  });
+
+  it("refuses signed edits that do not give action_sha256 (an edit dropped from the record)", async () => {
+    revise = (sent) => {
+      const first = withAmount(sent, 100);
+      const decided = withAmount(sent, 80);
+      const at = new Date().toISOString();
+      // Two changes were made, only the first is listed: replaying it gives 100, not 80.
+      return {
+        decided,
+        original: requestDigest(sent),
+        edits: [{ user: "U0ALICE", team: "T0TEST", at, patch: diffRequest(sent, first) }],
+      };
+    };
+    const ran: Refund[] = [];
+    const err = await wrapped(ran)({ order: "A-1", amount: 120 }).catch((e: unknown) => e);
+    expect((err as InvalidRecord).check).toBe("action_sha256");
+    expect(ran).toEqual([]);
+  });
+
+  it("runs the revision after two edits in a row", async () => {
+    revise = (sent) => {
+      const first = withAmount(sent, 100);
+      const decided = withAmount(sent, 80);
+      const at = new Date().toISOString();
+      return {
+        decided,
+        original: requestDigest(sent),
+        edits: [
+          { user: "U0ALICE", team: "T0TEST", at, patch: diffRequest(sent, first) },
+          { user: "U0BOB", team: "T0TEST", at, patch: diffRequest(first, decided) },
+        ],
+      };
+    };
+    const ran: Refund[] = [];
+    expect(await wrapped(ran)({ order: "A-1", amount: 120 })).toBe(80);
+    expect(ran).toEqual([{ order: "A-1", amount: 80 }]);
   });
 });

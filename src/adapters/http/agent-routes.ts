@@ -10,6 +10,7 @@ import type { ActionRow, AgentApiStore, StoredReceipt } from "../../app/ports.js
 import { requestDigest, sha256B64url } from "../../domain/canonical.js";
 import { decodeUtf8, parseStrictJson } from "../../domain/json.js";
 import { RejectionError } from "../../domain/types.js";
+import { decidedRequestOf } from "../../records/decided.js";
 import type { VerdictBus } from "../queue/verdicts.js";
 import { problem } from "./server.js";
 
@@ -259,8 +260,9 @@ function view(a: ActionRow, record: string | null) {
     status: a.status === "pending" ? "pending" : a.verdict,
     ...(a.verdict ? { verdict: a.verdict } : {}),
     ...(record ? { record } : {}),
-    // The request as decided: what an agent that did not keep its own checks the record against.
-    ...(a.status === "decided" ? { request: a.request } : {}),
+    // The request as decided (the agent's own, or the revision approvers changed it to):
+    // what the agent executes, and what its record's action_sha256 covers.
+    ...(a.status === "decided" && record ? { request: decidedRequestOf(a.request, record) } : {}),
     route: a.routeName,
     deadline: a.deadlineAt ? new Date(a.deadlineAt).toISOString() : null,
     created_at: new Date(a.requestedAt).toISOString(),

@@ -11,6 +11,7 @@ import type { Approvals } from "../../app/approvals.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, IntakeStore } from "../../app/ports.js";
 import { type ActionRequest, RejectionError } from "../../domain/types.js";
+import { decidedRequestOf } from "../../records/decided.js";
 import { throttledWarn } from "../throttle.js";
 
 export interface IntakeResult {
@@ -135,7 +136,8 @@ export class Intake {
       request_id: a.requestId,
       verdict: a.verdict!,
       record: rec.jws,
-      request: a.request,
+      // The request as decided: the agent's own, or the revision approvers changed it to.
+      request: decidedRequestOf(a.request, rec.jws),
     };
   }
 

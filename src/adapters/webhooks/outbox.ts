@@ -9,6 +9,7 @@ import { crashPoint } from "../../app/crash.js";
 import type { EffectOutcome } from "../../app/effects.js";
 import type { Effect, WebhookStore } from "../../app/ports.js";
 import type { Policy } from "../../domain/types.js";
+import { decidedRequestOf } from "../../records/decided.js";
 import { deliverWebhook, nextDelayMs } from "./deliver.js";
 
 export interface WebhookSenderOptions {
@@ -47,7 +48,7 @@ export class WebhookSender {
       agent_id: a.agentId,
       verdict: a.verdict,
       record: rec.jws,
-      request: a.request,
+      request: decidedRequestOf(a.request, rec.jws),
     };
     const body = JSON.stringify(
       revoked && forRevocation
