@@ -1013,7 +1013,7 @@ function changeInput(f: ChangeField): Block {
       hint: plain(Number.isInteger(f.value) ? "A whole number, as the agent sent." : "A number."),
       element: {
         type: "number_input",
-        action_id: "value",
+        action_id: block_id,
         // A whole number stays whole: an amount in cents or a count should not become 2.5.
         is_decimal_allowed: !Number.isInteger(f.value),
         initial_value: String(f.value),
@@ -1028,7 +1028,7 @@ function changeInput(f: ChangeField): Block {
       label,
       element: {
         type: "static_select",
-        action_id: "value",
+        action_id: block_id,
         options: [option(true), option(false)],
         initial_option: option(f.value),
       },
@@ -1042,7 +1042,7 @@ function changeInput(f: ChangeField): Block {
     optional: true,
     element: {
       type: "plain_text_input",
-      action_id: "value",
+      action_id: block_id,
       multiline: f.value.includes("\n") || f.value.length > 150,
       max_length: CHANGE_STRING_MAX,
       ...(f.value === "" ? {} : { initial_value: f.value }),
@@ -1108,7 +1108,8 @@ export function readChangeSubmission(values: Readonly<Record<string, Readonly<Re
   for (const [blockId, actions] of Object.entries(values)) {
     if (!blockId.startsWith(CHANGE_FIELD_PREFIX)) continue;
     const pointer = blockId.slice(CHANGE_FIELD_PREFIX.length);
-    const el = (actions["value"] ?? {}) as {
+    // block_id and action_id are the same (an action_id must be unique in the view).
+    const el = (actions[blockId] ?? {}) as {
       type?: string;
       value?: string | null;
       selected_option?: { value?: string } | null;
