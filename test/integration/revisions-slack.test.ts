@@ -57,6 +57,8 @@ describe("Approve with changes in Slack", () => {
   });
 
   const openModal = async (user: string, card: { channel: string; ts: string }) => {
+    // Only a modal this click opened: an earlier test's may still be open.
+    const before = new Set([...h.sim.views()].map((v) => v.id));
     const clicked = await h.click(user, card, ACTION_IDS.approveWithChanges);
     expect(clicked.status).toBe(200);
     return eventually(
@@ -66,6 +68,7 @@ describe("Approve with changes in Slack", () => {
           .find(
             (v) =>
               v.user === user &&
+              !before.has(v.id) &&
               v.kind === "modal" &&
               !v.closed &&
               (v.view as { callback_id?: string }).callback_id === CALLBACK_IDS.changes,

@@ -4,6 +4,7 @@
  * request verification is the reference implementation: signature, 5-minute staleness);
  * with SLACK_APP_TOKEN it uses Socket Mode instead.
  */
+import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   App,
@@ -476,8 +477,11 @@ function registerHandlers(
         named && fieldBlocks.includes(named) ? named : (fieldBlocks[0] ?? MODAL_INPUT_IDS.comment);
       errors = { [block]: `Not changed: ${reason}`.slice(0, 2000) };
     };
+    // After a refusal the person corrects the values and submits the same view (same id and
+    // hash) again: the values are part of what makes a submission new.
+    const values = createHash("sha256").update(JSON.stringify(view.state.values)).digest("base64url");
     await commitThenAck(
-      `view|${userId}|${view.id}|${view.hash}`,
+      `view|${userId}|${view.id}|${view.hash}|${values}`,
       (() => (errors ? ack({ response_action: "errors", errors }) : ack())) as (r?: never) => Promise<void>,
       async (b) => {
         const card = await modalCard(view.private_metadata);
