@@ -579,7 +579,11 @@ describe("renderCard: buttons", () => {
   it("ties every button and the block to this action and level, so a click counts only for its card", () => {
     expect(new Set(buttons.map((b) => b.value))).toEqual(new Set(["act_01|1"]));
     expect(actions.block_id).toBe("cs_actions|act_01|1");
-    expect(parseActionsBlockId(actions.block_id as string)).toEqual({ actionId: "act_01", level: 1, revision: 1 });
+    expect(parseActionsBlockId(actions.block_id as string)).toEqual({
+      actionId: "act_01",
+      level: 1,
+      revision: 1,
+    });
     const other = blocksOf(renderCard(simpleCard({ actionId: "act_01", level: 2 }))).find(
       (b) => b.type === "actions",
     )!;
