@@ -47,6 +47,8 @@ export const actions = pgTable(
     reasonCode: text("reason_code"),
     decidedAt: ms("decided_at"),
     recordSeq: bigint("record_seq", { mode: "number" }),
+    /** The current revision of the request: 1 is the agent's; approvers' changes add one each (table revisions). */
+    revision: integer("revision").notNull().default(1),
     /** The pending action's next timer, generated from deadline_at and cap_at (see ../schema.ts). least() skips NULLs. */
     timerAt: ms("timer_at").generatedAlwaysAs(
       sql`CASE WHEN status = 'pending' THEN least(deadline_at, cap_at) END`,
@@ -74,8 +76,35 @@ export const votes = pgTable(
     comment: text("comment"),
     level: integer("level").notNull(),
     at: ms("at").notNull(),
+    /** The revision the vote was cast for (null in rows older than revisions). */
+    revision: integer("revision"),
   },
   (t) => [primaryKey({ columns: [t.actionId, t.user] })],
+);
+
+/**
+ * An approver's change before approval (SPEC "Changes before approval"): revision 2 and
+ * later of an action's request, each with who made it and the RFC 6902 patch from the
+ * revision before. Revision 1 is the agent's request (actions.request_json). Append-only.
+ */
+export const revisions = pgTable(
+  "revisions",
+  {
+    actionId: text("action_id")
+      .notNull()
+      .references(() => actions.id),
+    revision: integer("revision").notNull(),
+    /** The request of this revision; its RFC 8785 form hashes to requestSha256. */
+    requestJson: text("request_json").notNull(),
+    requestSha256: text("request_sha256").notNull(),
+    user: text("user").notNull(),
+    team: text("team").notNull(),
+    at: ms("at").notNull(),
+    /** JSON array of RFC 6902 operations turning the previous revision into this one. */
+    patchJson: text("patch_json").notNull(),
+    comment: text("comment"),
+  },
+  (t) => [primaryKey({ columns: [t.actionId, t.revision] })],
 );
 
 export const events = pgTable(

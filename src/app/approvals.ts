@@ -4,6 +4,7 @@
  * must happen outside (Slack posts, job releases) in the outbox, carried out after commit.
  */
 import { requestDigest } from "../domain/canonical.js";
+import { changesAllowed, reviseRequest } from "../domain/change.js";
 import { levelDeadline } from "../domain/deadlines.js";
 import {
   type ActionState,
@@ -16,10 +17,11 @@ import {
   type Voter,
   voteRefusal,
 } from "../domain/decision.js";
+import { diffRequest } from "../domain/edits.js";
 import { AppError, assertNever } from "../domain/errors.js";
 import { newId, type RandomBytes } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
-import { selectRoute } from "../domain/routing.js";
+import { type RouteQuery, selectRoute } from "../domain/routing.js";
 import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
 import { RejectionError } from "../domain/types.js";
 import { crashPoint } from "./crash.js";
@@ -27,6 +29,7 @@ import type {
   ActionRow,
   ActionWithVotes,
   ApprovalStore,
+  ChangeCode,
   Directory,
   MutateResult,
   NewAction,
@@ -36,10 +39,12 @@ import type {
   ProofCheck,
   RefusalCode,
   Refused,
+  Revision,
   Store,
   StoredRecord,
   UnchainedClaims,
 } from "./ports.js";
+import { currentRequest } from "./ports.js";
 
 export interface Submission {
   readonly request: unknown;
@@ -249,7 +254,7 @@ export class Approvals {
   async vote(
     actionId: string,
     voter: Voter,
-    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; revision?: number },
   ): Promise<MutateResult> {
     const now = this.deps.now();
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
@@ -269,7 +274,7 @@ export class Approvals {
   async mayVote(
     actionId: string,
     voter: Voter,
-    ballot: { vote: "approve" | "deny"; cardLevel: number },
+    ballot: { vote: "approve" | "deny"; cardLevel: number; revision?: number },
   ): Promise<
     | { readonly kind: "ok" | "counted" | "not_found" }
     | { readonly kind: "refused"; readonly code: RefusalCode; readonly reason: string }
@@ -294,6 +299,243 @@ export class Approvals {
     if (found) return { kind: found };
     if (result.kind !== "refused") return { kind: "ok" };
     return { kind: "refused", code: result.code, reason: result.reason };
+  }
+
+  /**
+   * An approver changes the request before approving it (SPEC "Changes before approval"):
+   * `values` maps pointers into `action.details` to their new values. Refused, with a
+   * `change_refused` event and nothing else changed, when the person may not vote at this
+   * level, the request is decided, `shown.revision` is no longer current, a pointer is not
+   * editable (a forged submission), a value's JSON type differs from the one it replaces,
+   * the policy file changed since routing, or the changed request would be refused or take
+   * another route. Else one transaction writes the next revision, clears the earlier
+   * approvals (they approved something else) and counts the editor's approval of it.
+   */
+  async change(
+    actionId: string,
+    voter: Voter,
+    shown: { readonly cardLevel: number; readonly revision: number },
+    values: Readonly<Record<string, unknown>>,
+    comment?: string,
+  ): Promise<MutateResult> {
+    const now = this.deps.now();
+    const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
+      const refused = (code: RefusalCode, reason: string, pointer: string | null = null): Refused => ({
+        refused: { code, reason, ...(pointer !== null ? { pointer } : {}) },
+        events: [
+          {
+            type: "change_refused",
+            actor: `slack:${voter.user}`,
+            data: { code, reason, pointer, revision: shown.revision, level: shown.cardLevel },
+          },
+        ],
+      });
+      const judged = this.judgeChange(cur, voter, shown, values);
+      if ("refused" in judged) return refused(judged.refused.code, judged.refused.reason, judged.pointer);
+      const n = cur.revision + 1;
+      const revision: Revision = {
+        revision: n,
+        request: judged.next,
+        sha256: requestDigest(judged.next),
+        edit: {
+          user: voter.user,
+          team: voter.team,
+          at: now.toISOString(),
+          patch: diffRequest(currentRequest(cur).request, judged.next),
+        },
+        ...(comment ? { comment } : {}),
+      };
+      // The action as it will stand: the new revision, the earlier approvals gone.
+      const revised: ActionWithVotes = {
+        ...cur,
+        revision: n,
+        revisions: [...cur.revisions, revision],
+        votes: cur.votes.filter((v) => v.vote !== "approve"),
+      };
+      const ballot = {
+        vote: "approve" as const,
+        cardLevel: shown.cardLevel,
+        revision: n,
+        ...(comment ? { comment } : {}),
+      };
+      const step = castVote(state(revised), voter, ballot, this.deps.policy.slack.team_id, now);
+      const p = this.plan(revised, step, now, `slack:${voter.user}`, { voter, ballot });
+      if ("refused" in p) return refused(p.refused.code, p.refused.reason);
+      return {
+        ...p,
+        revise: revision,
+        events: [
+          {
+            type: "changed",
+            actor: `slack:${voter.user}`,
+            data: {
+              revision: n,
+              level: cur.level,
+              changes: judged.changes,
+              patch: revision.edit.patch,
+              sha256: revision.sha256,
+              cleared: cur.votes.filter((v) => v.vote === "approve").map((v) => v.user),
+              comment: comment ?? null,
+            },
+          },
+          ...p.events,
+        ],
+        // The change's own note in the thread says who changed what and that it counts as
+        // their approval, in place of the vote's note.
+        effects: [
+          {
+            kind: "thread_note",
+            dedupeKey: `note:${cur.id}:changed:${n}`,
+            payload: { level: cur.level, note: "changed", user: voter.user, revision: n },
+          },
+          ...p.effects.filter((e) => !(e.kind === "thread_note" && e.payload?.note === "vote")),
+          ...(p.decision ? [] : [{ kind: "update_card" as const, dedupeKey: `changed:${cur.id}:${n}` }]),
+        ],
+      };
+    });
+    return this.after(result);
+  }
+
+  /**
+   * Before the "Approve with changes" modal opens: may `voter` change this request now, as
+   * shown (its level and revision). A refusal is committed as a `change_refused` event
+   * before this returns; `ok` carries the revision to fill the modal with and the
+   * pointers that may change. Judged again, with the values, when the modal is submitted.
+   */
+  async mayChange(
+    actionId: string,
+    voter: Voter,
+    shown: { readonly cardLevel: number; readonly revision: number },
+  ): Promise<
+    | {
+        readonly kind: "ok";
+        readonly request: ActionRequest;
+        readonly revision: number;
+        readonly editable: readonly string[];
+      }
+    | { readonly kind: "refused"; readonly code: RefusalCode; readonly reason: string }
+    | { readonly kind: "not_found" }
+  > {
+    const a = await this.deps.store.getAction(actionId);
+    if (!a) return { kind: "not_found" };
+    const judged = this.judgeChange(a, voter, shown, null);
+    if ("refused" in judged) {
+      const { code, reason } = judged.refused;
+      await this.deps.store.appendEvents(
+        a.id,
+        a.agentId,
+        [
+          {
+            type: "change_refused",
+            actor: `slack:${voter.user}`,
+            data: {
+              code,
+              reason,
+              pointer: null,
+              revision: shown.revision,
+              level: shown.cardLevel,
+              opening: true,
+            },
+          },
+        ],
+        this.deps.now().getTime(),
+      );
+      return { kind: "refused", code, reason };
+    }
+    const current = currentRequest(a);
+    return {
+      kind: "ok",
+      request: current.request,
+      revision: current.revision,
+      editable: changesAllowed(this.deps.policy, a.actionType, a.request),
+    };
+  }
+
+  /**
+   * The change's refusals, in the order a person can act on them; else the next revision.
+   * With `values` null, only whether this person may change this request now.
+   */
+  private judgeChange(
+    cur: ActionWithVotes,
+    voter: Voter,
+    shown: { readonly cardLevel: number; readonly revision: number },
+    values: Readonly<Record<string, unknown>> | null,
+  ):
+    | {
+        readonly refused: { readonly code: RefusalCode; readonly reason: string };
+        readonly pointer: string | null;
+      }
+    | { readonly next: ActionRequest; readonly changes: readonly unknown[] } {
+    const policy = this.deps.policy;
+    const no = (code: RefusalCode, reason: string, pointer: string | null = null) => ({
+      refused: { code, reason },
+      pointer,
+    });
+    // Judged as a vote (a change counts as the editor's approval); an approval already in
+    // from the same person is replaced, not a reason to refuse.
+    const others = { ...cur, votes: cur.votes.filter((v) => v.user !== voter.user) };
+    const refusal = voteRefusal(
+      state(others),
+      voter,
+      { vote: "approve", cardLevel: shown.cardLevel, revision: shown.revision },
+      policy.slack.team_id,
+    );
+    if (refusal) return no(refusal.code, refusal.reason);
+    if (cur.policySha256 !== policy.sha256) {
+      return no(
+        "policy_changed",
+        "the policy file has changed since this request was routed, so it cannot be changed; approve or deny it as it is",
+      );
+    }
+    const current = currentRequest(cur).request;
+    const editable = changesAllowed(policy, cur.actionType, cur.request);
+    if (!editable.length) return no("not_editable", "this request does not let approvers change it");
+    if (values === null) return { next: current, changes: [] };
+    const revised = reviseRequest(current, editable, values);
+    if (!revised.ok) {
+      const first = revised.problems[0]!;
+      return no(first.code as ChangeCode, revised.problems.map((p) => p.message).join("; "), first.pointer);
+    }
+    let riskClass: string;
+    let query: RouteQuery;
+    try {
+      const next = validateRequest(revised.next);
+      const checked = checkRequestAgainstPolicy(policy, next);
+      riskClass = checked.riskClass;
+      // `details` is read by the routes' details conditions, which fail closed.
+      query = {
+        agent: checked.agent,
+        action_type: next.action.type,
+        risk_class: riskClass,
+        region: next.region,
+        details: next.action.details,
+      };
+    } catch (e) {
+      if (e instanceof RejectionError)
+        return no("invalid_change", `the changed request is not valid: ${e.message}`);
+      throw e;
+    }
+    if (riskClass !== cur.riskClass) {
+      return no("reroute", `the changed request would have risk class ${riskClass}, not ${cur.riskClass}`);
+    }
+    let route: Route | null;
+    try {
+      route = selectRoute(policy, query).route;
+    } catch (e) {
+      if (e instanceof RejectionError)
+        return no("reroute", `the changed request would be refused: ${e.message}`);
+      throw e;
+    }
+    if (route?.name !== cur.routeName || route.auto !== undefined) {
+      return no(
+        "reroute",
+        `the changed request would take ${route ? `route ${route.name}` : "no route"}, not route ${cur.routeName}; ask the agent for a new request instead`,
+      );
+    }
+    if (!route.levels[cur.level]) {
+      return no("reroute", `the changed request's route ${route.name} has no level ${cur.level}`);
+    }
+    return { next: revised.next, changes: revised.changes };
   }
 
   /** Whether `voter`'s vote on this action is already in: a re-sent click or submission. */
@@ -473,13 +715,16 @@ export class Approvals {
         const effects: NewEffect[] = [
           {
             kind: "thread_note",
-            dedupeKey: `note:${a.id}:vote:${step.vote.user}`,
+            dedupeKey: `note:${a.id}:vote:${step.vote.user}${revisionKey(a)}`,
             payload: { level: a.level, note: "vote", user: step.vote.user },
           },
         ];
         if (!step.decision) {
           // Redraw the card so its tally shows the vote, not only the thread.
-          effects.push({ kind: "update_card", dedupeKey: `tally:${a.id}:${step.vote.user}` });
+          effects.push({
+            kind: "update_card",
+            dedupeKey: `tally:${a.id}:${step.vote.user}${revisionKey(a)}`,
+          });
           return { vote: { ...step.vote, level: a.level }, events, effects };
         }
         return {
@@ -605,12 +850,15 @@ export class Approvals {
       | "eligible"
       | "requestedAt"
       | "policySha256"
-    >,
+    > & { readonly revisions?: readonly Revision[] },
     votes: readonly ActionWithVotes["votes"][number][],
     outcome: DecisionOutcome,
     now: Date,
   ): UnchainedClaims {
-    const req = a.request;
+    const revisions = a.revisions ?? [];
+    const changed = revisions.length > 0;
+    const decided = currentRequest({ ...a, revisions });
+    const req = decided.request;
     // Milliseconds kept: cut to the second, a record would say it was decided before its deciding vote.
     const decidedAt = now;
     return {
@@ -623,7 +871,9 @@ export class Approvals {
       request_id: a.requestId,
       action_type: req.action.type,
       summary: req.action.summary,
-      action_sha256: a.requestSha256,
+      // The revision decided, when approvers changed it; the agent's digest and the edits with it.
+      action_sha256: decided.sha256,
+      ...(changed ? { original_sha256: a.requestSha256, edits: revisions.map((r) => r.edit) } : {}),
       risk_class: a.riskClass,
       region: a.region,
       purpose: req.purpose,
@@ -634,7 +884,9 @@ export class Approvals {
       reason_text: outcome.reasonText,
       route: { name: a.routeName, quorum: a.quorum, escalation_level: a.level },
       eligible: a.eligible ?? [],
-      votes: votes.map(({ level: _level, ...v }) => v),
+      votes: votes.map(({ level: _level, revision, ...v }) =>
+        changed && revision !== undefined ? { ...v, revision } : v,
+      ),
       requested_at: new Date(a.requestedAt).toISOString(),
       decided_at: decidedAt.toISOString(),
       ...(outcome.verdict === "approved"
@@ -651,7 +903,7 @@ export class Approvals {
 
 interface PlanContext {
   voter?: Voter;
-  ballot?: { vote: "approve" | "deny"; comment?: string; cardLevel: number };
+  ballot?: { vote: "approve" | "deny"; comment?: string; cardLevel: number; revision?: number };
   eligible?: readonly string[];
   excluded?: readonly { user: string; why: string }[];
 }
@@ -668,7 +920,13 @@ function state(a: ActionWithVotes): ActionState {
     capAt: a.capAt,
     onBehalfOf: a.request.on_behalf_of?.slack_user ?? null,
     votes: a.votes,
+    revision: a.revision,
   };
+}
+
+/** Dedupe keys of a vote's effects: a person may vote again on a later revision. */
+function revisionKey(a: Pick<ActionRow, "revision">): string {
+  return a.revision > 1 ? `:r${a.revision}` : "";
 }
 
 function hasVoted(a: ActionWithVotes, user: string): boolean {

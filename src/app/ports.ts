@@ -5,6 +5,7 @@
 import type { DecisionOutcome, Refusal } from "../domain/decision.js";
 import type {
   ActionRequest,
+  Edit,
   ReceiptClaims,
   ReceiptKind,
   RecordClaims,
@@ -35,10 +36,40 @@ export interface ActionRow {
   readonly reasonCode: DecisionOutcome["reasonCode"] | null;
   readonly decidedAt: number | null;
   readonly recordSeq: number | null;
+  /** The current revision of the request: 1 is the agent's (`request`); each approver's change adds one. */
+  readonly revision: number;
+}
+
+/** Revision 2 or later of an action's request: an approver's change (SPEC "Changes before approval"). */
+export interface Revision {
+  readonly revision: number;
+  readonly request: ActionRequest;
+  /** requestDigest(request). */
+  readonly sha256: string;
+  /** Who changed it, when, and the RFC 6902 patch from the revision before. */
+  readonly edit: Edit;
+  readonly comment?: string;
 }
 
 export interface ActionWithVotes extends ActionRow {
   readonly votes: readonly (Vote & { readonly level: number })[];
+  /** The approvers' revisions (2, 3, ...) in order; empty while the request is the agent's. */
+  readonly revisions: readonly Revision[];
+}
+
+/**
+ * The request as it stands (as decided, once decided): the newest revision, or the agent's.
+ * What the card shows, what the record's action_sha256 covers and what the agent executes.
+ */
+export function currentRequest(a: Pick<ActionWithVotes, "request" | "requestSha256" | "revisions">): {
+  readonly revision: number;
+  readonly request: ActionRequest;
+  readonly sha256: string;
+} {
+  const last = a.revisions.at(-1);
+  return last
+    ? { revision: last.revision, request: last.request, sha256: last.sha256 }
+    : { revision: 1, request: a.request, sha256: a.requestSha256 };
 }
 
 export interface StoredRecord {
@@ -75,7 +106,9 @@ export type EventType =
   | "outcome_reported"
   | "outcome_refused"
   | "revoked"
-  | "revoke_refused";
+  | "revoke_refused"
+  | "changed"
+  | "change_refused";
 
 export interface NewEvent {
   readonly type: EventType;
@@ -172,6 +205,11 @@ export interface Plan {
   /** Columns of the action to change. */
   readonly set?: Partial<Pick<ActionRow, "level" | "quorum" | "eligible" | "deadlineAt">>;
   readonly vote?: Vote & { readonly level: number };
+  /**
+   * A new revision of the request (the action's revision + 1): written with the action's
+   * earlier approvals cleared (they approved something else), before `vote` (the editor's).
+   */
+  readonly revise?: Revision;
   readonly events: readonly NewEvent[];
   readonly effects: readonly NewEffect[];
   /** A verdict: the store allocates seq and prev, signs and inserts the record in the same transaction. */
@@ -196,10 +234,20 @@ export type GrantCode =
   | "outcome_exists"
   | "invalid_request";
 
-export type RefusalCode = Refusal["code"] | GrantCode | "stale";
+/** Why an approver's change was refused (SPEC "Changes before approval"). */
+export type ChangeCode =
+  | "not_editable"
+  | "wrong_type"
+  | "no_change"
+  | "reroute"
+  | "policy_changed"
+  | "invalid_change";
+
+export type RefusalCode = Refusal["code"] | GrantCode | ChangeCode | "stale";
 
 export interface Refused {
-  readonly refused: { readonly code: RefusalCode; readonly reason: string };
+  /** `pointer`: the member of the request a refused change is about, when it is about one. */
+  readonly refused: { readonly code: RefusalCode; readonly reason: string; readonly pointer?: string };
   /** Events to keep even though nothing changed (e.g. a refused vote). */
   readonly events: readonly NewEvent[];
 }
@@ -211,11 +259,13 @@ export type MutateResult =
       readonly code: RefusalCode;
       readonly reason: string;
       readonly action: ActionWithVotes;
+      /** The member a refused change is about (see Refused). */
+      readonly pointer?: string;
     }
   | { readonly kind: "not_found" };
 
 export interface NewAction
-  extends Omit<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq"> {}
+  extends Omit<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq" | "revision"> {}
 
 export interface AdmitInput {
   readonly action: NewAction;

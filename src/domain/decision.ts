@@ -38,6 +38,8 @@ export interface ActionState {
    * this level count towards its quorum. Absent: an ordinary level.
    */
   readonly stepUp?: "passkey";
+  /** The current revision of the request (1: the agent's); absent reads as 1. */
+  readonly revision?: number;
 }
 
 export interface DecisionOutcome {
@@ -77,7 +79,8 @@ export interface Refusal {
     | "level_not_started"
     | "stale_card"
     | "not_due"
-    | "step_up_required";
+    | "step_up_required"
+    | "stale_revision";
   /** A sentence for the person (ephemeral note) and the event. */
   readonly reason: string;
 }
@@ -123,12 +126,20 @@ export function countedApprovals(
 export function voteRefusal(
   s: ActionState,
   voter: Voter,
-  ballot: { cardLevel: number },
+  ballot: Ballot,
   policyTeam: string,
 ): Refusal | null {
   if (s.status === "decided") return refuse("already_decided", "this request has already been decided");
   if (ballot.cardLevel !== s.level) {
     return refuse("stale_card", "this card is from an earlier escalation level; vote on the current card");
+  }
+  // An approval covers what the person saw: a button shown for an earlier revision cannot
+  // approve a later one. A deny denies whatever the revision.
+  if (ballot.vote !== "deny" && ballot.revision !== undefined && ballot.revision !== (s.revision ?? 1)) {
+    return refuse(
+      "stale_revision",
+      `the request was changed since you saw it (you saw revision ${ballot.revision}, it is now at revision ${s.revision ?? 1}); look at the card again`,
+    );
   }
   if (s.eligible === null)
     return refuse("level_not_started", "the approvers for this level are still being resolved");
@@ -145,6 +156,16 @@ export function voteRefusal(
 }
 
 /**
+ * What a click or a submission asks: the vote, and the card level and (when the card showed
+ * one) the revision it was shown for.
+ */
+export interface Ballot {
+  readonly vote?: "approve" | "deny";
+  readonly cardLevel: number;
+  readonly revision?: number;
+}
+
+/**
  * A vote from a click (or, at a step-up level, from a verified passkey assertion), judged
  * by voteRefusal. At a step-up level an approval without `step_up` casts nothing: the
  * entry point sends the approver to the passkey page instead, and this refusal is the
@@ -155,7 +176,13 @@ export function castVote(
   s: ActionState,
   voter: Voter,
   /** `step_up`: the verified assertion, for the action as shown, at `cardLevel` (the passkey page's). */
-  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; step_up?: StepUpProof },
+  ballot: {
+    vote: "approve" | "deny";
+    comment?: string;
+    cardLevel: number;
+    revision?: number;
+    step_up?: StepUpProof;
+  },
   policyTeam: string,
   now: Date,
 ): Step {
@@ -176,6 +203,7 @@ export function castVote(
     vote: ballot.vote,
     at: now.toISOString(),
     ...(ballot.comment ? { comment: ballot.comment } : {}),
+    revision: s.revision ?? 1,
     // Only the passkey page passes one, after verifying the assertion; deny needs none.
     ...(ballot.step_up && ballot.vote === "approve" ? { step_up: ballot.step_up } : {}),
   };

@@ -223,12 +223,22 @@ export function viewObject(view: SimView, teamId: string, botId: string = SIM_BO
   };
 }
 
+/**
+ * One input's state in a `view_submission`, as Slack sends it: `value` for text and number
+ * inputs (a number as its text), `selected_option` for a static select.
+ */
+export interface SimInputValue {
+  type: string;
+  value?: string | null;
+  selected_option?: { text: { type: "plain_text"; text: string }; value: string } | null;
+}
+
 /** A `view_submission` payload: the view with the person's input under `state.values`. */
 export function viewSubmissionPayload(
   options: {
     user: Clicker;
     view: SimView;
-    values: Record<string, Record<string, { type: string; value: string }>>;
+    values: Record<string, Record<string, SimInputValue>>;
     triggerId?: string;
   } & PayloadContext,
 ): SimViewSubmission {

@@ -306,6 +306,7 @@ export class SimPage {
     const user = this.clicker(body);
     const viewId = field(body, "viewId");
     const raw = body.values;
+    // Typed by the view's own inputs in the simulator (a number input, a select): see submitView.
     const values: Record<string, Record<string, { type: string; value: string }>> = {};
     if (raw !== null && typeof raw === "object") {
       for (const [blockId, inner] of Object.entries(raw as Record<string, unknown>)) {

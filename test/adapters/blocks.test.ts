@@ -579,7 +579,11 @@ describe("renderCard: buttons", () => {
   it("ties every button and the block to this action and level, so a click counts only for its card", () => {
     expect(new Set(buttons.map((b) => b.value))).toEqual(new Set(["act_01|1"]));
     expect(actions.block_id).toBe("cs_actions|act_01|1");
-    expect(parseActionsBlockId(actions.block_id as string)).toEqual({ actionId: "act_01", level: 1 });
+    expect(parseActionsBlockId(actions.block_id as string)).toEqual({
+      actionId: "act_01",
+      level: 1,
+      revision: 1,
+    });
     const other = blocksOf(renderCard(simpleCard({ actionId: "act_01", level: 2 }))).find(
       (b) => b.type === "actions",
     )!;
@@ -587,8 +591,12 @@ describe("renderCard: buttons", () => {
   });
 
   it("round-trips button values and refuses anything it could not have produced", () => {
-    expect(parseButtonValue(buttonValue("act_x", 0))).toEqual({ actionId: "act_x", level: 0 });
-    expect(parseButtonValue(buttonValue("act_x", 12))).toEqual({ actionId: "act_x", level: 12 });
+    expect(parseButtonValue(buttonValue("act_x", 0))).toEqual({ actionId: "act_x", level: 0, revision: 1 });
+    expect(parseButtonValue(buttonValue("act_x", 12))).toEqual({ actionId: "act_x", level: 12, revision: 1 });
+    // After a change the revision is carried; a value without one reads as revision 1.
+    expect(buttonValue("act_x", 0, 3)).toBe("act_x|0|r3");
+    expect(parseButtonValue("act_x|0|r3")).toEqual({ actionId: "act_x", level: 0, revision: 3 });
+    expect(parseButtonValue("act_x|0|r0")).toBeNull();
     for (const bad of [
       "",
       "act_x",
@@ -738,6 +746,7 @@ describe("voting modals", () => {
       level: 1,
       channel: "C0EUAPPROVALS",
       ts: "1700000000.000100",
+      revision: 1,
     });
     expect(viewProblems(m, "modal")).toEqual([]);
   });

@@ -30,6 +30,7 @@ import type {
   ReceiptState,
   RecordSigner,
   Refused,
+  Revision,
   StoredEvent,
   StoredReceipt,
   StoredRecord,
@@ -95,6 +96,19 @@ export interface VoteColumns {
   comment: string | null;
   level: number;
   at: number;
+  revision: number | null;
+}
+
+/** A revision of a request after the agent's (table revisions), in both schemas. */
+export interface RevisionColumns {
+  revision: number;
+  requestJson: string;
+  requestSha256: string;
+  user: string;
+  team: string;
+  at: number;
+  patchJson: string;
+  comment: string | null;
 }
 
 export interface OutboxColumns {
@@ -137,7 +151,9 @@ export interface RecordColumns {
 }
 
 /** What a plan may change of an action's columns. */
-export type ActionUpdate = Partial<Pick<ActionColumns, "level" | "quorum" | "deadlineAt" | "eligibleJson">>;
+export type ActionUpdate = Partial<
+  Pick<ActionColumns, "level" | "quorum" | "deadlineAt" | "eligibleJson" | "revision">
+>;
 
 /** The columns that close an action with its verdict. */
 export type Closed = Pick<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq">;
@@ -158,6 +174,9 @@ export interface StoreTx {
   insertAction(v: ReturnType<typeof actionValues>): Step<void>;
   updateAction(id: string, set: ActionUpdate): Step<void>;
   insertVote(actionId: string, v: VoteColumns): Step<void>;
+  /** Deletes the action's approve votes (a new revision: they approved something else). */
+  clearApprovals(actionId: string): Step<void>;
+  insertRevision(actionId: string, r: RevisionColumns): Step<void>;
   /** Deletes spent jtis whose exp is at or before `exp`. */
   forgetJtis(exp: number): Step<void>;
   /** False when the (agent, jti) was already spent. */
@@ -305,6 +324,7 @@ export function* admit(tx: StoreTx, input: AdmitInput): Step<AdmitResult> {
       reasonCode: null,
       decidedAt: null,
       recordSeq: null,
+      revision: 1,
     }),
     request: a.request,
   };
@@ -325,7 +345,8 @@ export function* mutate(
   const p = plan(action);
   if ("refused" in p) {
     yield* insertEvents(tx, actionId, action.agentId, p.events, now);
-    return { kind: "refused", code: p.refused.code, reason: p.refused.reason, action };
+    const { code, reason, pointer } = p.refused;
+    return { kind: "refused", code, reason, action, ...(pointer !== undefined ? { pointer } : {}) };
   }
   if (p.set) {
     const set: ActionUpdate = {};
@@ -335,6 +356,17 @@ export function* mutate(
     if (p.set.eligible !== undefined)
       set.eligibleJson = p.set.eligible === null ? null : JSON.stringify(p.set.eligible);
     if (Object.keys(set).length) yield* tx.updateAction(actionId, set);
+  }
+  if (p.revise) {
+    // The plan was made from this transaction's read, so the revision it names is the next one;
+    // the primary key (action, revision) refuses a second writer of the same revision anyway.
+    if (p.revise.revision !== action.revision + 1)
+      throw new StoreError(
+        `action ${actionId} is at revision ${action.revision}, not ${p.revise.revision - 1}`,
+      );
+    yield* tx.clearApprovals(actionId);
+    yield* tx.insertRevision(actionId, revisionColumns(p.revise));
+    yield* tx.updateAction(actionId, { revision: p.revise.revision });
   }
   const vote = p.vote ? voteColumns(p.vote) : null;
   if (vote) yield* tx.insertVote(actionId, vote);
@@ -572,6 +604,29 @@ export function* insertEffects(
   }
 }
 
+export function revisionColumns(r: Revision): RevisionColumns {
+  return {
+    revision: r.revision,
+    requestJson: JSON.stringify(r.request),
+    requestSha256: r.sha256,
+    user: r.edit.user,
+    team: r.edit.team,
+    at: Date.parse(r.edit.at),
+    patchJson: JSON.stringify(r.edit.patch),
+    comment: r.comment ?? null,
+  };
+}
+
+export function toRevision(r: RevisionColumns): Revision {
+  return {
+    revision: r.revision,
+    request: JSON.parse(r.requestJson),
+    sha256: r.requestSha256,
+    edit: { user: r.user, team: r.team, at: new Date(r.at).toISOString(), patch: JSON.parse(r.patchJson) },
+    ...(r.comment ? { comment: r.comment } : {}),
+  };
+}
+
 export function voteColumns(v: Vote & { readonly level: number }): VoteColumns {
   return {
     user: v.user,
@@ -582,6 +637,7 @@ export function voteColumns(v: Vote & { readonly level: number }): VoteColumns {
     comment: v.comment ?? null,
     level: v.level,
     at: Date.parse(v.at),
+    revision: v.revision ?? null,
   };
 }
 
@@ -594,12 +650,21 @@ export function toVote(v: VoteColumns): Vote & { readonly level: number } {
     vote: v.vote as Vote["vote"],
     at: new Date(v.at).toISOString(),
     ...(v.comment ? { comment: v.comment } : {}),
+    ...(v.revision !== null ? { revision: v.revision } : {}),
     level: v.level,
   };
 }
 
-export function withVotes(row: ActionColumns, votes: readonly VoteColumns[]): ActionWithVotes {
-  return { ...toRow(row), votes: votes.map(toVote) };
+export function withVotes(
+  row: ActionColumns,
+  votes: readonly VoteColumns[],
+  revisions: readonly RevisionColumns[] = [],
+): ActionWithVotes {
+  return {
+    ...toRow(row),
+    votes: votes.map(toVote),
+    revisions: [...revisions].sort((a, b) => a.revision - b.revision).map(toRevision),
+  };
 }
 
 /** A claimed effect; `leaseUntil` is set by the claim. */

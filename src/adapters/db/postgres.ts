@@ -48,6 +48,7 @@ import {
   type NewOutboxRow,
   type OutboxColumns,
   type RecordColumns,
+  type RevisionColumns,
   runAwaiting,
   type Step,
   type StoreTx,
@@ -267,7 +268,7 @@ export class PostgresStore extends CoreStore implements Store {
     const batch = this.gets;
     this.gets = new Map();
     try {
-      const r = await this.pool.query<RawAction & { votes: VoteColumns[] }>({
+      const r = await this.pool.query<RawActionWithVotes>({
         name: "countersign_get_actions",
         text: `${ACTION_WITH_VOTES}a.id = ANY($1::text[])`,
         values: [[...batch.keys()]],
@@ -275,7 +276,7 @@ export class PostgresStore extends CoreStore implements Store {
       const found = new Map(r.rows.map((row) => [row.id, row]));
       for (const [id, waiting] of batch) {
         const row = found.get(id);
-        const value = row ? withVotes(actionColumns(row), row.votes) : null;
+        const value = row ? actionWithVotes(row) : null;
         for (const w of waiting) w.resolve(value);
       }
     } catch (e) {
@@ -632,11 +633,15 @@ const ACTION_SELECT = `a.id, a.agent_id AS "agentId", a.request_id AS "requestId
   a.route_name AS "routeName", a.level, a.quorum, a.eligible_json AS "eligibleJson",
   a.deadline_at AS "deadlineAt", a.cap_at AS "capAt", a.policy_sha256 AS "policySha256",
   a.requested_at AS "requestedAt", a.verdict, a.reason_code AS "reasonCode",
-  a.decided_at AS "decidedAt", a.record_seq AS "recordSeq"`;
+  a.decided_at AS "decidedAt", a.record_seq AS "recordSeq", a.revision`;
 
 /** An action's votes in the order the core counts them, as VoteColumns. */
-const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote, comment, level, at
+const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote, comment, level, at, revision
   FROM votes WHERE action_id = `;
+
+/** An action's revisions (approvers' changes), as RevisionColumns. */
+const REVISIONS_SELECT = `SELECT revision, request_json AS "requestJson", request_sha256 AS "requestSha256",
+  "user", team, at, patch_json AS "patchJson", comment FROM revisions WHERE action_id = `;
 
 /**
  * An action with its votes in one statement (one snapshot, one round trip). Only for reads
@@ -644,8 +649,12 @@ const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote,
  */
 const ACTION_WITH_VOTES = `SELECT ${ACTION_SELECT}, (SELECT coalesce(json_agg(json_build_object(
     'user', v."user", 'team', v.team, 'email', v.email, 'realName', v.real_name, 'vote', v.vote,
-    'comment', v.comment, 'level', v.level, 'at', v.at) ORDER BY v.at, v."user"), '[]'::json)
-    FROM votes v WHERE v.action_id = a.id) AS votes
+    'comment', v.comment, 'level', v.level, 'at', v.at, 'revision', v.revision) ORDER BY v.at, v."user"), '[]'::json)
+    FROM votes v WHERE v.action_id = a.id) AS votes,
+  CASE WHEN a.revision > 1 THEN (SELECT json_agg(json_build_object(
+    'revision', r.revision, 'requestJson', r.request_json, 'requestSha256', r.request_sha256,
+    'user', r."user", 'team', r.team, 'at', r.at, 'patchJson', r.patch_json, 'comment', r.comment)
+    ORDER BY r.revision) FROM revisions r WHERE r.action_id = a.id) END AS revisions
   FROM actions a WHERE `;
 
 type RawAction = Omit<ActionColumns, "deadlineAt" | "capAt" | "requestedAt" | "decidedAt" | "recordSeq"> &
@@ -662,6 +671,21 @@ function actionColumns(r: RawAction): ActionColumns {
     decidedAt: num(r.decidedAt),
     recordSeq: num(r.recordSeq),
   };
+}
+
+/** A row of ACTION_WITH_VOTES: the votes, and the revisions when there are any, as JSON. */
+type RawActionWithVotes = RawAction & {
+  votes: VoteColumns[];
+  revisions: (RevisionColumns & { at: number | string })[] | null;
+};
+
+function actionWithVotes(row: RawActionWithVotes): ActionWithVotes {
+  const { votes, revisions, ...action } = row;
+  return withVotes(
+    actionColumns(action),
+    votes.map(voteColumnsOf),
+    (revisions ?? []).map((r) => ({ ...r, at: Number(r.at) })),
+  );
 }
 
 function voteColumnsOf(v: VoteColumns & { at: number | string }): VoteColumns {
@@ -767,10 +791,8 @@ class PgStoreTx implements StoreTx {
 
   *loadAction(id: string, forUpdate: boolean): Step<ActionWithVotes | null> {
     if (!forUpdate) {
-      const [row] = yield* this.rows<RawAction & { votes: VoteColumns[] }>(
-        `${ACTION_WITH_VOTES}a.id = ${lit(id)}`,
-      );
-      return row ? withVotes(actionColumns(row), row.votes) : null;
+      const [row] = yield* this.rows<RawActionWithVotes>(`${ACTION_WITH_VOTES}a.id = ${lit(id)}`);
+      return row ? actionWithVotes(row) : null;
     }
     // The votes are read by a second statement, after the row's lock is granted: its
     // snapshot then holds the votes of the click that held the lock before this one.
@@ -780,7 +802,18 @@ class PgStoreTx implements StoreTx {
     );
     const row = a?.rows[0] as RawAction | undefined;
     if (!row) return null;
-    return withVotes(actionColumns(row), (v?.rows ?? []).map(voteColumnsOf));
+    // Read only when approvers changed the request: most actions never have a revision.
+    const revisions =
+      row.revision > 1
+        ? yield* this.rows<RevisionColumns & { at: number | string }>(
+            `${REVISIONS_SELECT}${lit(id)} ORDER BY revision`,
+          )
+        : [];
+    return withVotes(
+      actionColumns(row),
+      (v?.rows ?? []).map(voteColumnsOf),
+      revisions.map((r) => ({ ...r, at: Number(r.at) })),
+    );
   }
 
   *countPending(agentId: string, limit: number): Step<number> {
@@ -820,14 +853,27 @@ class PgStoreTx implements StoreTx {
     if (set.quorum !== undefined) cols.push(`quorum = ${lit(set.quorum)}`);
     if (set.deadlineAt !== undefined) cols.push(`deadline_at = ${lit(set.deadlineAt)}`);
     if (set.eligibleJson !== undefined) cols.push(`eligible_json = ${lit(set.eligibleJson)}`);
+    if (set.revision !== undefined) cols.push(`revision = ${lit(set.revision)}`);
     if (!cols.length) return done(undefined);
     return this.later(`UPDATE actions SET ${cols.join(", ")} WHERE id = ${lit(id)}`);
   }
 
   insertVote(actionId: string, v: VoteColumns): Step<void> {
     return this.later(
-      `INSERT INTO votes (action_id, "user", team, email, real_name, vote, comment, level, at) VALUES ${tuple(
-        [actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at],
+      `INSERT INTO votes (action_id, "user", team, email, real_name, vote, comment, level, at, revision) VALUES ${tuple(
+        [actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at, v.revision],
+      )}`,
+    );
+  }
+
+  clearApprovals(actionId: string): Step<void> {
+    return this.later(`DELETE FROM votes WHERE action_id = ${lit(actionId)} AND vote = 'approve'`);
+  }
+
+  insertRevision(actionId: string, r: RevisionColumns): Step<void> {
+    return this.later(
+      `INSERT INTO revisions (action_id, revision, request_json, request_sha256, "user", team, at, patch_json, comment) VALUES ${tuple(
+        [actionId, r.revision, r.requestJson, r.requestSha256, r.user, r.team, r.at, r.patchJson, r.comment],
       )}`,
     );
   }

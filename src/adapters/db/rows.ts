@@ -26,12 +26,13 @@ export interface ActionColumns {
   reasonCode: string | null;
   decidedAt: number | null;
   recordSeq: number | null;
+  revision: number;
 }
 
 /** The columns of a newly admitted action (pending, no verdict yet). */
 export function actionValues(
   a: NewAction,
-): Omit<ActionColumns, "verdict" | "reasonCode" | "decidedAt" | "recordSeq"> {
+): Omit<ActionColumns, "verdict" | "reasonCode" | "decidedAt" | "recordSeq" | "revision"> {
   return {
     id: a.id,
     agentId: a.agentId,
@@ -76,5 +77,6 @@ export function toRow(r: ActionColumns): ActionRow {
     reasonCode: r.reasonCode as ActionRow["reasonCode"],
     decidedAt: r.decidedAt,
     recordSeq: r.recordSeq,
+    revision: r.revision,
   };
 }

@@ -43,6 +43,7 @@ import {
   type NewOutboxRow,
   type OutboxColumns,
   type RecordColumns,
+  type RevisionColumns,
   runNow,
   type Step,
   type StoreTx,
@@ -526,6 +527,7 @@ const ACTION_COLUMN_NAMES = {
   reasonCode: "reason_code",
   decidedAt: "decided_at",
   recordSeq: "record_seq",
+  revision: "revision",
 } as const satisfies Record<keyof ActionColumns, string>;
 
 const ACTION_COLUMNS = Object.entries(ACTION_COLUMN_NAMES)
@@ -687,8 +689,15 @@ class SqliteTx implements StoreTx {
       withVotes(
         row,
         this.prep(
-          "SELECT user, team, email, real_name AS realName, vote, comment, level, at FROM votes WHERE action_id = ? ORDER BY at, user",
+          "SELECT user, team, email, real_name AS realName, vote, comment, level, at, revision FROM votes WHERE action_id = ? ORDER BY at, user",
         ).all(id) as VoteColumns[],
+        // Read only when approvers changed the request: most actions never have a revision.
+        row.revision > 1
+          ? (this.prep(
+              `SELECT revision, request_json AS requestJson, request_sha256 AS requestSha256, user, team, at,
+                 patch_json AS patchJson, comment FROM revisions WHERE action_id = ? ORDER BY revision`,
+            ).all(id) as RevisionColumns[])
+          : [],
       ),
     );
   }
@@ -741,9 +750,22 @@ class SqliteTx implements StoreTx {
 
   insertVote(actionId: string, v: VoteColumns): Step<void> {
     this.prep(
-      `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, level, at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at);
+      `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, level, at, revision)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at, v.revision);
+    return done(undefined);
+  }
+
+  clearApprovals(actionId: string): Step<void> {
+    this.prep("DELETE FROM votes WHERE action_id = ? AND vote = 'approve'").run(actionId);
+    return done(undefined);
+  }
+
+  insertRevision(actionId: string, r: RevisionColumns): Step<void> {
+    this.prep(
+      `INSERT INTO revisions (action_id, revision, request_json, request_sha256, user, team, at, patch_json, comment)
+       VALUES (@actionId, @revision, @requestJson, @requestSha256, @user, @team, @at, @patchJson, @comment)`,
+    ).run({ ...r, actionId });
     return done(undefined);
   }
 

@@ -13,6 +13,7 @@
  *   come from our policy or from Slack, and `<!date^...>` tokens for our own timestamps.
  */
 
+import { valueAt } from "../../domain/change.js";
 import { TOP_FIELDS } from "../../domain/request.js";
 import {
   agentText,
@@ -58,6 +59,21 @@ export interface CardInput {
   eligible: readonly string[];
   deadline: Date;
   votes: readonly Vote[];
+  /** The revision of the request the card shows (`request` is that revision); absent: 1, the agent's. */
+  revision?: number;
+  /** Pointers into `action.details` approvers may change (after policy); absent or empty: no "Approve with changes". */
+  editable?: readonly string[];
+  /** Each member approvers changed, in order. */
+  changes?: readonly CardChange[];
+}
+
+/** One member an approver changed (SPEC "Changes before approval"), as the card and the thread show it. */
+export interface CardChange {
+  readonly revision: number;
+  readonly user: string;
+  readonly pointer: string;
+  readonly old: unknown;
+  readonly new: unknown;
 }
 
 export interface Decision {
@@ -77,6 +93,8 @@ export const ACTION_IDS = {
   viewPage: "cs_view_page",
   /** On a decided approval's card until it is redeemed, revoked or past valid_until. */
   revoke: "cs_revoke",
+  /** Opens the "Approve with changes" modal, when the request lets approvers change it. */
+  approveWithChanges: "cs_approve_changes",
 } as const;
 
 export const CALLBACK_IDS = {
@@ -84,7 +102,13 @@ export const CALLBACK_IDS = {
   approveComment: "cs_approve_comment_modal",
   viewFull: "cs_view_modal",
   revoke: "cs_revoke_modal",
+  changes: "cs_changes_modal",
 } as const;
+
+/** The block_id of the "Approve with changes" modal's input for one pointer: `cs_f|<pointer>`. */
+export const CHANGE_FIELD_PREFIX = "cs_f|";
+/** Pointers longer than this are not offered in the modal (a block_id holds at most 255 characters). */
+const CHANGE_POINTER_MAX = LIMITS.blockId - CHANGE_FIELD_PREFIX.length;
 
 /** The input blocks of the two voting modals (block_id and action_id are the same). */
 export const MODAL_INPUT_IDS = { reason: "reason", comment: "comment" } as const;
@@ -109,19 +133,26 @@ function checkActionRef(actionId: string, level: number, where: string): void {
   }
 }
 
-/** `${actionId}|${level}`: what a card's buttons carry, so a click counts only for its card. */
-export function buttonValue(actionId: string, level: number): string {
+/**
+ * `${actionId}|${level}`, and `|r${revision}` after a change: what a card's buttons carry, so
+ * a click counts only for its card and the revision it showed. No revision part reads as
+ * revision 1 (the agent's request, and every card drawn before revisions existed).
+ */
+export function buttonValue(actionId: string, level: number, revision = 1): string {
   checkActionRef(actionId, level, "buttonValue");
-  return `${actionId}|${level}`;
+  if (!Number.isInteger(revision) || revision < 1 || revision > MAX_LEVEL) {
+    throw new Error(`buttonValue: revision ${revision} must be an integer from 1 to ${MAX_LEVEL}`);
+  }
+  return revision === 1 ? `${actionId}|${level}` : `${actionId}|${level}|r${revision}`;
 }
 
-const REF_SHAPE = /^([A-Za-z0-9._:-]{1,200})\|(\d{1,6})$/;
+const REF_SHAPE = /^([A-Za-z0-9._:-]{1,200})\|(\d{1,6})(?:\|r([1-9]\d{0,5}))?$/;
 
 /** The inverse of buttonValue; null for anything it could not have produced. */
-export function parseButtonValue(v: string): { actionId: string; level: number } | null {
+export function parseButtonValue(v: string): { actionId: string; level: number; revision: number } | null {
   const m = REF_SHAPE.exec(v);
   if (!m) return null;
-  return { actionId: m[1]!, level: Number(m[2]) };
+  return { actionId: m[1]!, level: Number(m[2]), revision: m[3] === undefined ? 1 : Number(m[3]) };
 }
 
 /** The block_id of a card's actions block: `cs_actions|<actionId>|<level>`. */
@@ -457,8 +488,27 @@ function votesBlocks(votes: readonly Vote[]): Block[] {
   return packLines("*Votes:*", votes.map(voteLine), 1, size, cardCutNote).map(section);
 }
 
+/** A changed member's value on one line: strings as the agent's text, the rest as JSON. */
+function changeValue(v: unknown): string {
+  return typeof v === "string" ? `“${inline(v, 300)}”` : inline(scalarText(v), 300);
+}
+
+function changeLine(ch: CardChange): string {
+  return `>${inline(ch.pointer, CARD_PATH_MAX)}: ${changeValue(ch.old)} → ${changeValue(ch.new)} (${mention(ch.user)}, revision ${ch.revision})`;
+}
+
+/** What approvers changed, old → new, and that the summary and the rest are the agent's. */
+function changesBlocks(c: CardInput): Block[] {
+  const changes = c.changes ?? [];
+  if (changes.length === 0) return [];
+  const label =
+    `*Changed by approvers* (now revision ${c.revision ?? 1}; the details above show it). ` +
+    "The summary and everything else are the agent's own words:";
+  return packLines(label, changes.map(changeLine), 1, LIMITS.sectionText, cardCutNote).map(section);
+}
+
 function actionsBlock(c: CardInput): Block {
-  const value = buttonValue(c.actionId, c.level);
+  const value = buttonValue(c.actionId, c.level, c.revision ?? 1);
   const button = (actionId: string, text: string, style?: "primary" | "danger"): Block => ({
     type: "button",
     action_id: actionId,
@@ -472,6 +522,7 @@ function actionsBlock(c: CardInput): Block {
     elements: [
       button(ACTION_IDS.approve, "Approve", "primary"),
       button(ACTION_IDS.approveWithComment, "Approve with comment"),
+      ...(changeFields(c).length ? [button(ACTION_IDS.approveWithChanges, "Approve with changes")] : []),
       button(ACTION_IDS.deny, "Deny", "danger"),
       button(ACTION_IDS.viewFull, "View full request"),
     ],
@@ -492,6 +543,7 @@ export function renderCard(c: CardInput): { text: string; blocks: unknown[] } {
     ...warningBlocks(r),
     factFields(c),
     ...requestBlocks(r),
+    ...changesBlocks(c),
     { type: "divider" },
     approversBlock(c, c.votes),
     ...votesBlocks(c.votes),
@@ -588,6 +640,7 @@ export function renderDecidedCard(
     ...warningBlocks(r),
     factFields(c),
     ...requestBlocks(r),
+    ...changesBlocks(c),
     { type: "divider" },
     approversBlock(c, d.votes),
     ...votesBlocks(d.votes),
@@ -610,6 +663,21 @@ export function renderVoteNote(v: Vote, tally: { approvals: number; quorum: numb
   return cap(text, LIMITS.messageText);
 }
 
+/** Noted in the card's thread when an approver changes the request. */
+export function renderChangeNote(o: {
+  user: string;
+  revision: number;
+  changes: readonly CardChange[];
+  comment?: string;
+}): string {
+  const lines = o.changes.map((ch) => changeLine(ch).slice(1));
+  const comment = o.comment ? `\nComment: ${inline(o.comment, 1000)}` : "";
+  const text =
+    `✏️ ${mention(o.user)} changed the request (now revision ${o.revision}); it counts as their approval of it, ` +
+    `and earlier approvals were cleared:\n${lines.map((l) => `>${l}`).join("\n")}${comment}`;
+  return cap(text, LIMITS.messageText);
+}
+
 /** Noted in the card's thread when the request moves up a level. */
 export function renderEscalationNote(
   fromLevel: number,
@@ -626,6 +694,11 @@ export function renderEscalationNote(
 /** The ephemeral answer to a click from someone who may not vote. */
 export function renderNotApproverNote(reason: string): string {
   return cap(`You are not an approver of this request: ${inline(reason, 2000)}`, LIMITS.messageText);
+}
+
+/** The ephemeral answer to a click that counts for nothing now (a stale card or revision, a decided request). */
+export function renderNotCountedNote(reason: string): string {
+  return cap(`Nothing was recorded: ${inline(reason, 2000)}`, LIMITS.messageText);
 }
 
 /** The DM to the person the agent acted for. */
@@ -645,6 +718,8 @@ export interface ModalMetadata {
   readonly level: number;
   readonly channel: string;
   readonly ts: string;
+  /** The revision the modal was opened for; absent reads as 1. */
+  readonly revision?: number;
 }
 
 interface VoteModalInput {
@@ -653,11 +728,19 @@ interface VoteModalInput {
   cardChannel: string;
   cardTs: string;
   summary: string;
+  /** The revision the card showed when the modal was opened. */
+  revision?: number;
 }
 
 function privateMetadata(o: VoteModalInput, where: string): string {
   checkActionRef(o.actionId, o.level, where);
-  const meta: ModalMetadata = { actionId: o.actionId, level: o.level, channel: o.cardChannel, ts: o.cardTs };
+  const meta: ModalMetadata = {
+    actionId: o.actionId,
+    level: o.level,
+    channel: o.cardChannel,
+    ts: o.cardTs,
+    ...(o.revision !== undefined && o.revision !== 1 ? { revision: o.revision } : {}),
+  };
   const json = JSON.stringify(meta);
   if (json.length > LIMITS.privateMetadata) {
     throw new Error(`${where}: the card's channel and ts make private_metadata longer than 3000 characters`);
@@ -683,9 +766,11 @@ export function parseModalMetadata(s: string): ModalMetadata | null {
   ) {
     return null;
   }
+  const revision = m["revision"] === undefined ? 1 : m["revision"];
+  if (typeof revision !== "number" || !Number.isInteger(revision) || revision < 1) return null;
   const ref = parseButtonValue(`${m["actionId"]}|${m["level"]}`);
   if (ref === null) return null;
-  return { actionId: ref.actionId, level: ref.level, channel: m["channel"], ts: m["ts"] };
+  return { actionId: ref.actionId, level: ref.level, channel: m["channel"], ts: m["ts"], revision };
 }
 
 function summaryBlock(summary: string): Block {
@@ -887,4 +972,165 @@ export function renderRequestModal(o: {
     close: plain("Close"),
     blocks,
   };
+}
+
+// ---------------------------------------------------------------------------
+// "Approve with changes"
+
+/** One input of the "Approve with changes" modal: a pointer and its current value. */
+export interface ChangeField {
+  readonly pointer: string;
+  readonly value: string | number | boolean;
+}
+
+/** The editable members the modal can offer: strings, finite numbers and booleans that exist, with a pointer short enough for a block_id. */
+export function changeFields(c: Pick<CardInput, "request" | "editable">): ChangeField[] {
+  const out: ChangeField[] = [];
+  for (const pointer of c.editable ?? []) {
+    if (pointer.length > CHANGE_POINTER_MAX) continue;
+    const v = valueAt(c.request.action.details ?? {}, pointer);
+    if (typeof v === "string" && v.length <= CHANGE_STRING_MAX) out.push({ pointer, value: v });
+    else if ((typeof v === "number" && Number.isFinite(v)) || typeof v === "boolean")
+      out.push({ pointer, value: v });
+  }
+  return out;
+}
+
+/** Slack's plain_text_input holds at most 3000 characters. */
+const CHANGE_STRING_MAX = 3000;
+/** Slack's input label holds at most 2000 characters; ours are cut far shorter. */
+const CHANGE_LABEL_MAX = 150;
+
+/** The input for one member, of the kind its JSON type calls for, filled with its current value. */
+function changeInput(f: ChangeField): Block {
+  const block_id = `${CHANGE_FIELD_PREFIX}${f.pointer}`;
+  const label = plainAgent(cap(plainAgentText(f.pointer), CHANGE_LABEL_MAX) || "(empty pointer)");
+  if (typeof f.value === "number") {
+    return {
+      type: "input",
+      block_id,
+      label,
+      hint: plain(Number.isInteger(f.value) ? "A whole number, as the agent sent." : "A number."),
+      element: {
+        type: "number_input",
+        action_id: block_id,
+        // A whole number stays whole: an amount in cents or a count should not become 2.5.
+        is_decimal_allowed: !Number.isInteger(f.value),
+        initial_value: String(f.value),
+      },
+    };
+  }
+  if (typeof f.value === "boolean") {
+    const option = (v: boolean) => ({ text: plain(v ? "true" : "false"), value: v ? "true" : "false" });
+    return {
+      type: "input",
+      block_id,
+      label,
+      element: {
+        type: "static_select",
+        action_id: block_id,
+        options: [option(true), option(false)],
+        initial_option: option(f.value),
+      },
+    };
+  }
+  return {
+    type: "input",
+    block_id,
+    label,
+    // An empty string is a value too.
+    optional: true,
+    element: {
+      type: "plain_text_input",
+      action_id: block_id,
+      multiline: f.value.includes("\n") || f.value.length > 150,
+      max_length: CHANGE_STRING_MAX,
+      ...(f.value === "" ? {} : { initial_value: f.value }),
+    },
+  };
+}
+
+/**
+ * "Approve with changes" opens this: one input per editable member, filled with the
+ * current revision's value, and an optional comment. Its private_metadata carries the
+ * card and the revision shown, so a submission for an earlier revision is refused.
+ */
+export function renderChangesModal(
+  o: VoteModalInput & { fields: readonly ChangeField[] },
+): Record<string, unknown> {
+  return {
+    type: "modal",
+    callback_id: CALLBACK_IDS.changes,
+    private_metadata: privateMetadata(o, "renderChangesModal"),
+    title: plain("Approve with changes"),
+    submit: plain("Change and approve"),
+    close: plain("Cancel"),
+    blocks: [
+      summaryBlock(o.summary),
+      {
+        type: "context",
+        elements: [
+          md(
+            "Your change makes a new revision of the request, routed again under the policy. It counts as your approval; earlier approvals are cleared.",
+          ),
+        ],
+      },
+      ...o.fields.slice(0, LIMITS.modalBlocks - 4).map(changeInput),
+      {
+        type: "input",
+        block_id: MODAL_INPUT_IDS.comment,
+        optional: true,
+        label: plain("Comment"),
+        hint: plain("Kept with your change and your vote in the signed decision record."),
+        element: {
+          type: "plain_text_input",
+          action_id: MODAL_INPUT_IDS.comment,
+          multiline: true,
+          max_length: MODAL_TEXT_MAX,
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * The values of a submitted "Approve with changes" modal, by pointer, read by the kind of
+ * each input (a number input's text parsed as a number, a select's "true"/"false" as a
+ * boolean). `errors` names the block of each value that is not of its kind.
+ */
+export function readChangeSubmission(values: Readonly<Record<string, Readonly<Record<string, unknown>>>>): {
+  readonly values: Record<string, unknown>;
+  readonly comment: string;
+  readonly errors: Record<string, string>;
+} {
+  const out: Record<string, unknown> = {};
+  const errors: Record<string, string> = {};
+  for (const [blockId, actions] of Object.entries(values)) {
+    if (!blockId.startsWith(CHANGE_FIELD_PREFIX)) continue;
+    const pointer = blockId.slice(CHANGE_FIELD_PREFIX.length);
+    // block_id and action_id are the same (an action_id must be unique in the view).
+    const el = (actions[blockId] ?? {}) as {
+      type?: string;
+      value?: string | null;
+      selected_option?: { value?: string } | null;
+    };
+    if (el.type === "number_input") {
+      const text = (el.value ?? "").trim();
+      const n = text === "" ? Number.NaN : Number(text);
+      if (!Number.isFinite(n)) errors[blockId] = "Enter a number.";
+      else out[pointer] = n;
+    } else if (el.type === "static_select") {
+      const v = el.selected_option?.value;
+      if (v === "true" || v === "false") out[pointer] = v === "true";
+      else errors[blockId] = "Choose true or false.";
+    } else if (el.type === "plain_text_input") {
+      out[pointer] = el.value ?? "";
+    } else {
+      errors[blockId] = "This field cannot be read.";
+    }
+  }
+  const c = values[MODAL_INPUT_IDS.comment]?.[MODAL_INPUT_IDS.comment] as
+    | { value?: string | null }
+    | undefined;
+  return { values: out, comment: (c?.value ?? "").trim().slice(0, MODAL_TEXT_MAX), errors };
 }

@@ -4,6 +4,7 @@
  * request verification is the reference implementation: signature, 5-minute staleness);
  * with SLACK_APP_TOKEN it uses Socket Mode instead.
  */
+import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   App,
@@ -24,11 +25,17 @@ import type { Voter } from "../../domain/decision.js";
 import {
   ACTION_IDS,
   CALLBACK_IDS,
+  CHANGE_FIELD_PREFIX,
+  changeFields,
   MODAL_INPUT_IDS,
   parseButtonValue,
+  parseModalMetadata,
+  readChangeSubmission,
   renderApproveCommentModal,
+  renderChangesModal,
   renderDenyModal,
   renderNotApproverNote,
+  renderNotCountedNote,
   renderRequestModal,
   renderRevokeModal,
 } from "./blocks.js";
@@ -201,7 +208,17 @@ function registerHandlers(
       meta = {};
     }
     const card = meta.channel && meta.ts ? await store.findCardByMessage(meta.channel, meta.ts) : null;
-    return card && card.actionId === meta.actionId && card.level === meta.level ? card : null;
+    if (!card || card.actionId !== meta.actionId || card.level !== meta.level) return null;
+    // The revision the modal was opened for (absent: 1); checked against the action by the use case.
+    const parsed = parseModalMetadata(privateMetadata);
+    return { ...card, revision: parsed?.revision ?? 1 };
+  }
+
+  /** The note for a refused vote or change: a stale card or revision is not a matter of who you are. */
+  function refusalNote(code: string, reason: string): string {
+    return code === "stale_revision" || code === "stale_card" || code === "already_decided"
+      ? renderNotCountedNote(reason)
+      : renderNotApproverNote(reason);
   }
 
   async function note(channel: string | undefined, user: string, text: string) {
@@ -234,7 +251,7 @@ function registerHandlers(
     b: Budget,
     userId: string,
     payloadTeam: string | undefined,
-    card: { actionId: string; level: number; channel: string },
+    card: { actionId: string; level: number; channel: string; revision?: number },
     vote: "approve" | "deny",
     resent: boolean,
     comment?: string,
@@ -249,10 +266,12 @@ function registerHandlers(
     const r = await approvals.vote(card.actionId, voter, {
       vote,
       cardLevel: card.level,
+      // An approval covers the revision its button or modal showed; a deny denies whatever the revision.
+      ...(vote === "approve" && card.revision !== undefined ? { revision: card.revision } : {}),
       ...(comment ? { comment } : {}),
     });
     if (r.kind === "refused") {
-      return () => note(card.channel, userId, renderNotApproverNote(r.reason));
+      return () => note(card.channel, userId, refusalNote(r.code, r.reason));
     }
     return null;
   }
@@ -342,16 +361,21 @@ function registerHandlers(
     [ACTION_IDS.approveWithComment, renderApproveCommentModal],
   ] as const) {
     app.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action, context }) => {
-      let open: { actionId: string; level: number; channel: string; ts: string } | null = null;
+      let open: { actionId: string; level: number; channel: string; ts: string; revision: number } | null =
+        null;
       await commitThenAck(clickKey(body), ack, async (b) => {
         const card = await clickedCard(body, action);
         if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
         const voter = await voterOf(body.user.id, body.user.team_id);
         const vote = actionId === ACTION_IDS.deny ? "deny" : "approve";
         b.check();
-        const may = await approvals.mayVote(card.actionId, voter, { vote, cardLevel: card.level });
+        const may = await approvals.mayVote(card.actionId, voter, {
+          vote,
+          cardLevel: card.level,
+          ...(vote === "approve" ? { revision: card.revision } : {}),
+        });
         if (may.kind === "refused") {
-          return () => note(card.channel, body.user.id, renderNotApproverNote(may.reason));
+          return () => note(card.channel, body.user.id, refusalNote(may.code, may.reason));
         }
         if (may.kind === "counted" && context.retryNum === undefined) {
           return () => note(card.channel, body.user.id, renderNotApproverNote("you have already voted"));
@@ -359,7 +383,13 @@ function registerHandlers(
         if (may.kind === "ok") open = card;
         return null;
       });
-      const card = open as { actionId: string; level: number; channel: string; ts: string } | null;
+      const card = open as {
+        actionId: string;
+        level: number;
+        channel: string;
+        ts: string;
+        revision: number;
+      } | null;
       if (!card) return;
       const a = await store.getAction(card.actionId);
       await client.views.open({
@@ -370,10 +400,123 @@ function registerHandlers(
           cardChannel: card.channel,
           cardTs: card.ts,
           summary: a?.request.action.summary ?? "",
+          revision: card.revision,
         }) as never,
       });
     });
   }
+
+  // "Approve with changes": a click that may not change the request (not an approver, a
+  // stale card or revision, a request that lets nobody change it) is refused and the
+  // refusal committed before the answer; else the modal opens, filled with the revision
+  // the card showed.
+  app.action<BlockAction<ButtonAction>>(ACTION_IDS.approveWithChanges, async ({ ack, body, action }) => {
+    let open: {
+      card: { actionId: string; level: number; channel: string; ts: string; revision: number };
+      summary: string;
+      fields: ReturnType<typeof changeFields>;
+    } | null = null;
+    await commitThenAck(clickKey(body), ack, async (b) => {
+      const card = await clickedCard(body, action);
+      if (!card) return refuseClick(b, body, "this button does not belong to a current approval card");
+      const voter = await voterOf(body.user.id, body.user.team_id);
+      b.check();
+      const may = await approvals.mayChange(card.actionId, voter, {
+        cardLevel: card.level,
+        revision: card.revision,
+      });
+      if (may.kind === "not_found") return refuseClick(b, body, "this request is no longer known");
+      if (may.kind === "refused")
+        return () => note(card.channel, body.user.id, refusalNote(may.code, may.reason));
+      open = {
+        card,
+        summary: may.request.action.summary,
+        fields: changeFields({ request: may.request, editable: may.editable }),
+      };
+      return null;
+    });
+    const o = open as {
+      card: { actionId: string; level: number; channel: string; ts: string; revision: number };
+      summary: string;
+      fields: ReturnType<typeof changeFields>;
+    } | null;
+    if (!o) return;
+    await client.views.open({
+      trigger_id: body.trigger_id,
+      view: renderChangesModal({
+        actionId: o.card.actionId,
+        level: o.card.level,
+        cardChannel: o.card.channel,
+        cardTs: o.card.ts,
+        revision: o.card.revision,
+        summary: o.summary,
+        fields: o.fields,
+      }) as never,
+    });
+  });
+
+  // Its submission: each value read by its input's kind (a value not of its kind is named
+  // in the modal), then the change judged and committed by the use case; a refusal (a
+  // forged pointer, a wrong type, a stale revision, another route) comes back in the modal,
+  // with nothing changed. Acknowledged only after the change or its refusal is committed.
+  app.view<ViewSubmitAction>(CALLBACK_IDS.changes, async ({ ack, body, view }) => {
+    const submitted = readChangeSubmission(
+      view.state.values as unknown as Record<string, Record<string, unknown>>,
+    );
+    if (Object.keys(submitted.errors).length) {
+      await ack({ response_action: "errors", errors: submitted.errors });
+      return;
+    }
+    const fieldBlocks = Object.keys(view.state.values).filter((k) => k.startsWith(CHANGE_FIELD_PREFIX));
+    const userId = body.user.id;
+    let errors: Record<string, string> | null = null;
+    const refuse = (reason: string, pointer: string | null) => {
+      const named = pointer !== null ? `${CHANGE_FIELD_PREFIX}${pointer}` : null;
+      // An error must name a block of this modal: the field concerned, else the first field.
+      const block =
+        named && fieldBlocks.includes(named) ? named : (fieldBlocks[0] ?? MODAL_INPUT_IDS.comment);
+      errors = { [block]: `Not changed: ${reason}`.slice(0, 2000) };
+    };
+    // After a refusal the person corrects the values and submits the same view (same id and
+    // hash) again: the values are part of what makes a submission new.
+    const values = createHash("sha256").update(JSON.stringify(view.state.values)).digest("base64url");
+    await commitThenAck(
+      `view|${userId}|${view.id}|${view.hash}|${values}`,
+      (() => (errors ? ack({ response_action: "errors", errors }) : ack())) as (r?: never) => Promise<void>,
+      async (b) => {
+        const card = await modalCard(view.private_metadata);
+        if (!card) {
+          b.check();
+          await approvals.refuseUnknownClick(userId, "the changes modal names no current card", {});
+          refuse("this modal belongs to no current approval card", null);
+          return null;
+        }
+        const voter = await voterOf(userId, body.user.team_id ?? undefined);
+        b.check();
+        const r = await approvals.change(
+          card.actionId,
+          voter,
+          { cardLevel: card.level, revision: card.revision },
+          submitted.values,
+          submitted.comment || undefined,
+        );
+        if (r.kind === "refused") {
+          refuse(r.reason, r.pointer ?? null);
+        } else if (r.kind === "not_found") {
+          refuse("this request is no longer known", null);
+        }
+        return null;
+      },
+      () =>
+        ack({
+          response_action: "errors",
+          errors: {
+            [fieldBlocks[0] ?? MODAL_INPUT_IDS.comment]:
+              "Your change could not be recorded just now. Please submit again.",
+          },
+        } as never),
+    );
+  });
 
   /** The "View full request" modal: the whole request, paged, and the agent's last 24 hours. */
   async function fullRequestView(actionId: string, page: number) {

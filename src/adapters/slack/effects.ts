@@ -8,12 +8,20 @@ import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import { crashPoint } from "../../app/crash.js";
 import type { EffectOutcome } from "../../app/effects.js";
-import type { ActionWithVotes, Card, Effect, SlackEffectStore } from "../../app/ports.js";
+import {
+  type ActionWithVotes,
+  type Card,
+  currentRequest,
+  type Effect,
+  type SlackEffectStore,
+} from "../../app/ports.js";
+import { changesAllowed, changesOf } from "../../domain/change.js";
 import type { Policy } from "../../domain/types.js";
 import {
   type AfterVerdict,
   type CardInput,
   renderCard,
+  renderChangeNote,
   renderDecidedCard,
   renderEscalationNote,
   renderGrantNote,
@@ -282,6 +290,16 @@ export class SlackEffects {
         ...(typeof c["detail"] === "string" ? { detail: c["detail"] } : {}),
         ...(typeof c["reason_text"] === "string" ? { reason: c["reason_text"] } : {}),
       });
+    } else if (e.payload.note === "changed") {
+      const n = Number(e.payload.revision);
+      const r = a.revisions.find((x) => x.revision === n);
+      if (!r) return { kind: "done" };
+      text = renderChangeNote({
+        user: r.edit.user,
+        revision: n,
+        changes: changesOf(a.request, a.revisions).filter((c) => c.revision === n),
+        ...(r.comment ? { comment: r.comment } : {}),
+      });
     } else if (e.payload.note === "vote") {
       const v = a.votes.find((x) => x.user === e.payload.user);
       if (!v) return { kind: "done" };
@@ -325,9 +343,14 @@ export class SlackEffects {
   }
 
   cardInput(a: ActionWithVotes, level = a.level): CardInput {
+    const current = currentRequest(a);
     return {
       actionId: a.id,
-      request: a.request,
+      // The revision as it stands: the agent's request until approvers change it.
+      request: current.request,
+      revision: current.revision,
+      editable: a.status === "pending" ? changesAllowed(this.policy, a.actionType, a.request) : [],
+      changes: changesOf(a.request, a.revisions),
       riskClass: a.riskClass,
       agentOwners: this.policy.agents[a.agentId]?.owners ?? {},
       routeName: a.routeName ?? "",

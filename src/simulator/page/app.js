@@ -320,7 +320,7 @@
       }
       const values = {};
       document.querySelectorAll("#modal-root [data-block-id][data-action-id]").forEach((el) => {
-        if (el.tagName !== "TEXTAREA" && el.tagName !== "INPUT") return;
+        if (el.tagName !== "TEXTAREA" && el.tagName !== "INPUT" && el.tagName !== "SELECT") return;
         const b = el.getAttribute("data-block-id");
         values[b] = values[b] || {};
         values[b][el.getAttribute("data-action-id")] = /** @type {HTMLInputElement} */ (el).value;

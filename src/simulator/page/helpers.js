@@ -227,12 +227,44 @@ function renderInput(b) {
     '"' +
     (el.max_length ? ' maxlength="' + Number(el.max_length) + '"' : "") +
     (el.placeholder?.text ? ' placeholder="' + esc(el.placeholder.text) + '"' : "");
-  const control =
-    el.type !== "plain_text_input"
-      ? '<span class="b-unknown">[' + esc(el.type) + " input]</span>"
-      : el.multiline
-        ? "<textarea" + common + ">" + esc(el.initial_value || "") + "</textarea>"
-        : '<input type="text"' + common + ' value="' + esc(el.initial_value || "") + '">';
+  let control;
+  if (el.type === "plain_text_input") {
+    control = el.multiline
+      ? "<textarea" + common + ">" + esc(el.initial_value || "") + "</textarea>"
+      : '<input type="text"' + common + ' value="' + esc(el.initial_value || "") + '">';
+  } else if (el.type === "number_input") {
+    // Slack's number input: decimals only when is_decimal_allowed; the value goes back as text.
+    control =
+      '<input type="number"' +
+      common +
+      ' step="' +
+      (el.is_decimal_allowed ? "any" : "1") +
+      '" value="' +
+      esc(el.initial_value || "") +
+      '">';
+  } else if (el.type === "static_select") {
+    const chosen = el.initial_option ? String(el.initial_option.value) : "";
+    control =
+      "<select" +
+      common +
+      ">" +
+      (chosen === "" ? '<option value="">Choose…</option>' : "") +
+      (el.options || [])
+        .map(
+          (o) =>
+            '<option value="' +
+            esc(String(o.value)) +
+            '"' +
+            (String(o.value) === chosen ? " selected" : "") +
+            ">" +
+            plainHtml(o.text?.text || "") +
+            "</option>",
+        )
+        .join("") +
+      "</select>";
+  } else {
+    control = '<span class="b-unknown">[' + esc(el.type) + " input]</span>";
+  }
   return (
     '<div class="b-input"><label>' +
     plainHtml(b.label?.text || "") +

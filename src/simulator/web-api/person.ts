@@ -10,6 +10,7 @@ import {
   blockActionsPayload,
   type Clicker,
   findElement,
+  type SimInputValue,
   sendSigned,
   slashCommandBody,
   viewObject,
@@ -18,7 +19,7 @@ import {
 import type { EnvelopeType } from "../socket-mode.js";
 import { applyCommandAck } from "./responses.js";
 import { dmFor, newResponseUrl, type SimState } from "./state.js";
-import type { AppTarget, SendResult } from "./types.js";
+import type { AppTarget, SendResult, SimView } from "./types.js";
 import { applyViewAnswer } from "./views.js";
 
 /**
@@ -82,7 +83,46 @@ export async function click(
 export interface SubmitViewOptions extends AppTarget {
   user: Clicker;
   viewId: string;
-  values: Record<string, Record<string, { type: string; value: string }>>;
+  /**
+   * Each input's state. A `plain_text_input` entry for an input the view declares as a
+   * number_input or static_select is read as that kind (the page sends every input's
+   * text): its type taken from the view, a select's text as the chosen option's value.
+   */
+  values: Record<string, Record<string, SimInputValue>>;
+}
+
+/** Types each submitted value by the view's own input element, as Slack fills `state.values`. */
+function typedValues(
+  view: SimView,
+  values: Record<string, Record<string, SimInputValue>>,
+): Record<string, Record<string, SimInputValue>> {
+  const blocks = ((view.view as { blocks?: unknown[] }).blocks ?? []) as {
+    type?: string;
+    block_id?: string;
+    element?: {
+      type?: string;
+      action_id?: string;
+      options?: { text: { type: "plain_text"; text: string }; value: string }[];
+    };
+  }[];
+  const out: Record<string, Record<string, SimInputValue>> = {};
+  for (const [blockId, inner] of Object.entries(values)) {
+    for (const [actionId, v] of Object.entries(inner)) {
+      const el = blocks.find(
+        (b) => b.type === "input" && b.block_id === blockId && b.element?.action_id === actionId,
+      )?.element;
+      let typed = v;
+      if (v.type === "plain_text_input" && el?.type === "number_input")
+        typed = { type: "number_input", value: v.value ?? null };
+      else if (v.type === "plain_text_input" && el?.type === "static_select") {
+        const option = el.options?.find((o) => o.value === v.value) ?? null;
+        typed = { type: "static_select", selected_option: option };
+      }
+      out[blockId] ??= {};
+      out[blockId][actionId] = typed;
+    }
+  }
+  return out;
 }
 
 export async function submitView(state: SimState, options: SubmitViewOptions): Promise<SendResult> {
@@ -96,7 +136,7 @@ export async function submitView(state: SimState, options: SubmitViewOptions): P
   const payload = viewSubmissionPayload({
     user: options.user,
     view: structuredClone(view),
-    values: options.values,
+    values: typedValues(view, options.values),
     triggerId: newTriggerId(state, options.user.id),
     teamDomain: state.teamDomain,
   });
