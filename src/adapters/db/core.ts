@@ -378,6 +378,8 @@ export function* mutate(
     if (action.status !== "pending") throw new StoreError(`action ${actionId} is already decided`);
     ({ record, closed } = yield* decide(tx, action, p.decision, now));
   }
+  // A revision cleared the earlier approvals (they approved something else).
+  const kept = p.revise ? action.votes.filter((v) => v.vote !== "approve") : action.votes;
   // The action as it now stands, from what was read and what was written (the row is held
   // until commit), rather than read back: a storm of 10,000 expiries read and parsed every
   // request a second time for this.
@@ -390,7 +392,8 @@ export function* mutate(
       ? { eligible: p.set.eligible === null ? null : [...p.set.eligible] }
       : {}),
     ...(closed ?? {}),
-    votes: vote ? [...action.votes, toVote(vote)].sort(byVoteOrder) : action.votes,
+    ...(p.revise ? { revision: p.revise.revision, revisions: [...action.revisions, p.revise] } : {}),
+    votes: vote ? [...kept, toVote(vote)].sort(byVoteOrder) : kept,
   };
   return { kind: "applied", action: after, record };
 }
