@@ -20,7 +20,7 @@ import { AppError, assertNever } from "../domain/errors.js";
 import { newId, type RandomBytes } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { selectRoute } from "../domain/routing.js";
-import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
+import type { ActionRequest, AgentPolicy, Policy, Route, StepUpProof } from "../domain/types.js";
 import { RejectionError } from "../domain/types.js";
 import { crashPoint } from "./crash.js";
 import type {
@@ -248,7 +248,7 @@ export class Approvals {
   async vote(
     actionId: string,
     voter: Voter,
-    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; step_up?: StepUpProof },
   ): Promise<MutateResult> {
     const now = this.deps.now();
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {

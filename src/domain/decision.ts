@@ -7,7 +7,7 @@
  * see a decided action and change nothing. Terminal states are final: no function here
  * produces a transition from a decided action.
  */
-import type { ReasonCode, Route, Verdict, Vote } from "./types.js";
+import type { ReasonCode, Route, StepUpProof, Verdict, Vote } from "./types.js";
 
 export interface ActionState {
   readonly id: string;
@@ -115,7 +115,7 @@ export function voteRefusal(
 export function castVote(
   s: ActionState,
   voter: Voter,
-  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number },
+  ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; step_up?: StepUpProof },
   policyTeam: string,
   now: Date,
 ): Step {
@@ -130,6 +130,8 @@ export function castVote(
     vote: ballot.vote,
     at: now.toISOString(),
     ...(ballot.comment ? { comment: ballot.comment } : {}),
+    // Only the passkey page passes one, after verifying the assertion (src/app/passkeys.ts).
+    ...(ballot.step_up && ballot.vote === "approve" ? { step_up: ballot.step_up } : {}),
   };
   if (ballot.vote === "deny") {
     return {

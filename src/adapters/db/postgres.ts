@@ -22,6 +22,7 @@ import {
   desc,
   eq,
   getTableColumns,
+  gt,
   gte,
   inArray,
   isNotNull,
@@ -60,6 +61,8 @@ import {
   type Finish,
   type NewEventRow,
   type NewOutboxRow,
+  type PasskeyColumns,
+  type PasskeyLinkColumns,
   type RecordColumns,
   runAwaiting,
   type Step,
@@ -650,7 +653,7 @@ class PgStoreTx implements StoreTx {
         .from(schema.records)
         .where(and(eq(schema.records.actionId, actionId), eq(schema.records.kind, "decision"))),
     );
-    return r ?? null;
+    return r ? { ...r, actionId } : null;
   }
 
   *receiptsOf(actionId: string): Step<StoredReceipt[]> {
@@ -669,6 +672,85 @@ class PgStoreTx implements StoreTx {
         .orderBy(asc(schema.records.seq)),
     );
     return rows as StoredReceipt[];
+  }
+
+  *insertPasskeyLink(l: PasskeyLinkColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.passkeyLinks).values(l));
+  }
+
+  *passkeyLink(tokenHash: string): Step<PasskeyLinkColumns | null> {
+    const [l] = yield* wait(
+      this.tx.select().from(schema.passkeyLinks).where(eq(schema.passkeyLinks.tokenHash, tokenHash)),
+    );
+    return (l as PasskeyLinkColumns | undefined) ?? null;
+  }
+
+  *spendPasskeyLink(tokenHash: string, now: number): Step<PasskeyLinkColumns | null> {
+    // One UPDATE with its condition: of concurrent redemptions, the row lock lets one
+    // through and the others re-check `used_at IS NULL` and find nothing.
+    const [l] = yield* wait(
+      this.tx
+        .update(schema.passkeyLinks)
+        .set({ usedAt: now })
+        .where(
+          and(
+            eq(schema.passkeyLinks.tokenHash, tokenHash),
+            isNull(schema.passkeyLinks.usedAt),
+            gt(schema.passkeyLinks.expiresAt, now),
+          ),
+        )
+        .returning(),
+    );
+    return (l as PasskeyLinkColumns | undefined) ?? null;
+  }
+
+  *insertPasskey(c: PasskeyColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.passkeyCredentials).values(c));
+  }
+
+  *passkey(credentialId: string): Step<PasskeyColumns | null> {
+    const [c] = yield* wait(
+      this.tx
+        .select()
+        .from(schema.passkeyCredentials)
+        .where(eq(schema.passkeyCredentials.credentialId, credentialId)),
+    );
+    return c ?? null;
+  }
+
+  *passkeysOf(team: string, user: string): Step<PasskeyColumns[]> {
+    return yield* wait(
+      this.tx
+        .select()
+        .from(schema.passkeyCredentials)
+        .where(and(eq(schema.passkeyCredentials.team, team), eq(schema.passkeyCredentials.user, user)))
+        .orderBy(asc(schema.passkeyCredentials.createdAt), asc(schema.passkeyCredentials.credentialId)),
+    );
+  }
+
+  *deletePasskey(team: string, user: string, credentialId: string): Step<boolean> {
+    const rows = yield* wait(
+      this.tx
+        .delete(schema.passkeyCredentials)
+        .where(
+          and(
+            eq(schema.passkeyCredentials.credentialId, credentialId),
+            eq(schema.passkeyCredentials.team, team),
+            eq(schema.passkeyCredentials.user, user),
+          ),
+        )
+        .returning({ id: schema.passkeyCredentials.credentialId }),
+    );
+    return rows.length === 1;
+  }
+
+  *updatePasskeyCounter(credentialId: string, counter: number): Step<void> {
+    yield* wait(
+      this.tx
+        .update(schema.passkeyCredentials)
+        .set({ counter })
+        .where(eq(schema.passkeyCredentials.credentialId, credentialId)),
+    );
   }
 }
 
