@@ -20,6 +20,7 @@ CREATE TABLE `passkey_links` (
 	`level` integer,
 	`action_sha256` text,
 	`revision` integer,
+	`comment` text,
 	`nonce` text NOT NULL,
 	`created_at` integer NOT NULL,
 	`expires_at` integer NOT NULL,

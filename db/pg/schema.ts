@@ -259,6 +259,8 @@ export const passkeyLinks = pgTable(
     /** The digest of the revision the page shows (what the approval is for). */
     actionSha256: text("action_sha256"),
     revision: integer("revision"),
+    /** The comment of "Approve with comment", cast with the vote once the passkey confirms it. */
+    comment: text("comment"),
     /** Issued by the server, single-use with the link: part of the WebAuthn challenge. */
     nonce: text("nonce").notNull(),
     createdAt: ms("created_at").notNull(),

@@ -411,6 +411,8 @@ export interface PasskeyLink {
   readonly level: number | null;
   readonly actionSha256: string | null;
   readonly revision: number | null;
+  /** The comment of "Approve with comment", cast with the vote. */
+  readonly comment: string | null;
   /** base64url, issued by the server; single-use with the link. */
   readonly nonce: string;
   readonly createdAt: number;

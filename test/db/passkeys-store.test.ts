@@ -114,6 +114,7 @@ function link(over: Partial<PasskeyLink> = {}): PasskeyLink {
     level: 1,
     actionSha256: "digest",
     revision: null,
+    comment: "looks right",
     nonce: "nonce-1",
     createdAt: T0,
     expiresAt: T0 + 5 * 60_000,

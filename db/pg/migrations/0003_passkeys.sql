@@ -19,6 +19,7 @@ CREATE TABLE "passkey_links" (
 	"level" integer,
 	"action_sha256" text,
 	"revision" integer,
+	"comment" text,
 	"nonce" text NOT NULL,
 	"created_at" bigint NOT NULL,
 	"expires_at" bigint NOT NULL,

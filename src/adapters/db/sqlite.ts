@@ -809,9 +809,9 @@ class SqliteTx implements StoreTx {
 
   insertPasskeyLink(l: PasskeyLinkColumns): Step<void> {
     this.prep(
-      `INSERT INTO passkey_links (token_hash, purpose, team, user, action_id, level, action_sha256, revision, nonce,
+      `INSERT INTO passkey_links (token_hash, purpose, team, user, action_id, level, action_sha256, revision, comment, nonce,
          created_at, expires_at, used_at)
-       VALUES (@tokenHash, @purpose, @team, @user, @actionId, @level, @actionSha256, @revision, @nonce,
+       VALUES (@tokenHash, @purpose, @team, @user, @actionId, @level, @actionSha256, @revision, @comment, @nonce,
          @createdAt, @expiresAt, @usedAt)`,
     ).run(l);
     return done(undefined);
@@ -876,7 +876,7 @@ class SqliteTx implements StoreTx {
 }
 
 const LINK_COLUMNS = `token_hash AS tokenHash, purpose, team, user, action_id AS actionId, level,
-  action_sha256 AS actionSha256, revision, nonce, created_at AS createdAt, expires_at AS expiresAt, used_at AS usedAt`;
+  action_sha256 AS actionSha256, revision, comment, nonce, created_at AS createdAt, expires_at AS expiresAt, used_at AS usedAt`;
 
 const PASSKEY_COLUMNS = `credential_id AS credentialId, team, user, public_key_cose AS publicKeyCose,
   public_key_jwk AS publicKeyJwk, counter, label, transports_json AS transportsJson, created_at AS createdAt`;
