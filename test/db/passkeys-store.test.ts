@@ -141,9 +141,16 @@ for (const b of backends) {
       const r2 = await store.registerPasskey(a2, claims(a2, T0 + 1), T0 + 1);
       await store.registerPasskey(bob, claims(bob, T0 + 2), T0 + 2);
       expect([r1.seq, r2.seq]).toEqual([1, 2]);
-      const p1 = verifyJws(r1.jws, [KEY.publicJwk], "receipt+jwt").payload as unknown as PasskeyRegisteredReceiptClaims;
-      const p2 = verifyJws(r2.jws, [KEY.publicJwk], "receipt+jwt").payload as unknown as PasskeyRegisteredReceiptClaims;
-      expect(p1).toMatchObject({ kind: "passkey_registered", seq: 1, prev: null, credential_id: a1.credentialId });
+      const p1 = verifyJws(r1.jws, [KEY.publicJwk], "receipt+jwt")
+        .payload as unknown as PasskeyRegisteredReceiptClaims;
+      const p2 = verifyJws(r2.jws, [KEY.publicJwk], "receipt+jwt")
+        .payload as unknown as PasskeyRegisteredReceiptClaims;
+      expect(p1).toMatchObject({
+        kind: "passkey_registered",
+        seq: 1,
+        prev: null,
+        credential_id: a1.credentialId,
+      });
       expect(p2.prev).toBe(sha256B64url(r1.jws));
       expect(p2.public_key).toEqual(a2.publicKey);
 
@@ -158,7 +165,9 @@ for (const b of backends) {
 
       expect(await store.removePasskey("T0TEST", "U0ALICE", bob.credentialId, T0 + 4)).toBe(false);
       expect(await store.removePasskey("T0TEST", "U0ALICE", a1.credentialId, T0 + 4)).toBe(true);
-      expect((await store.passkeysOf("T0TEST", "U0ALICE")).map((c) => c.credentialId)).toEqual([a2.credentialId]);
+      expect((await store.passkeysOf("T0TEST", "U0ALICE")).map((c) => c.credentialId)).toEqual([
+        a2.credentialId,
+      ]);
       await store.setPasskeyCounter(a2.credentialId, 7);
       expect((await store.getPasskey(a2.credentialId))?.counter).toBe(7);
     });
@@ -174,7 +183,9 @@ for (const b of backends) {
       expect(await store.redeemPasskeyLink(sha256B64url("unknown"), T0)).toBeNull();
 
       const other = await env.open();
-      const links = Array.from({ length: 10 }, () => link({ purpose: "register", actionId: null, level: null }));
+      const links = Array.from({ length: 10 }, () =>
+        link({ purpose: "register", actionId: null, level: null }),
+      );
       for (const x of links) await store.savePasskeyLink(x);
       for (const x of links) {
         const got = await Promise.all(

@@ -845,9 +845,9 @@ class SqliteTx implements StoreTx {
 
   passkey(credentialId: string): Step<PasskeyColumns | null> {
     return done(
-      (this.prep(`SELECT ${PASSKEY_COLUMNS} FROM passkey_credentials WHERE credential_id = ?`).get(credentialId) as
-        | PasskeyColumns
-        | undefined) ?? null,
+      (this.prep(`SELECT ${PASSKEY_COLUMNS} FROM passkey_credentials WHERE credential_id = ?`).get(
+        credentialId,
+      ) as PasskeyColumns | undefined) ?? null,
     );
   }
 
@@ -870,7 +870,10 @@ class SqliteTx implements StoreTx {
   }
 
   updatePasskeyCounter(credentialId: string, counter: number): Step<void> {
-    this.prep("UPDATE passkey_credentials SET counter = ? WHERE credential_id = ?").run(counter, credentialId);
+    this.prep("UPDATE passkey_credentials SET counter = ? WHERE credential_id = ?").run(
+      counter,
+      credentialId,
+    );
     return done(undefined);
   }
 }
