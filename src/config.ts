@@ -6,6 +6,8 @@ import path from "node:path";
 import { z } from "zod";
 import { decodeWebhookSecret } from "./adapters/webhooks/sign.js";
 import { parseDuration } from "./domain/duration.js";
+import { publicUrlProblem, stepUpUses } from "./domain/step-up.js";
+import type { Route } from "./domain/types.js";
 
 const durationList = z
   .string()
@@ -59,6 +61,15 @@ const EnvSchema = z.object({
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   QUEUE_LOCK_MS: z.coerce.number().int().min(1000).default(6_000),
   OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).default(8_000),
+  PUBLIC_URL: z
+    .string()
+    .url()
+    .superRefine((text, ctx) => {
+      const problem = publicUrlProblem(text);
+      if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .transform((text) => text.replace(/\/+$/, ""))
+    .optional(),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
@@ -85,6 +96,12 @@ export interface Config {
   readonly signingKeyFile: string;
   readonly policyFile: string;
   readonly http: { readonly host: string; readonly port: number };
+  /**
+   * The base URL approvers' browsers reach (no trailing slash): passkey pages live under it,
+   * and its origin and host are WebAuthn's origin and RP ID. Needed by a policy with
+   * `step_up` (requirePublicUrl); undefined when unset.
+   */
+  readonly publicUrl: string | undefined;
   readonly queue: { readonly intake: string; readonly prefix: string };
   readonly auditorTokens: readonly string[];
   readonly webhookRetryDelaysMs: readonly number[];
@@ -140,6 +157,7 @@ export function loadConfig(
     policyFile: path.resolve(cwd, e.POLICY_FILE),
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
     http: Object.freeze({ host: e.HOST, port: e.PORT }),
+    publicUrl: e.PUBLIC_URL,
     queue: Object.freeze({ intake: e.INTAKE_QUEUE, prefix: e.QUEUE_PREFIX }),
     auditorTokens: Object.freeze(
       e.AUDITOR_TOKENS.split(",")
@@ -191,4 +209,21 @@ export function checkWebhookSecrets(
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid environment:\n${problems.join("\n")}`);
+}
+
+/**
+ * A policy that asks for step-up needs PUBLIC_URL: without it no passkey page can be
+ * linked and no assertion's origin checked, so a step-up level could never decide.
+ * `policy check` and `serve` both refuse such a policy with this message.
+ */
+export function requirePublicUrl(
+  policy: { readonly file: string; readonly routes: readonly Route[] },
+  publicUrl: string | undefined,
+): void {
+  if (publicUrl !== undefined) return;
+  const uses = stepUpUses(policy.routes);
+  if (uses.length === 0) return;
+  throw new ConfigError(
+    `${policy.file}: step_up: passkey (${uses.join("; ")}) needs PUBLIC_URL, the base URL approvers' browsers reach (a domain name, e.g. https://countersign.example.com); set it in .env`,
+  );
 }

@@ -32,7 +32,7 @@ import { EffectRunner } from "./app/effects.js";
 import { Grants } from "./app/grants.js";
 import { Passkeys } from "./app/passkeys.js";
 import type { AuditReader } from "./audit/reader.js";
-import { type Config, checkWebhookSecrets, requireSlack } from "./config.js";
+import { type Config, checkWebhookSecrets, requirePublicUrl, requireSlack } from "./config.js";
 import type { Policy, RecordClaims } from "./domain/types.js";
 import { verifyProof } from "./records/proof.js";
 import { type PublicJwk, type SigningKey, signReceipt, signRecord, verifyJws } from "./records/signing.js";
@@ -69,6 +69,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const slackCreds = requireSlack(config);
   // Everything that can be wrong in the files is found before anything starts.
   const policy = loadPolicyFile(config.policyFile);
+  requirePublicUrl(policy, config.publicUrl);
   const agentKeys = loadAgentKeys(policy, config.secrets);
   checkWebhookSecrets(policy.agents, config.secrets);
   let signingKey = readSigningKey(config.signingKeyFile);

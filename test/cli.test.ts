@@ -80,6 +80,32 @@ describe("countersign policy check", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bad2\.yml:\d+:\d+: .*quorum/);
   });
+  it("refuses a policy with step_up while PUBLIC_URL is unset, in policy check and at serve start", async () => {
+    const stepUp = path.join(dir, "step-up.yml");
+    fs.writeFileSync(stepUp, testPolicy().replace("quorum: 2", "quorum: 2\n    step_up: passkey"));
+    const refused = await run(["policy", "check", stepUp], { PUBLIC_URL: "" });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `${stepUp}: step_up: passkey (route eu-high-payments; route eu-high-payments, escalation level 1) needs PUBLIC_URL`,
+    );
+    const ok = await run(
+      ["policy", "check", stepUp, "--explain", JSON.stringify(request({ risk_class: "medium" }))],
+      {
+        PUBLIC_URL: "http://localhost:3000",
+      },
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain("on_timeout escalate; step_up passkey at level 0, 1");
+    const serve = await run(["serve"], {
+      POLICY_FILE: stepUp,
+      PUBLIC_URL: "",
+      SLACK_BOT_TOKEN: "xoxb-x",
+      SLACK_SIGNING_SECRET: "s",
+    });
+    expect(serve.code).toBe(1);
+    expect(serve.stderr).toContain("needs PUBLIC_URL");
+    // PUBLIC_URL's own checks (a domain name, not an IP) are in test/domain/policy.test.ts.
+  }, 120_000);
 });
 
 describe("countersign agent token, migrate, keys", () => {

@@ -14,6 +14,11 @@
  * receipt exactly when it keeps the receipt's decision, judged on that decision's signed
  * claims, so a filtered export shows each approval with everything that happened to it.
  * The CSV stays one row per decision; its last columns say what happened after.
+ *
+ * A passkey registration (`passkey_registered`) is a receipt about no action. Every export
+ * keeps it, whatever the filter: the step-up votes of the decisions it does keep can only
+ * be checked against the passkeys registered before them, and a registration says nothing
+ * of any action an auditor filtered out. The CSV, one row per decision, leaves them out.
  */
 
 import { VERDICTS, type Verdict } from "../domain/types.js";
@@ -245,7 +250,7 @@ export async function* exportChunks(
         if (keep && filtered && r.decisionJws === undefined && claims["verdict"] === "approved") {
           keptApprovals.add(String(claims["jti"]));
         }
-      } else if (!filtered) {
+      } else if (!filtered || claims["kind"] === "passkey_registered") {
         keep = true;
       } else if (typeof r.decisionJws === "string") {
         const decision = decodePayload({ seq: r.seq, jws: r.decisionJws, requestJson: null });

@@ -20,6 +20,15 @@
  * every approval it has passed: memory grows with the approvals in the export, about a
  * hundred bytes each.
  *
+ * Passkey registrations (`passkey_registered`) are receipts about no action: they get
+ * steps 1 to 4, and verify remembers each credential with its user (memory grows with the
+ * passkeys registered, a few hundred bytes each). Every vote of a decision that carries
+ * `step_up` is then checked offline (src/audit/step-up.ts): the key was registered to that
+ * voter by an earlier entry, it signed the assertion, whose challenge names this action,
+ * person and a level of it, at the expected origin with UP and UV set. The expected origin
+ * is PUBLIC_URL's (`publicUrl`); without it, every assertion in the export must name one
+ * and the same origin, which the report gives so a person can judge it.
+ *
  * The first failure ends the run and names its seq and reason. A seq that jumps ahead is
  * told apart from a swap by reading on: if a missing seq turns up later, the lines were
  * reordered; if not, records were dropped.
@@ -28,10 +37,12 @@
  * signature check and one hash per record.
  */
 import { canonicalJson, requestDigest } from "../domain/canonical.js";
+import { publicUrlProblem, webAuthnRelyingParty } from "../domain/step-up.js";
 import { RECEIPT_KINDS, type ReceiptKind } from "../domain/types.js";
 import { jwsDigest, type PublicJwk, verifyJws } from "../records/signing.js";
 import type { Checkpoint } from "./checkpoint.js";
 import { LINE_FIELDS, lineFields, receiptLineFields } from "./export.js";
+import { checkStepUp, passkeyPublicKey, type RegisteredPasskey } from "./step-up.js";
 
 export type FailureReason =
   /** A line that is not an export line at all. */
@@ -65,7 +76,11 @@ export type FailureReason =
   /** An outcome reported by someone other than the executor that redeemed it (or the agent, when nothing did). */
   | "outcome_not_by_redeemer"
   /** A second revocation of one decision. */
-  | "revoked_twice";
+  | "revoked_twice"
+  /** A vote's step_up assertion fails one of its checks (the message names the vote's user and the check). */
+  | "bad_step_up"
+  /** A passkey_registered entry lacks a user, team or credential, or its key is not a usable public key, or re-registers a credential. */
+  | "bad_passkey_registration";
 
 export interface VerifySuccess {
   readonly ok: true;
@@ -88,6 +103,15 @@ export interface VerifySuccess {
   /** Records per signing key. */
   readonly kids: Readonly<Record<string, number>>;
   readonly checkpoint: Checkpoint | null;
+  /** Votes whose step_up assertion was checked in full. */
+  readonly stepUps: number;
+  /**
+   * The origin every step-up assertion was made at (null when there were none). Checked
+   * against PUBLIC_URL when one was given (`stepUpOriginGiven`); otherwise only agreed on
+   * by all of them, so a person must judge it.
+   */
+  readonly stepUpOrigin: string | null;
+  readonly stepUpOriginGiven: boolean;
 }
 
 export interface VerifyFailure {
@@ -106,6 +130,11 @@ export interface VerifyOptions {
   readonly jwks: readonly PublicJwk[];
   /** An already verified checkpoint (see verifyCheckpoint): the export must reach and match it. */
   readonly checkpoint?: Checkpoint | null;
+  /**
+   * PUBLIC_URL of the installation: step-up assertions must be made at its origin. Absent:
+   * they must all name one origin, reported as `stepUpOrigin`.
+   */
+  readonly publicUrl?: string | null;
 }
 
 const FULL_LINE_KEYS = new Set<string>([...LINE_FIELDS, "record", "request"]);
@@ -160,9 +189,21 @@ export class ExportVerifier {
   private readonly knownKids: Set<string>;
   private gap: Gap | null = null;
   private failure: VerifyFailure | null = null;
+  /** Credentials registered so far, by credential id. */
+  private readonly passkeys = new Map<string, RegisteredPasskey>();
+  private stepUps = 0;
+  /** The expected origin, from publicUrl; or the first assertion's, with its seq. */
+  private readonly originGiven: string | null;
+  private originSeen: { origin: string; seq: number } | null = null;
 
   constructor(private readonly opts: VerifyOptions) {
     this.knownKids = new Set(opts.jwks.map((k) => k.kid));
+    const url = opts.publicUrl ?? null;
+    if (url !== null) {
+      const problem = publicUrlProblem(url);
+      if (problem !== null) throw new Error(`publicUrl: ${problem}`);
+    }
+    this.originGiven = url === null ? null : webAuthnRelyingParty(url).origin;
   }
 
   /** Feeds one line (without its newline). Returns false once the outcome is a failure: stop feeding. */
@@ -217,6 +258,9 @@ export class ExportVerifier {
       headConfirmed: !this.prevOmitted || cp?.seq === lastSeq,
       kids: { ...this.kids },
       checkpoint: cp,
+      stepUps: this.stepUps,
+      stepUpOrigin: this.originGiven ?? this.originSeen?.origin ?? null,
+      stepUpOriginGiven: this.originGiven !== null,
     };
   }
 
@@ -353,6 +397,8 @@ export class ExportVerifier {
 
     // 3. Place, 4. link.
     if (!this.linked(seq, claims, "record")) return null;
+    // 5. Step-up assertions, against the passkeys registered before this seq.
+    this.checkStepUps(seq, claims);
     const digest = jwsDigest(jws);
     if (claims["verdict"] === "approved") {
       const until = claims["valid_until"];
@@ -427,8 +473,9 @@ export class ExportVerifier {
     // 3. Place, 4. link.
     if (!this.linked(seq, claims, "receipt")) return null;
 
-    // 5. What may happen to an approval.
-    this.applyReceipt(seq, kind as ReceiptKind, claims, at);
+    // 5. A passkey for later step-up votes, or what may happen to an approval.
+    if (kind === "passkey_registered") this.registerPasskey(seq, claims);
+    else this.applyReceipt(seq, kind as ReceiptKind, claims, at);
     this.receipts++;
     this.kids[kid] = (this.kids[kid] ?? 0) + 1;
     return jwsDigest(jws);
@@ -528,6 +575,82 @@ export class ExportVerifier {
         return;
       }
     }
+  }
+
+  /** Remembers a registered credential for the step-up votes after it. */
+  private registerPasskey(seq: number, claims: Record<string, unknown>): void {
+    const bad = (message: string): Failure =>
+      new Failure(seq, "bad_passkey_registration", `passkey_registered seq ${seq}: ${message}`);
+    const { user, team, credential_id: id, public_key: jwk } = claims;
+    if (typeof user !== "string" || user === "") throw bad("has no user");
+    if (typeof team !== "string" || team === "") throw bad("has no team");
+    if (typeof id !== "string" || !/^[A-Za-z0-9_-]+$/.test(id)) throw bad("has no credential_id (base64url)");
+    const key = passkeyPublicKey(jwk);
+    if ("problem" in key) throw bad(`its public_key ${key.problem}`);
+    const earlier = this.passkeys.get(id);
+    if (earlier !== undefined) {
+      // A credential belongs to one authenticator and one person: a second registration
+      // of it (to another user, or with another key) would let the log rewrite whose it is.
+      throw bad(
+        `credential ${id} was already registered to ${earlier.user} at seq ${earlier.seq}; a credential is registered once`,
+      );
+    }
+    this.passkeys.set(id, { user, team, publicKey: jwk as RegisteredPasskey["publicKey"], seq });
+  }
+
+  /** Every vote of a decision that carries step_up, checked offline (src/audit/step-up.ts). */
+  private checkStepUps(seq: number, claims: Record<string, unknown>): void {
+    const votes = Array.isArray(claims["votes"]) ? (claims["votes"] as unknown[]) : [];
+    const route = (claims["route"] ?? {}) as { escalation_level?: unknown };
+    votes.forEach((raw, i) => {
+      if (typeof raw !== "object" || raw === null || !("step_up" in raw)) return;
+      const vote = raw as { user?: unknown; team?: unknown; revision?: unknown; step_up: unknown };
+      const who = `the vote by ${String(vote.user)} (votes[${i}])`;
+      const level = route.escalation_level;
+      if (
+        typeof vote.user !== "string" ||
+        typeof level !== "number" ||
+        !Number.isSafeInteger(level) ||
+        level < 0
+      ) {
+        throw new Failure(
+          seq,
+          "bad_step_up",
+          `record seq ${seq}: ${who} has step_up, but the record names no user or escalation level to check it against`,
+        );
+      }
+      const r = checkStepUp(
+        { user: vote.user, team: vote.team, revision: vote.revision, step_up: vote.step_up },
+        {
+          action_id: String(claims["action_id"]),
+          action_sha256: String(claims["action_sha256"]),
+          ...(typeof claims["original_sha256"] === "string"
+            ? { original_sha256: claims["original_sha256"] }
+            : {}),
+          escalation_level: level,
+        },
+        this.passkeys,
+        this.originGiven,
+      );
+      if (!r.ok) {
+        throw new Failure(
+          seq,
+          "bad_step_up",
+          `record seq ${seq}: ${who}: step_up check ${r.check} failed: ${r.message}`,
+        );
+      }
+      if (this.originGiven === null) {
+        if (this.originSeen === null) this.originSeen = { origin: r.origin, seq };
+        else if (this.originSeen.origin !== r.origin) {
+          throw new Failure(
+            seq,
+            "bad_step_up",
+            `record seq ${seq}: ${who}: step_up check origin failed: the assertion was made at ${r.origin}, but the one at seq ${this.originSeen.seq} at ${this.originSeen.origin}; pass --public-url to say which is the installation's`,
+          );
+        }
+      }
+      this.stepUps++;
+    });
   }
 
   /** Step 1 for either kind of entry: the key by kid, then the signature with the expected typ. */

@@ -18,6 +18,7 @@ import { type ExportQuery, type ExportStats, exportChunks, parseExportQuery } fr
 import type { AuditReader } from "../audit/reader.js";
 import { JwksError, parseJwks, type VerifyReport, verifyExport } from "../audit/verify.js";
 import type { Config } from "../config.js";
+import { publicUrlProblem } from "../domain/step-up.js";
 import type { PublicJwk } from "../records/signing.js";
 
 export interface AuditCliDeps {
@@ -108,29 +109,46 @@ export function registerAuditCommands(program: Command, deps: AuditCliDeps): voi
       "--checkpoint <file>",
       "a checkpoint (as `audit checkpoint` printed it) the export must reach and match",
     )
-    .action(async (file: string, opts: { jwks?: string; checkpoint?: string }, cmd: Command) => {
-      const jwks = await keysFor(opts.jwks, deps, cmd, PROCESS_IO);
-      let checkpoint: Checkpoint | null = null;
-      if (opts.checkpoint) {
-        const text = readInput(opts.checkpoint, "checkpoint", cmd);
-        try {
-          checkpoint = verifyCheckpoint(text, jwks);
-        } catch (e) {
-          if (!(e instanceof CheckpointError)) throw e;
-          PROCESS_IO.stdout.write(`verification FAILED: checkpoint_mismatch: ${e.message}\n`);
-          process.exitCode = 1;
-          return;
+    .option(
+      "--public-url <url>",
+      "the installation's PUBLIC_URL: step-up assertions must be made at its origin (default: PUBLIC_URL from the environment; without either, all must name one origin, which is printed)",
+    )
+    .action(
+      async (
+        file: string,
+        opts: { jwks?: string; checkpoint?: string; publicUrl?: string },
+        cmd: Command,
+      ) => {
+        let publicUrl = opts.publicUrl ?? null;
+        if (publicUrl !== null) {
+          const problem = publicUrlProblem(publicUrl);
+          if (problem !== null) usage(cmd, `--public-url ${problem}`);
+        } else {
+          publicUrl = deps.loadConfig().publicUrl ?? null;
         }
-      }
-      if (file !== "-" && !fs.existsSync(file)) usage(cmd, `no export at ${file}`);
-      const input =
-        file === "-"
-          ? process.stdin.setEncoding("utf8")
-          : fs.createReadStream(file, { encoding: "utf8", highWaterMark: 1 << 20 });
-      const report = await verifyExport(input as AsyncIterable<string>, { jwks, checkpoint });
-      PROCESS_IO.stdout.write(`${describeReport(report)}\n`);
-      if (!report.ok) process.exitCode = 1;
-    });
+        const jwks = await keysFor(opts.jwks, deps, cmd, PROCESS_IO);
+        let checkpoint: Checkpoint | null = null;
+        if (opts.checkpoint) {
+          const text = readInput(opts.checkpoint, "checkpoint", cmd);
+          try {
+            checkpoint = verifyCheckpoint(text, jwks);
+          } catch (e) {
+            if (!(e instanceof CheckpointError)) throw e;
+            PROCESS_IO.stdout.write(`verification FAILED: checkpoint_mismatch: ${e.message}\n`);
+            process.exitCode = 1;
+            return;
+          }
+        }
+        if (file !== "-" && !fs.existsSync(file)) usage(cmd, `no export at ${file}`);
+        const input =
+          file === "-"
+            ? process.stdin.setEncoding("utf8")
+            : fs.createReadStream(file, { encoding: "utf8", highWaterMark: 1 << 20 });
+        const report = await verifyExport(input as AsyncIterable<string>, { jwks, checkpoint, publicUrl });
+        PROCESS_IO.stdout.write(`${describeReport(report)}\n`);
+        if (!report.ok) process.exitCode = 1;
+      },
+    );
 
   audit
     .command("events <actionId>")
@@ -171,7 +189,13 @@ export function describeReport(r: VerifyReport): string {
   const cp = r.checkpoint
     ? `; matches the checkpoint of seq ${r.checkpoint.seq} signed ${new Date(r.checkpoint.iat * 1000).toISOString()}`
     : "";
-  return `verified ${r.records} entries (${r.decisions} decisions, ${r.receipts} receipts, ${r.omitted} omitted)${span}${signed}${cp}`;
+  const stepUps =
+    r.stepUps === 0
+      ? ""
+      : r.stepUpOriginGiven
+        ? `; ${r.stepUps} step-up assertions checked at ${r.stepUpOrigin}`
+        : `; ${r.stepUps} step-up assertions checked, all made at ${r.stepUpOrigin} (not checked against PUBLIC_URL: pass --public-url to require it)`;
+  return `verified ${r.records} entries (${r.decisions} decisions, ${r.receipts} receipts, ${r.omitted} omitted)${span}${signed}${cp}${stepUps}`;
 }
 
 async function keysFor(

@@ -65,6 +65,8 @@ routes:                                    # first match wins; no match: denied 
     auto: approve
   # Payments need two of the listed people; after 30 minutes the CFO is asked.
   # Votes carry over an escalation and count towards the next level's quorum.
+  # step_up: passkey on the route (or on one escalation level) has each approval there
+  # confirmed with the approver's own passkey; it needs PUBLIC_URL in .env.
   - name: payments
     when: { action: ["payments.*"] }
     approvers: { users: [U0EXAMPLEALICE, U0EXAMPLEBOB], owners: [technical] }

@@ -13,7 +13,7 @@ import { openStore } from "../adapters/db/open.js";
 import { loadAgentKeys, loadPolicyFile } from "../adapters/policy/load.js";
 import { RedeliveryError, redeliverWebhook } from "../app/approvals.js";
 import { GrantRefusal, Grants } from "../app/grants.js";
-import { ConfigError, loadConfig } from "../config.js";
+import { ConfigError, loadConfig, requirePublicUrl } from "../config.js";
 import { parseStrictJson } from "../domain/json.js";
 import { effectiveRiskClass, PolicyError } from "../domain/policy.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
@@ -135,6 +135,7 @@ policy
   .action((file: string | undefined, opts: { explain?: string }) => {
     const config = loadConfig();
     const p = loadPolicyFile(path.resolve(file ?? config.policyFile));
+    requirePublicUrl(p, config.publicUrl);
     const agents = Object.keys(p.agents).length;
     console.log(`${p.file}: ok (${agents} agent(s), ${p.routes.length} route(s), sha256 ${p.sha256})`);
     if (!opts.explain) return;
@@ -170,8 +171,9 @@ policy
     else if (d.route.auto) console.log(`route ${d.route.name}: auto-${d.route.auto} (reason_code policy)`);
     else {
       const l = d.route.levels[0]!;
+      const stepUp = d.route.levels.flatMap((level, i) => (level.step_up ? [i] : []));
       console.log(
-        `route ${d.route.name}: quorum ${l.quorum} in ${l.channel}, ${d.route.levels.length - 1} escalation level(s), on_timeout ${d.route.on_timeout}`,
+        `route ${d.route.name}: quorum ${l.quorum} in ${l.channel}, ${d.route.levels.length - 1} escalation level(s), on_timeout ${d.route.on_timeout}${stepUp.length ? `; step_up passkey at level ${stepUp.join(", ")}` : ""}`,
       );
     }
   });

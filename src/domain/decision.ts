@@ -9,6 +9,16 @@
  */
 import type { ReasonCode, Route, StepUpProof, Verdict, Vote } from "./types.js";
 
+/**
+ * A vote as the core keeps it: the record's Vote, and the 0-based level it was cast at.
+ * The level is never in the record (the record's vote is exactly SPEC's); the store's
+ * vote row already keeps it (`votes.level`). It is also the level a vote's `step_up`
+ * confirms: castVote refuses a ballot for any level but the current one, so a passkey
+ * assertion made for level L (its challenge names L) is only ever stored with level L.
+ * Absent (votes built by hand in tests), the vote is taken to confirm no level.
+ */
+export type LevelVote = Vote & { readonly level?: number };
+
 export interface ActionState {
   readonly id: string;
   readonly status: "pending" | "decided";
@@ -21,7 +31,13 @@ export interface ActionState {
   /** The request's own wall-clock cap (timeout_s), over all levels. */
   readonly capAt: number | null;
   readonly onBehalfOf: string | null;
-  readonly votes: readonly Vote[];
+  readonly votes: readonly LevelVote[];
+  /**
+   * The current level's `step_up` (route.levels[level].step_up): each approval at this
+   * level must be confirmed with the approver's passkey, and only approvals confirmed for
+   * this level count towards its quorum. Absent: an ordinary level.
+   */
+  readonly stepUp?: "passkey";
 }
 
 export interface DecisionOutcome {
@@ -60,7 +76,8 @@ export interface Refusal {
     | "already_voted"
     | "level_not_started"
     | "stale_card"
-    | "not_due";
+    | "not_due"
+    | "step_up_required";
   /** A sentence for the person (ephemeral note) and the event. */
   readonly reason: string;
 }
@@ -78,6 +95,22 @@ export interface Voter {
 
 export function approvals(votes: readonly Vote[]): number {
   return new Set(votes.filter((v) => v.vote === "approve").map((v) => v.user)).size;
+}
+
+/**
+ * The approvals that count towards the quorum of `level` (SPEC "Step-up"): at an ordinary
+ * level, every distinct approver's, carried-over ones included; at a step-up level, only
+ * approvals that carry `step_up` and were cast at that very level. An approval carried
+ * over from an earlier level, with or without a passkey, proves nothing about this one.
+ */
+export function countedApprovals(
+  votes: readonly LevelVote[],
+  level: number,
+  stepUp: "passkey" | undefined,
+): number {
+  const counted =
+    stepUp === undefined ? votes : votes.filter((v) => v.step_up !== undefined && v.level === level);
+  return approvals(counted);
 }
 
 /**
@@ -111,16 +144,29 @@ export function voteRefusal(
   return null;
 }
 
-/** A vote from a click, judged by voteRefusal. */
+/**
+ * A vote from a click (or, at a step-up level, from a verified passkey assertion), judged
+ * by voteRefusal. At a step-up level an approval without `step_up` casts nothing: the
+ * entry point sends the approver to the passkey page instead, and this refusal is the
+ * core's guard should one ever try. Checking the assertion itself is the entry point's
+ * (the WebAuthn ceremony); the core only carries it into the vote. Deny needs no step-up.
+ */
 export function castVote(
   s: ActionState,
   voter: Voter,
+  /** `step_up`: the verified assertion, for the action as shown, at `cardLevel` (the passkey page's). */
   ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; step_up?: StepUpProof },
   policyTeam: string,
   now: Date,
 ): Step {
   const refusal = voteRefusal(s, voter, ballot, policyTeam);
   if (refusal) return refusal;
+  if (s.stepUp !== undefined && ballot.vote === "approve" && ballot.step_up === undefined) {
+    return refuse(
+      "step_up_required",
+      "this level needs each approval confirmed with your passkey; use the link you were sent",
+    );
+  }
 
   const vote: Vote = {
     user: voter.user,
@@ -130,7 +176,7 @@ export function castVote(
     vote: ballot.vote,
     at: now.toISOString(),
     ...(ballot.comment ? { comment: ballot.comment } : {}),
-    // Only the passkey page passes one, after verifying the assertion (src/app/passkeys.ts).
+    // Only the passkey page passes one, after verifying the assertion; deny needs none.
     ...(ballot.step_up && ballot.vote === "approve" ? { step_up: ballot.step_up } : {}),
   };
   if (ballot.vote === "deny") {
@@ -140,7 +186,7 @@ export function castVote(
       decision: { verdict: "denied", reasonCode: "approvers", reasonText: ballot.comment ?? "" },
     };
   }
-  const count = approvals([...s.votes, vote]);
+  const count = countedApprovals([...s.votes, { ...vote, level: s.level }], s.level, s.stepUp);
   if (count >= s.quorum) {
     return {
       kind: "vote",
@@ -154,7 +200,9 @@ export function castVote(
 /**
  * The approvers of a level have been resolved. Fewer candidates than the quorum can
  * still reach (approvals carried over count) means nobody could ever decide at this
- * level: escalate at once, or deny after the last level.
+ * level: escalate at once, or deny after the last level. At a step-up level nothing
+ * carries over, and an eligible person who already voted at an earlier level cannot
+ * vote again (one vote per person per action), so only those yet to vote can reach it.
  */
 export function startLevel(
   s: ActionState,
@@ -167,8 +215,12 @@ export function startLevel(
   if (level !== s.level) return refuse("stale_card", `level ${level} is no longer current`);
   const spec = route.levels[level];
   if (!spec) throw new Error(`route ${route.name} has no level ${level}`);
+  const voted = new Set(s.votes.map((v) => v.user));
   const carried = new Set(s.votes.filter((v) => v.vote === "approve").map((v) => v.user));
-  const reachable = new Set([...eligible, ...carried]).size;
+  const reachable =
+    spec.step_up !== undefined
+      ? new Set(eligible.filter((u) => !voted.has(u))).size
+      : new Set([...eligible, ...carried]).size;
   if (reachable < spec.quorum) {
     const to = level + 1;
     const next = route.levels[to];

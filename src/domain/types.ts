@@ -398,7 +398,7 @@ export type ReceiptClaims =
   | RevokedReceiptClaims
   | PasskeyRegisteredReceiptClaims;
 export type ReceiptKind = ReceiptClaims["kind"];
-export const RECEIPT_KINDS: readonly ReceiptKind[] = ["redeemed", "outcome", "revoked"];
+export const RECEIPT_KINDS: readonly ReceiptKind[] = ["redeemed", "outcome", "revoked", "passkey_registered"];
 
 /** A receipt's claims before the log gives it a place (distributes over the kinds). */
 export type UnchainedReceiptClaims = Unchained<ReceiptClaims>;

@@ -11,10 +11,12 @@ import { requestDigest } from "../../src/domain/canonical.js";
 import { newId } from "../../src/domain/ids.js";
 import type {
   ActionRequest,
+  PublicJwk,
   ReceiptClaims,
   RecordClaims,
   UnchainedReceiptClaims,
   Verdict,
+  Vote,
 } from "../../src/domain/types.js";
 import { jwsDigest, type SigningKey, signReceipt, signRecord } from "../../src/records/signing.js";
 
@@ -42,6 +44,10 @@ export interface DecisionOptions {
   readonly region?: string;
   /** How long the approval is valid after its decision, in ms (default 15 minutes). */
   readonly validForMs?: number;
+  /** The record's route.escalation_level (default 0). */
+  readonly escalationLevel?: number;
+  /** The votes, made from what they must name (default: U0ALICE's one vote). */
+  readonly votes?: (subject: { action_id: string; action_sha256: string; seq: number }) => Vote[];
 }
 
 /** The kind-specific part of a receipt: the rest is filled in from the decision it names. */
@@ -83,17 +89,19 @@ export class TestChain {
       purpose: "Customer was charged twice",
     };
     const seq = this.rows.length + 1;
+    const actionId = newId("act", t - 30_000, randomBytes);
+    const actionSha256 = requestDigest(request);
     const claims: RecordClaims = {
       ver: 1,
       iss: CHAIN_ISSUER,
       sub: agent,
       jti: newId("dec", t, randomBytes),
       iat: Math.floor(t / 1000),
-      action_id: newId("act", t - 30_000, randomBytes),
+      action_id: actionId,
       request_id: request.request_id,
       action_type: request.action.type,
       summary: request.action.summary,
-      action_sha256: requestDigest(request),
+      action_sha256: actionSha256,
       risk_class: "high",
       region,
       purpose: request.purpose,
@@ -102,16 +110,18 @@ export class TestChain {
       verdict,
       reason_code: "approvers",
       reason_text: "",
-      route: { name: "eu-high-payments", quorum: 1, escalation_level: 0 },
+      route: { name: "eu-high-payments", quorum: 1, escalation_level: o.escalationLevel ?? 0 },
       eligible: ["U0ALICE"],
-      votes: [
-        {
-          user: "U0ALICE",
-          team: "T0TEST",
-          vote: verdict === "denied" ? "deny" : "approve",
-          at: new Date(t).toISOString(),
-        },
-      ],
+      votes: o.votes
+        ? o.votes({ action_id: actionId, action_sha256: actionSha256, seq })
+        : [
+            {
+              user: "U0ALICE",
+              team: "T0TEST",
+              vote: verdict === "denied" ? "deny" : "approve",
+              at: new Date(t).toISOString(),
+            },
+          ],
       requested_at: new Date(t - 30_000).toISOString(),
       decided_at: new Date(t).toISOString(),
       ...(verdict === "approved"
@@ -154,6 +164,38 @@ export class TestChain {
     const jws = signReceipt(this.key, claims);
     this.rows.push({ seq, jws, requestJson: null, decisionJws: d.jws });
     this.rows.find((r) => r.seq === d.seq)?.receipts?.push(jws);
+    return jws;
+  }
+
+  /**
+   * A `passkey_registered` entry: `user` (of `team`) registered this credential. About no
+   * action, so the reader joins no decision to it. `override` replaces any claim.
+   */
+  passkey(
+    credential: { readonly credentialId: string; readonly publicJwk: PublicJwk },
+    user = "U0ALICE",
+    o: { team?: string; override?: Record<string, unknown> } = {},
+  ): string {
+    this.clock += 1000;
+    const at = new Date(this.clock).toISOString();
+    const seq = this.rows.length + 1;
+    const claims = {
+      ver: 1,
+      iss: CHAIN_ISSUER,
+      jti: `rct_${randomUUID()}`,
+      iat: Math.floor(this.clock / 1000),
+      at,
+      kind: "passkey_registered",
+      user,
+      team: o.team ?? "T0TEST",
+      credential_id: credential.credentialId,
+      public_key: credential.publicJwk,
+      seq,
+      prev: this.prev,
+      ...o.override,
+    } as ReceiptClaims;
+    const jws = signReceipt(this.key, claims);
+    this.rows.push({ seq, jws, requestJson: null });
     return jws;
   }
 

@@ -3,13 +3,14 @@ import {
   type ActionState,
   cancel,
   castVote,
+  countedApprovals,
   nextTimerAt,
   onDeadline,
   startLevel,
   type Voter,
   voteRefusal,
 } from "../../src/domain/decision.js";
-import type { Route, RouteLevel } from "../../src/domain/types.js";
+import type { Route, RouteLevel, StepUpProof } from "../../src/domain/types.js";
 
 const T = "T0TEAM";
 const now = new Date("2026-11-30T10:00:00Z");
@@ -189,5 +190,122 @@ describe("cancel and timers", () => {
     expect(nextTimerAt({ deadlineAt: 10, capAt: 5 })).toBe(5);
     expect(nextTimerAt({ deadlineAt: 10, capAt: null })).toBe(10);
     expect(nextTimerAt({ deadlineAt: null, capAt: null })).toBeNull();
+  });
+});
+
+describe("step-up levels: only approvals confirmed with a passkey for that level count", () => {
+  const proof = (tag: string): StepUpProof => ({
+    method: "webauthn",
+    credential_id: `cred-${tag}`,
+    public_key: { kty: "OKP", crv: "Ed25519", x: "x" },
+    authenticator_data: "ad",
+    client_data_json: "cd",
+    signature: "sig",
+    nonce: `n-${tag}`,
+  });
+  const at = now.toISOString();
+  const stepUpRoute: Route = {
+    ...route,
+    levels: [level(["U1", "U2", "U3"], 2), { ...level(["U1", "U8", "U9"], 2), step_up: "passkey" }],
+  };
+  const atLevel1: ActionState = {
+    ...base,
+    level: 1,
+    quorum: 2,
+    eligible: ["U1", "U8", "U9"],
+    stepUp: "passkey",
+  };
+
+  it("an approval without a passkey casts nothing at a step-up level", () => {
+    expect(castVote(atLevel1, voter("U8"), { vote: "approve", cardLevel: 1 }, T, now)).toMatchObject({
+      kind: "refused",
+      code: "step_up_required",
+    });
+  });
+
+  it("an approval with a passkey is cast, and carries the proof into the vote", () => {
+    const s = castVote(atLevel1, voter("U8"), { vote: "approve", cardLevel: 1, step_up: proof("8") }, T, now);
+    expect(s).toMatchObject({ kind: "vote", vote: { user: "U8", step_up: proof("8") } });
+    expect("decision" in s && s.decision).toBeFalsy();
+  });
+
+  it("approvals carried over from an earlier level do not count, with or without a passkey", () => {
+    // U2 approved at level 0 without step-up; U3 approved at level 0 with a proof (for level 0).
+    const carried: ActionState = {
+      ...atLevel1,
+      votes: [
+        { user: "U2", team: T, vote: "approve", at, level: 0 },
+        { user: "U3", team: T, vote: "approve", at, level: 0, step_up: proof("3") },
+      ],
+    };
+    const one = castVote(
+      carried,
+      voter("U8"),
+      { vote: "approve", cardLevel: 1, step_up: proof("8") },
+      T,
+      now,
+    );
+    expect(one).toMatchObject({ kind: "vote" });
+    expect("decision" in one && one.decision).toBeFalsy();
+    // Without the rule, U2 and U3 alone would already make the quorum of 2.
+    expect(countedApprovals(carried.votes, 1, undefined)).toBe(2);
+    expect(countedApprovals(carried.votes, 1, "passkey")).toBe(0);
+  });
+
+  it("two confirmed approvals at the level decide it", () => {
+    const s: ActionState = {
+      ...atLevel1,
+      votes: [{ user: "U8", team: T, vote: "approve", at, level: 1, step_up: proof("8") }],
+    };
+    expect(
+      castVote(s, voter("U9"), { vote: "approve", cardLevel: 1, step_up: proof("9") }, T, now),
+    ).toMatchObject({ decision: { verdict: "approved", reasonCode: "approvers" } });
+  });
+
+  it("a vote with no level recorded confirms no level", () => {
+    const votes = [{ user: "U8", team: T, vote: "approve" as const, at, step_up: proof("8") }];
+    expect(countedApprovals(votes, 1, "passkey")).toBe(0);
+  });
+
+  it("deny needs no step-up and still denies", () => {
+    expect(
+      castVote(atLevel1, voter("U9"), { vote: "deny", comment: "no", cardLevel: 1 }, T, now),
+    ).toMatchObject({
+      decision: { verdict: "denied", reasonText: "no" },
+    });
+  });
+
+  it("an ordinary level after a step-up level counts every approval, confirmed or not", () => {
+    const s: ActionState = {
+      ...base,
+      level: 2,
+      quorum: 2,
+      eligible: ["U5"],
+      votes: [{ user: "U8", team: T, vote: "approve", at, level: 1, step_up: proof("8") }],
+    };
+    expect(castVote(s, voter("U5"), { vote: "approve", cardLevel: 2 }, T, now)).toMatchObject({
+      decision: { verdict: "approved" },
+    });
+  });
+
+  it("startLevel counts neither carried approvals nor people who already voted towards a step-up level", () => {
+    // Level 1 needs 2; U1 is eligible but approved at level 0, so only U8 can still vote there.
+    const s: ActionState = {
+      ...base,
+      level: 1,
+      quorum: 2,
+      votes: [
+        { user: "U1", team: T, vote: "approve", at, level: 0 },
+        { user: "U2", team: T, vote: "approve", at, level: 0 },
+      ],
+    };
+    expect(startLevel(s, stepUpRoute, 1, ["U1", "U8"], next)).toMatchObject({
+      kind: "decide",
+      decision: { verdict: "denied", reasonCode: "no_eligible_approvers" },
+    });
+    expect(startLevel(s, stepUpRoute, 1, ["U1", "U8", "U9"], next)).toMatchObject({ kind: "level_started" });
+    // The same state at an ordinary level: U2's carried approval makes it reachable.
+    const plain: Route = { ...stepUpRoute, levels: [stepUpRoute.levels[0]!, level(["U1", "U8", "U9"], 2)] };
+    expect(startLevel(s, plain, 1, ["U1", "U8"], next)).toMatchObject({ kind: "level_started" });
   });
 });

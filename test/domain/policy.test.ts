@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadPolicyFile, parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
+import { ConfigError, loadConfig, requirePublicUrl } from "../../src/config.js";
 import {
   actionGlobMatches,
   effectiveRiskClass,
@@ -13,6 +14,7 @@ import {
   type PolicyProblem,
   riskRank,
 } from "../../src/domain/policy.js";
+import { publicUrlProblem, stepUpUses, webAuthnRelyingParty } from "../../src/domain/step-up.js";
 import type { Policy } from "../../src/domain/types.js";
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "policies");
@@ -1029,5 +1031,141 @@ describe("parsePolicy: executors", () => {
     expectProblem(text, "# glob", "executors.payments-api.may_redeem.0", "is not an action glob");
     expectProblem(text, "# ghost", "executors.payments-api.for_agents.0", 'unknown agent "ghost"');
     expect(problemsOf(text).some((p) => p.message.includes("auth"))).toBe(true);
+  });
+});
+
+describe("parsePolicy: step_up", () => {
+  const routes = (body: string): string => policyText({ routes: `routes:\n${body}` });
+
+  it("step_up on a route applies to its every level; on an escalation entry, to that level only", () => {
+    const text = routes(`  - name: whole
+    when: { action: ["payments.*"] }
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    step_up: passkey
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] } }
+  - name: top-only
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] }, step_up: passkey }
+`);
+    const p = parsePolicy(text, FILE);
+    expect(p.routes[0]!.levels.map((l) => l.step_up)).toEqual(["passkey", "passkey"]);
+    expect(p.routes[1]!.levels.map((l) => l.step_up)).toEqual([undefined, "passkey"]);
+    // A level without step-up has no step_up key at all, so policies without it parse as before.
+    expect(Object.hasOwn(p.routes[1]!.levels[0]!, "step_up")).toBe(false);
+    expect(stepUpUses(p.routes)).toEqual([
+      "route whole",
+      "route whole, escalation level 1",
+      "route top-only, escalation level 1",
+    ]);
+  });
+
+  it("refuses any other value, on its line", () => {
+    const text = routes(`  - name: r
+    when: {}
+    approvers: { users: [U0ALICE] }
+    channel: C0APPROVALS
+    step_up: totp # bad
+`);
+    expectProblem(text, "# bad", "routes.0.step_up", "passkey");
+    const esc = routes(`  - name: r
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] }, step_up: true } # bad
+`);
+    expectProblem(esc, "# bad", "routes.0.escalation.0.step_up", "passkey");
+  });
+
+  it("refuses step_up on an auto route", () => {
+    const text = routes(`  - name: r
+    when: { action: ["crm.read"] }
+    auto: approve
+    step_up: passkey # here
+`);
+    expectProblem(
+      text,
+      "# here",
+      "routes.0.step_up",
+      "an auto route decides at once, so step_up has no meaning",
+    );
+  });
+
+  it("counts no carried approval at a step-up level: its own approvers must reach the quorum", () => {
+    // Without step-up, Alice's approval from level 0 and the CFO's make two (see above);
+    // at a step-up level only approvals confirmed there count, and the CFO alone is one.
+    const text = routes(`  - name: q
+    when: {}
+    approvers: { users: [U0ALICE, U0BOB] }
+    channel: C0APPROVALS
+    quorum: 2
+    on_timeout: escalate
+    escalation:
+      - { approvers: { users: [U0CFO] }, step_up: passkey }
+`);
+    expectProblem(
+      text,
+      "U0CFO",
+      "routes.0.escalation.0.quorum",
+      "quorum 2 but only 1 approver listed, and approvals from earlier levels do not count at a step_up level: this level could never decide",
+    );
+  });
+});
+
+describe("PUBLIC_URL and step_up", () => {
+  const stepUpPolicy = (): Policy =>
+    parsePolicy(
+      policyText({
+        routes: `routes:
+  - name: big
+    when: {}
+    approvers: { users: [U0ALICE] }
+    channel: C0APPROVALS
+    step_up: passkey
+`,
+      }),
+      FILE,
+    );
+
+  it("a policy with step_up needs PUBLIC_URL; one without does not", () => {
+    expect(() => requirePublicUrl(stepUpPolicy(), undefined)).toThrow(
+      `${FILE}: step_up: passkey (route big) needs PUBLIC_URL`,
+    );
+    expect(() => requirePublicUrl(stepUpPolicy(), "https://cs.example.com")).not.toThrow();
+    expect(() => requirePublicUrl(parsePolicy(policyText(), FILE), undefined)).not.toThrow();
+  });
+
+  it("PUBLIC_URL must be an absolute http(s) URL whose host is a domain name", () => {
+    const load = (url: string) => loadConfig({ PUBLIC_URL: url }, "/tmp");
+    expect(load("https://cs.example.com/").publicUrl).toBe("https://cs.example.com");
+    expect(load("http://localhost:3000").publicUrl).toBe("http://localhost:3000");
+    expect(loadConfig({}, "/tmp").publicUrl).toBeUndefined();
+    for (const [url, why] of [
+      ["http://127.0.0.1:3000", "IP address"],
+      ["http://127.1", "IP address"],
+      ["http://[::1]:3000", "IP address"],
+      ["ftp://cs.example.com", "http:// or https://"],
+      ["cs.example.com", "PUBLIC_URL"],
+      ["https://cs.example.com/?x=1", "query"],
+    ] as const) {
+      expect(() => load(url), url).toThrow(ConfigError);
+      expect(() => load(url), url).toThrow(why);
+    }
+  });
+
+  it("the WebAuthn origin and RP ID come from PUBLIC_URL", () => {
+    expect(webAuthnRelyingParty("https://cs.example.com:8443/approvals")).toEqual({
+      origin: "https://cs.example.com:8443",
+      rpId: "cs.example.com",
+    });
+    expect(publicUrlProblem("http://localhost")).toBeNull();
   });
 });

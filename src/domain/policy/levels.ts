@@ -6,13 +6,21 @@ import type { AgentPolicy, ApproverSpec, RouteLevel } from "../types.js";
 import { readSlackIds, SLACK_CHANNEL, SLACK_GROUP, SLACK_USER } from "./names.js";
 import type { Entry, Path, Reader } from "./yaml.js";
 
-export const LEVEL_KEYS = ["approvers", "channel", "quorum", "timeout"];
+export const LEVEL_KEYS = ["approvers", "channel", "quorum", "timeout", "step_up"];
 
-/** What a level takes from the route (level 0) or from level 0 (escalation levels) unless it sets its own. */
+/** The one kind of step-up there is (SPEC "Step-up"): the approver's own passkey. */
+export const STEP_UP_METHODS = ["passkey"] as const;
+
+/**
+ * What a level takes from the route (level 0) or from level 0 (escalation levels) unless it
+ * sets its own. `step_up` on the route applies to every level; on an escalation entry, to
+ * that level only (there is no value that turns it off: a route's step-up covers its ladder).
+ */
 export interface LevelDefaults {
   readonly channel?: string;
   readonly quorum: number;
   readonly timeout_ms: number;
+  readonly step_up?: "passkey";
 }
 
 export function readLevel(
@@ -68,17 +76,23 @@ export function readLevel(
   const timeoutEntry = fields.get("timeout");
   if (timeoutEntry) timeoutMs = r.duration(timeoutEntry.value, timeoutEntry.path) ?? timeoutMs;
 
+  let stepUp = inherited.step_up;
+  const stepUpEntry = fields.get("step_up");
+  if (stepUpEntry) stepUp = r.oneOf(stepUpEntry.value, stepUpEntry.path, STEP_UP_METHODS) ?? stepUp;
+
   const ownersKnowable = approvers !== undefined && (approvers.owners.length === 0 || candidates !== null);
   if (approvers !== undefined && approvers.groups.length === 0 && ownersKnowable && earlier !== null) {
-    const { here, carried } = mostApprovals(approvers, earlier, candidates);
+    const { here, carried } = mostApprovals(approvers, earlier, candidates, stepUp !== undefined);
     if (here + carried < quorum) {
       const listed = `only ${here} approver${here === 1 ? "" : "s"} listed`;
       const carry =
         earlier.length === 0
           ? ""
-          : carried === 0
-            ? ", and no approval carries over from earlier levels"
-            : `, and at most ${carried} approval${carried === 1 ? "" : "s"} carr${carried === 1 ? "ies" : "y"} over from earlier levels`;
+          : stepUp !== undefined
+            ? ", and approvals from earlier levels do not count at a step_up level"
+            : carried === 0
+              ? ", and no approval carries over from earlier levels"
+              : `, and at most ${carried} approval${carried === 1 ? "" : "s"} carr${carried === 1 ? "ies" : "y"} over from earlier levels`;
       r.report(
         quorumEntry ? r.deref(quorumEntry.value) : r.deref(raw),
         [...path, "quorum"],
@@ -89,7 +103,7 @@ export function readLevel(
   }
 
   if (r.problems.length > before || approvers === undefined || channel === undefined) return undefined;
-  return { approvers, channel, quorum, timeout_ms: timeoutMs };
+  return { approvers, channel, quorum, timeout_ms: timeoutMs, ...(stepUp ? { step_up: stepUp } : {}) };
 }
 
 /**
@@ -100,11 +114,15 @@ export function readLevel(
  * quorum would have decided there. Group members are only known at run time, so an
  * earlier group (or earlier owners when the agents are unknown) is taken to supply as
  * many as that bound allows; the level's own groups are the caller's to rule out.
+ * At a step-up level nothing carries over: only approvals confirmed with a passkey for
+ * that very level count there (SPEC "Step-up"), and a person who voted earlier cannot
+ * vote again (src/domain/decision.ts).
  */
 function mostApprovals(
   level: ApproverSpec,
   earlier: readonly RouteLevel[],
   candidates: readonly AgentPolicy[] | null,
+  stepUp: boolean,
 ): { here: number; carried: number } {
   const bound = Math.max(0, ...earlier.map((l) => l.quorum - 1));
   const agents: readonly (AgentPolicy | null)[] =
@@ -124,7 +142,7 @@ function mostApprovals(
     const others = unknown
       ? Number.POSITIVE_INFINITY
       : new Set(earlier.flatMap((l) => named(l.approvers)).filter((user) => !here.has(user))).size;
-    const carried = Math.min(bound, others);
+    const carried = stepUp ? 0 : Math.min(bound, others);
     if (here.size + carried > best.here + best.carried) best = { here: here.size, carried };
   }
   return best;

@@ -132,6 +132,7 @@ export function readRoute(
           channel: level0?.channel ?? "",
           quorum: level0?.quorum ?? 1,
           timeout_ms: level0?.timeout_ms ?? defaults.timeout_ms,
+          ...(level0?.step_up ? { step_up: level0.step_up } : {}),
         },
         false,
         allSound ? [...levels] : null,
