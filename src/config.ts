@@ -39,7 +39,6 @@ const EnvSchema = z.object({
   SLACK_SIGNING_SECRET: z.string().min(1).optional(),
   SLACK_APP_TOKEN: z.string().startsWith("xapp-", "an app-level token starts with xapp-").optional(),
   SLACK_API_URL: z.string().url().optional(),
-  PUBLIC_URL: z.string().url().optional(),
   SLACK_CHANNEL_RATE: z.coerce.number().positive().max(1000).default(1),
   SLACK_CHANNEL_BURST: z.coerce.number().int().min(1).max(1000).default(3),
   SIGNING_KEY_FILE: z.string().default("./data/signing-key.pem"),
@@ -91,8 +90,6 @@ export interface Config {
     readonly channelRate: number;
     readonly channelBurst: number;
   };
-  /** PUBLIC_URL: where approvers' browsers reach the passkey pages; its host is the WebAuthn RP ID. */
-  readonly publicUrl: string | undefined;
   readonly signingKeyFile: string;
   readonly policyFile: string;
   readonly http: { readonly host: string; readonly port: number };
@@ -155,7 +152,6 @@ export function loadConfig(
     }),
     signingKeyFile: path.resolve(cwd, e.SIGNING_KEY_FILE),
     policyFile: path.resolve(cwd, e.POLICY_FILE),
-    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
     http: Object.freeze({ host: e.HOST, port: e.PORT }),
     publicUrl: e.PUBLIC_URL,
     queue: Object.freeze({ intake: e.INTAKE_QUEUE, prefix: e.QUEUE_PREFIX }),

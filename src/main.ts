@@ -46,6 +46,8 @@ export interface Countersign {
   readonly sqlite: Database.Database | null;
   readonly approvals: Approvals;
   readonly grants: Grants;
+  /** Passkeys and step-up; null without PUBLIC_URL. */
+  readonly passkeys: Passkeys | null;
   readonly intake: Intake;
   readonly timers: Timers;
   readonly effects: EffectRunner;
@@ -326,6 +328,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     sqlite: store.sqlite,
     approvals,
     grants,
+    passkeys,
     intake,
     timers,
     effects,
