@@ -74,24 +74,27 @@ async function device(): Promise<{
   context: BrowserContext;
   page: Page;
   setVerified(v: boolean): Promise<void>;
+  addAuthenticator(): Promise<void>;
 }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
+  const options = {
+    protocol: "ctap2" as const,
+    transport: "internal" as const,
+    hasResidentKey: true,
+    hasUserVerification: true,
+    isUserVerified: true,
+    automaticPresenceSimulation: true,
+  };
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options });
   return {
     context,
     page,
+    addAuthenticator: async () => {
+      await cdp.send("WebAuthn.addVirtualAuthenticator", { options: { ...options, transport: "usb" } });
+    },
     setVerified: async (isUserVerified) => {
       await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified });
     },
@@ -160,7 +163,7 @@ describe("passkeys and step-up in Chromium", () => {
     alice = await device();
     await register(alice.page, "U0ALICE", "alice laptop");
     const [entry] = await h.sql<{ jws: string; seq: number }>(
-      "SELECT jws, seq FROM records WHERE kind = 'passkey_registered'",
+      "SELECT jws, seq FROM records WHERE kind = 'passkey_registered' ORDER BY seq",
     );
     const keys = (await h.app.store.signingKeys()).map((k) => k.publicJwk as never);
     const reg = verifyJws(entry!.jws, keys, "receipt+jwt")
@@ -292,6 +295,34 @@ describe("passkeys and step-up in Chromium", () => {
     const a = await votesOf(card.actionId);
     expect(a.status).toBe("pending");
     expect(a.votes).toEqual([]);
+  });
+
+  it("a second passkey needs the first to confirm it", async () => {
+    // Without the confirmation: refused, and the link is spent.
+    const first = await h.app.passkeys!.registrationLink("U0ALICE");
+    await alice.page.goto(first.url);
+    expect(await alice.page.textContent("main")).toContain("you first confirm with one of them");
+    const refused = await alice.page.evaluate(async () => {
+      // biome-ignore lint/suspicious/noExplicitAny: browser globals
+      const { document, location } = globalThis as any;
+      const data = JSON.parse(document.getElementById("cs-data").textContent);
+      const res = await fetch(location.pathname, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ t: data.t, csrf: data.csrf, credential: {} }),
+      });
+      return { status: res.status, body: await res.json() };
+    });
+    expect(refused).toMatchObject({ status: 400, body: { ok: false, code: "confirmation_required" } });
+
+    // With a security key beside the laptop's authenticator: the laptop's passkey confirms, the key registers.
+    await alice.addAuthenticator();
+    await register(alice.page, "U0ALICE", "alice security key");
+    const mine = await h.app.passkeys!.list("U0ALICE");
+    expect(mine.map((k) => k.label)).toEqual(["alice laptop", "alice security key"]);
+    // Alice's two and Bob's one, each an entry of the log.
+    const entries = await h.sql("SELECT seq FROM records WHERE kind = 'passkey_registered'");
+    expect(entries).toHaveLength(3);
     await alice.context.close();
   });
 });
