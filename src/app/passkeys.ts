@@ -334,13 +334,16 @@ export class Passkeys {
     const link = await this.spendLink(token, "approve");
     const { action, level } = await this.linkAction(link);
     const keys = await this.deps.store.passkeysOf(link.team, link.user);
-    const credential = this.ownCredential(keys, response);
     const challenge = this.challengeOf(link, level);
+    let credential: PasskeyCredential;
     let checked: VerifiedAssertion;
     try {
+      credential = this.ownCredential(keys, response);
       checked = await this.deps.webauthn.verifyAssertion(response, challenge, credential);
     } catch (e) {
-      await this.refusedEvent(action, link.user, "ceremony_failed", (e as Error).message);
+      // Kept for the audit trail: someone held the link and failed to confirm it.
+      const code = e instanceof PasskeyError ? e.code : "ceremony_failed";
+      await this.refusedEvent(action, link.user, code, (e as Error).message);
       throw e;
     }
     await this.deps.store.setPasskeyCounter(credential.credentialId, checked.newCounter);

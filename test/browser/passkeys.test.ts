@@ -11,6 +11,7 @@ import net from "node:net";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { PASSKEY_ACTION_IDS } from "../../src/adapters/slack/home.js";
 import { checkStepUp, type RegisteredPasskey } from "../../src/audit/step-up.js";
 import type { PasskeyRegisteredReceiptClaims, RecordClaims } from "../../src/domain/types.js";
 import { verifyJws } from "../../src/records/signing.js";
@@ -266,6 +267,10 @@ describe("passkeys and step-up in Chromium", () => {
     });
     expect(answer.status).toBe(403);
     expect(answer.body).toMatchObject({ ok: false, code: "not_your_passkey" });
+    const events = await h.app.store.listEvents(card.actionId);
+    expect(events.find((e) => e.type === "step_up_refused")?.data).toMatchObject({
+      code: "not_your_passkey",
+    });
     expect((await votesOf(card.actionId)).votes).toEqual([]);
     await bob.context.close();
   });
@@ -320,6 +325,22 @@ describe("passkeys and step-up in Chromium", () => {
     await register(alice.page, "U0ALICE", "alice security key");
     const mine = await h.app.passkeys!.list("U0ALICE");
     expect(mine.map((k) => k.label)).toEqual(["alice laptop", "alice security key"]);
+    // App Home lists them, each with Remove, under "Register a passkey".
+    await h.sim.openHome({ user: { id: "U0ALICE", team_id: "T0TEST", name: "alice" }, ...h.target });
+    const pub = await h.sim.waitForCall(
+      "views.publish",
+      (c) => c.args.user_id === "U0ALICE" && JSON.stringify(c.args.view).includes("alice security key"),
+    );
+    const home = JSON.stringify(pub.args.view);
+    expect(home).toContain("Your passkeys (2)");
+    expect(home).toContain("alice laptop");
+    expect(home).toContain(PASSKEY_ACTION_IDS.register);
+    expect(home.split(PASSKEY_ACTION_IDS.remove).length - 1).toBe(2);
+    // Remove (as the button does) takes one away, and only the owner's.
+    expect(await h.app.passkeys!.remove("U0BOB", mine[0]!.credentialId)).toBe(false);
+    expect(await h.app.passkeys!.remove("U0ALICE", mine[0]!.credentialId)).toBe(true);
+    expect((await h.app.passkeys!.list("U0ALICE")).map((k) => k.label)).toEqual(["alice security key"]);
+
     // Alice's two and Bob's one, each an entry of the log.
     const entries = await h.sql("SELECT seq FROM records WHERE kind = 'passkey_registered'");
     expect(entries).toHaveLength(3);
