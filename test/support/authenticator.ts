@@ -20,6 +20,8 @@ export type AuthenticatorKeyType = "p256" | "ed25519" | "rsa";
 export const FLAGS_UP_UV = 0x05;
 export const FLAG_UP = 0x01;
 export const FLAG_UV = 0x04;
+/** Attested credential data included (registration). */
+export const FLAG_AT = 0x40;
 
 export interface AssertionOptions {
   /** base64url, as the server issued it. */
@@ -125,6 +127,85 @@ export class SoftwareAuthenticator {
   }
 
   /**
+   * A browser's answer to navigator.credentials.create, as JSON (attestation "none"), the
+   * shape @simplewebauthn/server's verifyRegistrationResponse takes: registers this
+   * credential without a browser. Flags UP, UV and AT unless `flags` says otherwise.
+   */
+  registrationResponse(o: Omit<AssertionOptions, "type">): {
+    id: string;
+    rawId: string;
+    type: "public-key";
+    clientExtensionResults: Record<string, never>;
+    response: { clientDataJSON: string; attestationObject: string; transports: string[] };
+  } {
+    const rpId = o.rpId ?? new URL(o.origin).hostname;
+    const id = Buffer.from(this.credentialId, "base64url");
+    const head = Buffer.alloc(37 + 16 + 2);
+    createHash("sha256").update(rpId).digest().copy(head, 0);
+    head[32] = o.flags ?? FLAGS_UP_UV | FLAG_AT;
+    head.writeUInt32BE(this.counter, 33);
+    // 16 bytes of AAGUID (zero: no attestation), then the credential id's length.
+    head.writeUInt16BE(id.length, 53);
+    const authData = Buffer.concat([head, id, cbor(this.coseKey())]);
+    const clientData = Buffer.from(
+      JSON.stringify({
+        type: "webauthn.create",
+        challenge: o.challenge,
+        origin: o.origin,
+        crossOrigin: false,
+      }),
+      "utf8",
+    );
+    const attestation = cbor(
+      new Map<CborValue, CborValue>([
+        ["fmt", "none"],
+        ["attStmt", new Map()],
+        ["authData", authData],
+      ]),
+    );
+    return {
+      id: this.credentialId,
+      rawId: this.credentialId,
+      type: "public-key",
+      clientExtensionResults: {},
+      response: {
+        clientDataJSON: clientData.toString("base64url"),
+        attestationObject: attestation.toString("base64url"),
+        transports: ["internal"],
+      },
+    };
+  }
+
+  /** The public key as a COSE_Key (RFC 9053), as authenticators put it in attested credential data. */
+  coseKey(): Map<CborValue, CborValue> {
+    const b = (v: string | undefined) => Buffer.from(v ?? "", "base64url");
+    const k = this.publicJwk;
+    if (this.keyType === "p256") {
+      return new Map<CborValue, CborValue>([
+        [1, 2],
+        [3, -7],
+        [-1, 1],
+        [-2, b(k.x)],
+        [-3, b(k.y)],
+      ]);
+    }
+    if (this.keyType === "ed25519") {
+      return new Map<CborValue, CborValue>([
+        [1, 1],
+        [3, -8],
+        [-1, 6],
+        [-2, b(k.x)],
+      ]);
+    }
+    return new Map<CborValue, CborValue>([
+      [1, 3],
+      [3, -257],
+      [-1, b(k.n)],
+      [-2, b(k.e)],
+    ]);
+  }
+
+  /**
    * A browser's answer to navigator.credentials.get, as JSON (the shape
    * @simplewebauthn/server's verifyAuthenticationResponse takes).
    */
@@ -149,4 +230,31 @@ export class SoftwareAuthenticator {
       },
     };
   }
+}
+
+type CborValue = number | string | Buffer | Map<CborValue, CborValue>;
+
+/** The little CBOR (RFC 8949) a registration needs: integers, byte and text strings, maps. */
+function cbor(v: CborValue): Buffer {
+  const head = (major: number, n: number): Buffer => {
+    if (n < 24) return Buffer.from([(major << 5) | n]);
+    if (n < 0x100) return Buffer.from([(major << 5) | 24, n]);
+    if (n < 0x10000) {
+      const out = Buffer.alloc(3);
+      out[0] = (major << 5) | 25;
+      out.writeUInt16BE(n, 1);
+      return out;
+    }
+    const out = Buffer.alloc(5);
+    out[0] = (major << 5) | 26;
+    out.writeUInt32BE(n, 1);
+    return out;
+  };
+  if (typeof v === "number") return v >= 0 ? head(0, v) : head(1, -1 - v);
+  if (typeof v === "string") {
+    const bytes = Buffer.from(v, "utf8");
+    return Buffer.concat([head(3, bytes.length), bytes]);
+  }
+  if (Buffer.isBuffer(v)) return Buffer.concat([head(2, v.length), v]);
+  return Buffer.concat([head(5, v.size), ...[...v].flatMap(([k, x]) => [cbor(k), cbor(x)])]);
 }
