@@ -74,6 +74,8 @@ export const votes = sqliteTable(
     realName: text("real_name"),
     vote: text("vote").notNull(),
     comment: text("comment"),
+    /** The StepUpProof (JSON) that confirmed an approval at a step-up level; null otherwise. */
+    stepUpJson: text("step_up_json"),
     level: integer("level").notNull(),
     at: integer("at").notNull(),
     /** The revision the vote was cast for (null in rows older than revisions). */
@@ -127,17 +129,17 @@ export const records = sqliteTable(
   "records",
   {
     seq: integer("seq").primaryKey(),
-    actionId: text("action_id")
-      .notNull()
-      .references(() => actions.id),
+    /** Null for an entry about no action (a `passkey_registered` receipt). */
+    actionId: text("action_id").references(() => actions.id),
     decisionId: text("decision_id").notNull(),
     jws: text("jws").notNull(),
     /** base64url SHA-256 of jws: the next record's `prev`. */
     digest: text("digest").notNull(),
     kid: text("kid").notNull(),
-    agentId: text("agent_id").notNull(),
-    region: text("region").notNull(),
-    verdict: text("verdict").notNull(),
+    /** agent_id, region, verdict: null, like action_id, for an entry about no action. */
+    agentId: text("agent_id"),
+    region: text("region"),
+    verdict: text("verdict"),
     decidedAt: integer("decided_at").notNull(),
     /**
      * decision | redeemed | outcome | revoked. Receipts are entries of the same log: they
@@ -255,4 +257,59 @@ export const webhookAttempts = sqliteTable(
     address: text("address"),
   },
   (t) => [index("webhook_attempts_action").on(t.actionId, t.id)],
+);
+
+/**
+ * Passkeys (SPEC "Step-up"): WebAuthn credentials of Slack users, registered through a
+ * one-time link. The public key is kept as the authenticator gave it (COSE, for the
+ * ceremony library) and as a JWK (what the log's `passkey_registered` entry carries).
+ */
+export const passkeyCredentials = sqliteTable(
+  "passkey_credentials",
+  {
+    /** base64url, as WebAuthn names it. */
+    credentialId: text("credential_id").primaryKey(),
+    team: text("team").notNull(),
+    user: text("user").notNull(),
+    /** base64url of the COSE_Key bytes. */
+    publicKeyCose: text("public_key_cose").notNull(),
+    publicKeyJwk: text("public_key_jwk").notNull(),
+    /** The authenticator's signature counter as last seen (0 for authenticators without one). */
+    counter: integer("counter").notNull().default(0),
+    label: text("label").notNull(),
+    /** JSON array of the transports the browser reported. */
+    transportsJson: text("transports_json").notNull().default("[]"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("passkey_credentials_user").on(t.team, t.user)],
+);
+
+/**
+ * One-time links to the passkey pages: `register` (10 minutes) and `approve` (5 minutes,
+ * for one action, level and revision). Only the SHA-256 of the link's token is kept, so
+ * the table cannot be read back into working links. Redeemed once (`used_at`), atomically.
+ */
+export const passkeyLinks = sqliteTable(
+  "passkey_links",
+  {
+    /** base64url SHA-256 of the token in the link. */
+    tokenHash: text("token_hash").primaryKey(),
+    /** register | approve */
+    purpose: text("purpose").notNull(),
+    team: text("team").notNull(),
+    user: text("user").notNull(),
+    actionId: text("action_id"),
+    level: integer("level"),
+    /** The digest of the revision the page shows (what the approval is for). */
+    actionSha256: text("action_sha256"),
+    revision: integer("revision"),
+    /** The comment of "Approve with comment", cast with the vote once the passkey confirms it. */
+    comment: text("comment"),
+    /** Issued by the server, single-use with the link: part of the WebAuthn challenge. */
+    nonce: text("nonce").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    usedAt: integer("used_at"),
+  },
+  (t) => [index("passkey_links_expires").on(t.expiresAt)],
 );

@@ -2,8 +2,9 @@
  * Wires Countersign together: configuration in, a running service out. The CLI's `serve`
  * and `demo`, and the integration tests, all start the product through this one function.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
+import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { readSigningKey } from "./adapters/crypto/keyfile.js";
@@ -12,6 +13,7 @@ import { openAuditReader } from "./adapters/db/open-audit.js";
 import { SqliteAuditReader } from "./adapters/db/sqlite-audit.js";
 import { registerAgentRoutes } from "./adapters/http/agent-routes.js";
 import { registerAuditRoutes } from "./adapters/http/audit-routes.js";
+import { registerPasskeyPages } from "./adapters/http/pages/passkeys.js";
 import { buildHttp } from "./adapters/http/server.js";
 import { loadAgentKeys, loadPolicyFile } from "./adapters/policy/load.js";
 import { Intake } from "./adapters/queue/intake.js";
@@ -22,11 +24,13 @@ import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
 import { ChannelPacer } from "./adapters/slack/pacer.js";
 import { throttledWarn } from "./adapters/throttle.js";
+import { createWebAuthn } from "./adapters/webauthn.js";
 import { WebhookSender } from "./adapters/webhooks/outbox.js";
 import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
 import { EffectRunner } from "./app/effects.js";
 import { Grants } from "./app/grants.js";
+import { Passkeys } from "./app/passkeys.js";
 import type { AuditReader } from "./audit/reader.js";
 import { type Config, checkWebhookSecrets, requirePublicUrl, requireSlack } from "./config.js";
 import type { Policy, RecordClaims } from "./domain/types.js";
@@ -42,6 +46,8 @@ export interface Countersign {
   readonly sqlite: Database.Database | null;
   readonly approvals: Approvals;
   readonly grants: Grants;
+  /** Passkeys and step-up; null without PUBLIC_URL. */
+  readonly passkeys: Passkeys | null;
   readonly intake: Intake;
   readonly timers: Timers;
   readonly effects: EffectRunner;
@@ -173,7 +179,39 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
       return verifyJws(jws, keys, "decision+jwt").payload as unknown as RecordClaims;
     },
   });
-  slack.attach(approvals, grants);
+  // Passkeys and step-up (SPEC "Step-up") need PUBLIC_URL: the pages' origin and the RP ID.
+  const passkeys = config.publicUrl
+    ? new Passkeys({
+        store,
+        approvals,
+        webauthn: createWebAuthn(config.publicUrl),
+        publicUrl: config.publicUrl,
+        issuer: policy.issuer,
+        team: policy.slack.team_id,
+        random: randomBytes,
+        now: () => new Date(),
+        voterOf: async (user) => {
+          const u = await slack.directory.user(user);
+          return {
+            user,
+            team: u?.team ?? policy.slack.team_id,
+            isGuest: u ? u.isGuest : true,
+            ...(u?.email ? { email: u.email } : {}),
+            ...(u?.realName ? { realName: u.realName } : {}),
+          };
+        },
+        notify: {
+          async dm(user, text) {
+            try {
+              await slack.client.chat.postMessage({ channel: user, text });
+            } catch (err) {
+              log.warn({ err, user }, "slack: could not send a passkey DM");
+            }
+          },
+        },
+      })
+    : null;
+  slack.attach(approvals, grants, passkeys ?? undefined);
 
   const intake = new Intake(approvals, store, log.child({ part: "intake" }), {
     queue: config.queue.intake,
@@ -244,6 +282,19 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
             return verifyProof(token, { policy, keys: agentKeys, now: new Date(), ...v });
           },
         }),
+      ...(passkeys && config.publicUrl
+        ? [
+            (app: FastifyInstance) =>
+              registerPasskeyPages(app, {
+                passkeys,
+                publicUrl: config.publicUrl!,
+                // The same on every instance: a page rendered by one can be posted to another.
+                csrfKey: createHash("sha256")
+                  .update(`countersign-passkey-csrf:${slackCreds.signingSecret}`)
+                  .digest("hex"),
+              }),
+          ]
+        : []),
     ],
     slackListener: slack.requestListener,
     redisPing,
@@ -278,6 +329,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     sqlite: store.sqlite,
     approvals,
     grants,
+    passkeys,
     intake,
     timers,
     effects,

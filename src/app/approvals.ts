@@ -22,7 +22,7 @@ import { AppError, assertNever } from "../domain/errors.js";
 import { newId, type RandomBytes } from "../domain/ids.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { type RouteQuery, selectRoute } from "../domain/routing.js";
-import type { ActionRequest, AgentPolicy, Policy, Route } from "../domain/types.js";
+import type { ActionRequest, AgentPolicy, Policy, Route, StepUpProof } from "../domain/types.js";
 import { RejectionError } from "../domain/types.js";
 import { crashPoint } from "./crash.js";
 import type {
@@ -243,7 +243,7 @@ export class Approvals {
     const { eligible, excluded } = await this.resolveEligible(a, spec.approvers);
     const now = this.deps.now();
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
-      const step = startLevel(state(cur), route, level, eligible, (to) =>
+      const step = startLevel(this.state(cur), route, level, eligible, (to) =>
         this.deadlineFor(cur, route, to, now),
       );
       return this.plan(cur, step, now, "system", { eligible, excluded });
@@ -254,11 +254,17 @@ export class Approvals {
   async vote(
     actionId: string,
     voter: Voter,
-    ballot: { vote: "approve" | "deny"; comment?: string; cardLevel: number; revision?: number },
+    ballot: {
+      vote: "approve" | "deny";
+      comment?: string;
+      cardLevel: number;
+      revision?: number;
+      step_up?: StepUpProof;
+    },
   ): Promise<MutateResult> {
     const now = this.deps.now();
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
-      const step = castVote(state(cur), voter, ballot, this.deps.policy.slack.team_id, now);
+      const step = castVote(this.state(cur), voter, ballot, this.deps.policy.slack.team_id, now);
       return this.plan(cur, step, now, `slack:${voter.user}`, { voter, ballot });
     });
     return this.after(result);
@@ -283,14 +289,14 @@ export class Approvals {
     if (!seen) return { kind: "not_found" };
     if (hasVoted(seen, voter.user)) return { kind: "counted" };
     const team = this.deps.policy.slack.team_id;
-    if (!voteRefusal(state(seen), voter, ballot, team)) return { kind: "ok" };
+    if (!voteRefusal(this.state(seen), voter, ballot, team)) return { kind: "ok" };
     const now = this.deps.now();
     // What the transaction found when it did not refuse: the write lock judges again, and
     // "may vote" or "already counted" leave nothing to commit.
     let found: "ok" | "counted" | null = null;
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       found = hasVoted(cur, voter.user) ? "counted" : null;
-      const refusal = found ? null : voteRefusal(state(cur), voter, ballot, team);
+      const refusal = found ? null : voteRefusal(this.state(cur), voter, ballot, team);
       if (!found && !refusal) found = "ok";
       if (found || !refusal) return { refused: { code: "stale", reason: "nothing to commit" }, events: [] };
       return this.plan(cur, refusal, now, `slack:${voter.user}`, { voter, ballot }) as Refused;
@@ -358,7 +364,7 @@ export class Approvals {
         revision: n,
         ...(comment ? { comment } : {}),
       };
-      const step = castVote(state(revised), voter, ballot, this.deps.policy.slack.team_id, now);
+      const step = castVote(this.state(revised), voter, ballot, this.deps.policy.slack.team_id, now);
       const p = this.plan(revised, step, now, `slack:${voter.user}`, { voter, ballot });
       if ("refused" in p) return refused(p.refused.code, p.refused.reason);
       return {
@@ -475,7 +481,7 @@ export class Approvals {
     // from the same person is replaced, not a reason to refuse.
     const others = { ...cur, votes: cur.votes.filter((v) => v.user !== voter.user) };
     const refusal = voteRefusal(
-      state(others),
+      this.state(others),
       voter,
       { vote: "approve", cardLevel: shown.cardLevel, revision: shown.revision },
       policy.slack.team_id,
@@ -552,12 +558,12 @@ export class Approvals {
     // The transaction below judges again, so this look is only an optimisation.
     const seen = await this.deps.store.getAction(actionId);
     if (!seen) return { kind: "not_found" };
-    const first = onDeadline(state(seen), this.route(seen), level, now, () => now.getTime());
+    const first = onDeadline(this.state(seen), this.route(seen), level, now, () => now.getTime());
     if (first.kind === "refused")
       return { kind: "refused", code: first.code, reason: first.reason, action: seen };
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       const route = this.route(cur);
-      const step = onDeadline(state(cur), route, level, now, (to) =>
+      const step = onDeadline(this.state(cur), route, level, now, (to) =>
         route ? this.deadlineFor(cur, route, to, now) : now.getTime(),
       );
       return this.plan(cur, step, now, "timer", {});
@@ -595,7 +601,7 @@ export class Approvals {
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       if (cur.agentId !== agentId)
         return { refused: { code: "not_found", reason: "no such action" }, events: [] };
-      return this.plan(cur, cancelStep(state(cur), note), now, `agent:${agentId}`, {});
+      return this.plan(cur, cancelStep(this.state(cur), note), now, `agent:${agentId}`, {});
     });
     return this.after(result);
   }
@@ -629,6 +635,14 @@ export class Approvals {
       ),
     );
     return this.after(result);
+  }
+
+  /**
+   * The core's view of an action. The current level's `step_up` comes from the policy: at
+   * a step-up level only approvals confirmed with a passkey at that level count.
+   */
+  private state(a: ActionWithVotes): ActionState {
+    return stateOf(a, this.route(a)?.levels[a.level]?.step_up);
   }
 
   private route(a: Pick<ActionRow, "routeName">): Route | null {
@@ -908,7 +922,7 @@ interface PlanContext {
   excluded?: readonly { user: string; why: string }[];
 }
 
-function state(a: ActionWithVotes): ActionState {
+function stateOf(a: ActionWithVotes, stepUp: "passkey" | undefined): ActionState {
   return {
     id: a.id,
     status: a.status,
@@ -921,6 +935,7 @@ function state(a: ActionWithVotes): ActionState {
     onBehalfOf: a.request.on_behalf_of?.slack_user ?? null,
     votes: a.votes,
     revision: a.revision,
+    ...(stepUp ? { stepUp } : {}),
   };
 }
 

@@ -6,6 +6,8 @@ import type { DecisionOutcome, Refusal } from "../domain/decision.js";
 import type {
   ActionRequest,
   Edit,
+  PasskeyRegisteredReceiptClaims,
+  PublicJwk,
   ReceiptClaims,
   ReceiptKind,
   RecordClaims,
@@ -108,7 +110,11 @@ export type EventType =
   | "revoked"
   | "revoke_refused"
   | "changed"
-  | "change_refused";
+  | "change_refused"
+  | "passkey_registered"
+  | "passkey_removed"
+  | "step_up_requested"
+  | "step_up_refused";
 
 export interface NewEvent {
   readonly type: EventType;
@@ -334,7 +340,7 @@ export type RecordSigner = (claims: RecordClaims) => { jws: string; kid: string 
  * on its own, in arrival order; so callers that can go on side by side (a batch of due
  * deadlines) should not await one write before asking for the next.
  */
-export interface Store {
+export interface Store extends PasskeyStore {
   /** Records are signed inside the store's transaction; the key is set at start and on rotation. */
   setSigner(signer: RecordSigner): void;
   /**
@@ -432,6 +438,74 @@ export interface Store {
   signingKeys(): Promise<{ kid: string; publicJwk: object }[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A WebAuthn credential of one Slack user (SPEC "Step-up"). */
+export interface PasskeyCredential {
+  /** base64url. */
+  readonly credentialId: string;
+  readonly team: string;
+  readonly user: string;
+  /** base64url of the COSE_Key bytes, as the authenticator gave them. */
+  readonly publicKeyCose: string;
+  readonly publicKey: PublicJwk;
+  readonly counter: number;
+  readonly label: string;
+  readonly transports: readonly string[];
+  readonly createdAt: number;
+}
+
+/** A one-time link to a passkey page; only the token's hash is stored. */
+export interface PasskeyLink {
+  /** base64url SHA-256 of the link's token. */
+  readonly tokenHash: string;
+  readonly purpose: "register" | "approve";
+  readonly team: string;
+  readonly user: string;
+  /** For `approve`: the action, its level and the digest (and revision) the page shows. */
+  readonly actionId: string | null;
+  readonly level: number | null;
+  readonly actionSha256: string | null;
+  readonly revision: number | null;
+  /** The comment of "Approve with comment", cast with the vote. */
+  readonly comment: string | null;
+  /** base64url, issued by the server; single-use with the link. */
+  readonly nonce: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly usedAt: number | null;
+}
+
+/** A passkey_registered receipt's claims before the log gives it a place. */
+export type UnchainedPasskeyClaims = Omit<PasskeyRegisteredReceiptClaims, "seq" | "prev">;
+
+/** Passkeys and their one-time links (SPEC "Step-up"), on every store. */
+export interface PasskeyStore {
+  savePasskeyLink(link: PasskeyLink): Promise<void>;
+  /** The link as stored, used or not, expired or not (the page says which). */
+  getPasskeyLink(tokenHash: string): Promise<PasskeyLink | null>;
+  /**
+   * Spend a link: atomically marks it used if it is unused and unexpired at `now`, and
+   * returns it; null when it was used already (by this or a concurrent request), expired
+   * or unknown. Exactly one of any number of concurrent redemptions gets the link.
+   */
+  redeemPasskeyLink(tokenHash: string, now: number): Promise<PasskeyLink | null>;
+  passkeysOf(team: string, user: string): Promise<PasskeyCredential[]>;
+  getPasskey(credentialId: string): Promise<PasskeyCredential | null>;
+  /**
+   * Store a new credential and append its `passkey_registered` receipt as the log's next
+   * entry, in one transaction. Throws StoreError `passkey_exists` when the credential id
+   * is already registered.
+   */
+  registerPasskey(
+    credential: PasskeyCredential,
+    claims: UnchainedPasskeyClaims,
+    now: number,
+  ): Promise<{ readonly seq: number; readonly jws: string }>;
+  /** Removes one of the user's own credentials, with a `passkey_removed` event; false if it is not theirs. */
+  removePasskey(team: string, user: string, credentialId: string, now: number): Promise<boolean>;
+  /** The authenticator's signature counter after a verified assertion. */
+  setPasskeyCounter(credentialId: string, counter: number): Promise<void>;
 }
 
 /** What the approval use-cases need of the store. */

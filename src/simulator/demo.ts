@@ -9,6 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { type Logger, pino } from "pino";
 import { ensureKeyFile } from "../adapters/crypto/keyfile.js";
@@ -152,6 +153,15 @@ routes:
     on_timeout: escalate
     escalation:
       - { approvers: { users: [U0CFO00001] }, quorum: 1, timeout: 1m }
+  # Step-up: a click in Slack is not enough to delete production; each approval is
+  # confirmed with the approver's own passkey (App Home: "Register a passkey" first).
+  - name: production-deletes
+    when: { action: ["infra.delete", "db.drop"] }
+    approvers: { groups: [S0SREONCALL], owners: [technical] }
+    channel: C0INFRAOPS1
+    quorum: 1
+    timeout: 5m
+    step_up: passkey
   - name: infrastructure
     when: { action: ["db.*", "infra.*"] }
     approvers: { groups: [S0SREONCALL], owners: [technical] }
@@ -307,15 +317,19 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
   const log = o.log ?? pino({ level: logLevel }, pino.destination({ dest: files.logFile, sync: true }));
   let app: Countersign;
   try {
+    // The passkey pages are served by the app itself: PUBLIC_URL is its own address, on a
+    // port chosen now (WebAuthn needs a domain name: localhost, not 127.0.0.1).
+    const appPort = await freePort();
     const config = loadConfig({
       ...files.secrets,
+      PUBLIC_URL: `http://localhost:${appPort}`,
       REDIS_URL: o.redisUrl,
       DATABASE_URL: `file:${files.dbFile}`,
       SLACK_API_URL: sim.url,
       SIGNING_KEY_FILE: files.keyFile,
       POLICY_FILE: files.policyFile,
       HOST: "127.0.0.1",
-      PORT: "0",
+      PORT: String(appPort),
       QUEUE_PREFIX: queuePrefix,
       LOG_LEVEL: logLevel,
       ...(appToken ? { SLACK_APP_TOKEN: appToken } : {}),
@@ -458,4 +472,16 @@ export async function runDemo(o: {
   await redis.stop();
   console.log(`stopped; the demo's data stays in ${rel}/ for the next run`);
   process.exit(0);
+}
+
+/** A port free now, for the app (and so its PUBLIC_URL) before it starts. */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", resolve);
+  });
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }

@@ -23,6 +23,8 @@ import type {
   NewAction,
   NewEffect,
   NewEvent,
+  PasskeyCredential,
+  PasskeyLink,
   Plan,
   ReceiptPlan,
   ReceiptResult,
@@ -35,11 +37,18 @@ import type {
   StoredReceipt,
   StoredRecord,
   UnchainedClaims,
+  UnchainedPasskeyClaims,
   WebhookAttempt,
 } from "../../app/ports.js";
 import { sha256B64url } from "../../domain/canonical.js";
 import type { DecisionOutcome } from "../../domain/decision.js";
-import { type ReceiptClaims, RejectionError, type Verdict, type Vote } from "../../domain/types.js";
+import {
+  type ReceiptClaims,
+  RejectionError,
+  type StepUpProof,
+  type Verdict,
+  type Vote,
+} from "../../domain/types.js";
 import { StoreError } from "./errors.js";
 import { type ActionColumns, actionValues, toRow } from "./rows.js";
 
@@ -94,6 +103,8 @@ export interface VoteColumns {
   realName: string | null;
   vote: string;
   comment: string | null;
+  /** The vote's StepUpProof as JSON; null when it had none. */
+  stepUpJson: string | null;
   level: number;
   at: number;
   revision: number | null;
@@ -135,14 +146,15 @@ export interface NewEventRow {
 
 export interface RecordColumns {
   seq: number;
-  actionId: string;
+  /** action_id, agent_id, region and verdict are null for an entry about no action (a passkey). */
+  actionId: string | null;
   decisionId: string;
   jws: string;
   digest: string;
   kid: string;
-  agentId: string;
-  region: string;
-  verdict: string;
+  agentId: string | null;
+  region: string | null;
+  verdict: string | null;
   decidedAt: number;
   /** decision, or the receipt's kind. */
   kind: string;
@@ -202,6 +214,165 @@ export interface StoreTx {
   actionForReceipt(actionId: string): Step<{ action: ActionRow; record: StoredRecord | null } | null>;
   /** The action's receipts, in log order. */
   receiptsOf(actionId: string): Step<StoredReceipt[]>;
+
+  insertPasskeyLink(l: PasskeyLinkColumns): Step<void>;
+  passkeyLink(tokenHash: string): Step<PasskeyLinkColumns | null>;
+  /** Sets used_at where the link is unused and unexpired; returns the row, or null. */
+  spendPasskeyLink(tokenHash: string, now: number): Step<PasskeyLinkColumns | null>;
+  insertPasskey(c: PasskeyColumns): Step<void>;
+  passkey(credentialId: string): Step<PasskeyColumns | null>;
+  passkeysOf(team: string, user: string): Step<PasskeyColumns[]>;
+  /** False when no such credential of that user. */
+  deletePasskey(team: string, user: string, credentialId: string): Step<boolean>;
+  updatePasskeyCounter(credentialId: string, counter: number): Step<void>;
+}
+
+/** A passkey_links row, named as both schemas name it. */
+export type PasskeyLinkColumns = {
+  -readonly [K in keyof PasskeyLink]: PasskeyLink[K];
+};
+
+/** A passkey_credentials row, named as both schemas name it. */
+export interface PasskeyColumns {
+  credentialId: string;
+  team: string;
+  user: string;
+  publicKeyCose: string;
+  publicKeyJwk: string;
+  counter: number;
+  label: string;
+  transportsJson: string;
+  createdAt: number;
+}
+
+export function passkeyColumns(c: PasskeyCredential): PasskeyColumns {
+  return {
+    credentialId: c.credentialId,
+    team: c.team,
+    user: c.user,
+    publicKeyCose: c.publicKeyCose,
+    publicKeyJwk: JSON.stringify(c.publicKey),
+    counter: c.counter,
+    label: c.label,
+    transportsJson: JSON.stringify(c.transports),
+    createdAt: c.createdAt,
+  };
+}
+
+export function toPasskey(c: PasskeyColumns): PasskeyCredential {
+  return {
+    credentialId: c.credentialId,
+    team: c.team,
+    user: c.user,
+    publicKeyCose: c.publicKeyCose,
+    publicKey: JSON.parse(c.publicKeyJwk) as PasskeyCredential["publicKey"],
+    counter: Number(c.counter),
+    label: c.label,
+    transports: JSON.parse(c.transportsJson) as string[],
+    createdAt: Number(c.createdAt),
+  };
+}
+
+function toLink(l: PasskeyLinkColumns): PasskeyLink {
+  return {
+    ...l,
+    purpose: l.purpose as PasskeyLink["purpose"],
+    createdAt: Number(l.createdAt),
+    expiresAt: Number(l.expiresAt),
+    usedAt: l.usedAt === null ? null : Number(l.usedAt),
+  };
+}
+
+/**
+ * Store a credential and append its `passkey_registered` receipt as the log's next entry,
+ * in the caller's transaction: an entry about no action (null action, agent, region,
+ * verdict), chained by seq and prev like every other.
+ */
+export function* registerPasskey(
+  tx: StoreTx,
+  signer: ReceiptSigner | null,
+  credential: PasskeyCredential,
+  claims: UnchainedPasskeyClaims,
+  now: number,
+): Step<{ seq: number; jws: string }> {
+  if (!signer) throw new StoreError("no receipt signing key loaded");
+  if (yield* tx.passkey(credential.credentialId))
+    throw new StoreError(`passkey ${credential.credentialId} is already registered`, {
+      code: "passkey_exists",
+    });
+  yield* tx.insertPasskey(passkeyColumns(credential));
+  const head = yield* tx.logHead();
+  const seq = (head?.seq ?? 0) + 1;
+  const prev = head?.digest ?? null;
+  const { jws, kid } = signer({ ...claims, seq, prev });
+  yield* tx.insertRecord({
+    seq,
+    actionId: null,
+    decisionId: claims.jti,
+    jws,
+    digest: sha256B64url(jws),
+    kid,
+    agentId: null,
+    region: null,
+    verdict: null,
+    decidedAt: Date.parse(claims.at),
+    kind: claims.kind,
+    ref: null,
+  });
+  yield* insertEvents(
+    tx,
+    null,
+    null,
+    [
+      {
+        type: "passkey_registered",
+        actor: `slack:${credential.user}`,
+        data: { seq, receipt_id: claims.jti, credential_id: credential.credentialId, team: credential.team },
+      },
+    ],
+    now,
+  );
+  return { seq, jws };
+}
+
+/** The passkey methods of the Store, the same on every store over its transactions. */
+function passkeyMethods(transact: <T>(step: (tx: StoreTx) => Step<T>) => Promise<T>) {
+  return {
+    savePasskeyLink: (link: PasskeyLink) => transact((tx) => tx.insertPasskeyLink({ ...link })),
+    getPasskeyLink: (tokenHash: string) =>
+      transact(function* (tx) {
+        const l = yield* tx.passkeyLink(tokenHash);
+        return l ? toLink(l) : null;
+      }),
+    redeemPasskeyLink: (tokenHash: string, now: number) =>
+      transact(function* (tx) {
+        const l = yield* tx.spendPasskeyLink(tokenHash, now);
+        return l ? toLink(l) : null;
+      }),
+    passkeysOf: (team: string, user: string) =>
+      transact(function* (tx) {
+        return (yield* tx.passkeysOf(team, user)).map(toPasskey);
+      }),
+    getPasskey: (credentialId: string) =>
+      transact(function* (tx) {
+        const c = yield* tx.passkey(credentialId);
+        return c ? toPasskey(c) : null;
+      }),
+    removePasskey: (team: string, user: string, credentialId: string, now: number) =>
+      transact(function* (tx) {
+        if (!(yield* tx.deletePasskey(team, user, credentialId))) return false;
+        yield* insertEvents(
+          tx,
+          null,
+          null,
+          [{ type: "passkey_removed", actor: `slack:${user}`, data: { team, credential_id: credentialId } }],
+          now,
+        );
+        return true;
+      }),
+    setPasskeyCounter: (credentialId: string, counter: number) =>
+      transact((tx) => tx.updatePasskeyCounter(credentialId, counter)),
+  };
 }
 
 /**
@@ -226,6 +397,44 @@ export abstract class CoreStore {
 
   admit(input: AdmitInput): Promise<AdmitResult> {
     return this.transact((tx) => admit(tx, input));
+  }
+
+  private readonly passkeys = passkeyMethods((step) => this.transact(step));
+
+  savePasskeyLink(link: PasskeyLink): Promise<void> {
+    return this.passkeys.savePasskeyLink(link);
+  }
+
+  getPasskeyLink(tokenHash: string): Promise<PasskeyLink | null> {
+    return this.passkeys.getPasskeyLink(tokenHash);
+  }
+
+  redeemPasskeyLink(tokenHash: string, now: number): Promise<PasskeyLink | null> {
+    return this.passkeys.redeemPasskeyLink(tokenHash, now);
+  }
+
+  passkeysOf(team: string, user: string): Promise<PasskeyCredential[]> {
+    return this.passkeys.passkeysOf(team, user);
+  }
+
+  getPasskey(credentialId: string): Promise<PasskeyCredential | null> {
+    return this.passkeys.getPasskey(credentialId);
+  }
+
+  registerPasskey(
+    credential: PasskeyCredential,
+    claims: UnchainedPasskeyClaims,
+    now: number,
+  ): Promise<{ seq: number; jws: string }> {
+    return this.transact((tx) => registerPasskey(tx, this.receiptSigner, credential, claims, now));
+  }
+
+  removePasskey(team: string, user: string, credentialId: string, now: number): Promise<boolean> {
+    return this.passkeys.removePasskey(team, user, credentialId, now);
+  }
+
+  setPasskeyCounter(credentialId: string, counter: number): Promise<void> {
+    return this.passkeys.setPasskeyCounter(credentialId, counter);
   }
 
   mutate(actionId: string, now: number, plan: (a: ActionWithVotes) => Plan | Refused): Promise<MutateResult> {
@@ -638,6 +847,7 @@ export function voteColumns(v: Vote & { readonly level: number }): VoteColumns {
     realName: v.real_name ?? null,
     vote: v.vote,
     comment: v.comment ?? null,
+    stepUpJson: v.step_up ? JSON.stringify(v.step_up) : null,
     level: v.level,
     at: Date.parse(v.at),
     revision: v.revision ?? null,
@@ -654,6 +864,7 @@ export function toVote(v: VoteColumns): Vote & { readonly level: number } {
     at: new Date(v.at).toISOString(),
     ...(v.comment ? { comment: v.comment } : {}),
     ...(v.revision !== null ? { revision: v.revision } : {}),
+    ...(v.stepUpJson ? { step_up: JSON.parse(v.stepUpJson) as StepUpProof } : {}),
     level: v.level,
   };
 }

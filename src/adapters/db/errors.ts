@@ -4,7 +4,8 @@
  */
 import { AppError } from "../../domain/errors.js";
 
-export type StoreErrorCode = "store_invariant" | "store_unavailable";
+/** `passkey_exists`: a credential id registered twice (a replayed registration). */
+export type StoreErrorCode = "store_invariant" | "store_unavailable" | "passkey_exists";
 
 export class StoreError extends AppError<StoreErrorCode> {
   override readonly name = "StoreError";

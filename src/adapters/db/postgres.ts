@@ -16,7 +16,20 @@
  * log head, so these locks cannot deadlock among themselves.
  */
 import { createHash } from "node:crypto";
-import { and, asc, desc, eq, getTableColumns, gte, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  gt,
+  gte,
+  inArray,
+  isNotNull,
+  isNull,
+  lte,
+  sql,
+} from "drizzle-orm";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
@@ -47,6 +60,8 @@ import {
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
+  type PasskeyColumns,
+  type PasskeyLinkColumns,
   type RecordColumns,
   type RevisionColumns,
   runAwaiting,
@@ -636,7 +651,8 @@ const ACTION_SELECT = `a.id, a.agent_id AS "agentId", a.request_id AS "requestId
   a.decided_at AS "decidedAt", a.record_seq AS "recordSeq", a.revision`;
 
 /** An action's votes in the order the core counts them, as VoteColumns. */
-const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote, comment, level, at, revision
+const VOTES_SELECT = `SELECT "user", team, email, real_name AS "realName", vote, comment,
+  step_up_json AS "stepUpJson", level, at, revision
   FROM votes WHERE action_id = `;
 
 /** An action's revisions (approvers' changes), as RevisionColumns. */
@@ -649,7 +665,7 @@ const REVISIONS_SELECT = `SELECT revision, request_json AS "requestJson", reques
  */
 const ACTION_WITH_VOTES = `SELECT ${ACTION_SELECT}, (SELECT coalesce(json_agg(json_build_object(
     'user', v."user", 'team', v.team, 'email', v.email, 'realName', v.real_name, 'vote', v.vote,
-    'comment', v.comment, 'level', v.level, 'at', v.at, 'revision', v.revision) ORDER BY v.at, v."user"), '[]'::json)
+    'comment', v.comment, 'stepUpJson', v.step_up_json, 'level', v.level, 'at', v.at, 'revision', v.revision) ORDER BY v.at, v."user"), '[]'::json)
     FROM votes v WHERE v.action_id = a.id) AS votes,
   CASE WHEN a.revision > 1 THEN (SELECT json_agg(json_build_object(
     'revision', r.revision, 'requestJson', r.request_json, 'requestSha256', r.request_sha256,
@@ -860,8 +876,20 @@ class PgStoreTx implements StoreTx {
 
   insertVote(actionId: string, v: VoteColumns): Step<void> {
     return this.later(
-      `INSERT INTO votes (action_id, "user", team, email, real_name, vote, comment, level, at, revision) VALUES ${tuple(
-        [actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at, v.revision],
+      `INSERT INTO votes (action_id, "user", team, email, real_name, vote, comment, step_up_json, level, at, revision) VALUES ${tuple(
+        [
+          actionId,
+          v.user,
+          v.team,
+          v.email,
+          v.realName,
+          v.vote,
+          v.comment,
+          v.stepUpJson,
+          v.level,
+          v.at,
+          v.revision,
+        ],
       )}`,
     );
   }
@@ -1014,7 +1042,7 @@ class PgStoreTx implements StoreTx {
     );
     if (!row) return null;
     const action = toRow(row.action);
-    if (row.record) return { action, record: row.record };
+    if (row.record) return { action, record: { ...row.record, actionId } };
     // Decided with no record_seq (not written so today): find the record by action.
     return { action, record: action.status === "decided" ? yield* this.recordOf(actionId) : null };
   }
@@ -1025,6 +1053,85 @@ class PgStoreTx implements StoreTx {
        FROM records WHERE action_id = ${lit(actionId)} AND kind <> 'decision' ORDER BY seq`,
     );
     return rows.map((r) => ({ ...r, seq: Number(r.seq), at: Number(r.at) }));
+  }
+
+  *insertPasskeyLink(l: PasskeyLinkColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.passkeyLinks).values(l));
+  }
+
+  *passkeyLink(tokenHash: string): Step<PasskeyLinkColumns | null> {
+    const [l] = yield* wait(
+      this.tx.select().from(schema.passkeyLinks).where(eq(schema.passkeyLinks.tokenHash, tokenHash)),
+    );
+    return (l as PasskeyLinkColumns | undefined) ?? null;
+  }
+
+  *spendPasskeyLink(tokenHash: string, now: number): Step<PasskeyLinkColumns | null> {
+    // One UPDATE with its condition: of concurrent redemptions, the row lock lets one
+    // through and the others re-check `used_at IS NULL` and find nothing.
+    const [l] = yield* wait(
+      this.tx
+        .update(schema.passkeyLinks)
+        .set({ usedAt: now })
+        .where(
+          and(
+            eq(schema.passkeyLinks.tokenHash, tokenHash),
+            isNull(schema.passkeyLinks.usedAt),
+            gt(schema.passkeyLinks.expiresAt, now),
+          ),
+        )
+        .returning(),
+    );
+    return (l as PasskeyLinkColumns | undefined) ?? null;
+  }
+
+  *insertPasskey(c: PasskeyColumns): Step<void> {
+    yield* wait(this.tx.insert(schema.passkeyCredentials).values(c));
+  }
+
+  *passkey(credentialId: string): Step<PasskeyColumns | null> {
+    const [c] = yield* wait(
+      this.tx
+        .select()
+        .from(schema.passkeyCredentials)
+        .where(eq(schema.passkeyCredentials.credentialId, credentialId)),
+    );
+    return c ?? null;
+  }
+
+  *passkeysOf(team: string, user: string): Step<PasskeyColumns[]> {
+    return yield* wait(
+      this.tx
+        .select()
+        .from(schema.passkeyCredentials)
+        .where(and(eq(schema.passkeyCredentials.team, team), eq(schema.passkeyCredentials.user, user)))
+        .orderBy(asc(schema.passkeyCredentials.createdAt), asc(schema.passkeyCredentials.credentialId)),
+    );
+  }
+
+  *deletePasskey(team: string, user: string, credentialId: string): Step<boolean> {
+    const rows = yield* wait(
+      this.tx
+        .delete(schema.passkeyCredentials)
+        .where(
+          and(
+            eq(schema.passkeyCredentials.credentialId, credentialId),
+            eq(schema.passkeyCredentials.team, team),
+            eq(schema.passkeyCredentials.user, user),
+          ),
+        )
+        .returning({ id: schema.passkeyCredentials.credentialId }),
+    );
+    return rows.length === 1;
+  }
+
+  *updatePasskeyCounter(credentialId: string, counter: number): Step<void> {
+    yield* wait(
+      this.tx
+        .update(schema.passkeyCredentials)
+        .set({ counter })
+        .where(eq(schema.passkeyCredentials.credentialId, credentialId)),
+    );
   }
 }
 

@@ -42,6 +42,8 @@ import {
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
+  type PasskeyColumns,
+  type PasskeyLinkColumns,
   type RecordColumns,
   type RevisionColumns,
   runNow,
@@ -689,7 +691,7 @@ class SqliteTx implements StoreTx {
       withVotes(
         row,
         this.prep(
-          "SELECT user, team, email, real_name AS realName, vote, comment, level, at, revision FROM votes WHERE action_id = ? ORDER BY at, user",
+          "SELECT user, team, email, real_name AS realName, vote, comment, step_up_json AS stepUpJson, level, at, revision FROM votes WHERE action_id = ? ORDER BY at, user",
         ).all(id) as VoteColumns[],
         // Read only when approvers changed the request: most actions never have a revision.
         row.revision > 1
@@ -750,9 +752,21 @@ class SqliteTx implements StoreTx {
 
   insertVote(actionId: string, v: VoteColumns): Step<void> {
     this.prep(
-      `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, level, at, revision)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(actionId, v.user, v.team, v.email, v.realName, v.vote, v.comment, v.level, v.at, v.revision);
+      `INSERT INTO votes (action_id, user, team, email, real_name, vote, comment, step_up_json, level, at, revision)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      actionId,
+      v.user,
+      v.team,
+      v.email,
+      v.realName,
+      v.vote,
+      v.comment,
+      v.stepUpJson,
+      v.level,
+      v.at,
+      v.revision,
+    );
     return done(undefined);
   }
 
@@ -945,4 +959,80 @@ class SqliteTx implements StoreTx {
       ).all(actionId) as StoredReceipt[],
     );
   }
+
+  insertPasskeyLink(l: PasskeyLinkColumns): Step<void> {
+    this.prep(
+      `INSERT INTO passkey_links (token_hash, purpose, team, user, action_id, level, action_sha256, revision, comment, nonce,
+         created_at, expires_at, used_at)
+       VALUES (@tokenHash, @purpose, @team, @user, @actionId, @level, @actionSha256, @revision, @comment, @nonce,
+         @createdAt, @expiresAt, @usedAt)`,
+    ).run(l);
+    return done(undefined);
+  }
+
+  passkeyLink(tokenHash: string): Step<PasskeyLinkColumns | null> {
+    return done(
+      (this.prep(`SELECT ${LINK_COLUMNS} FROM passkey_links WHERE token_hash = ?`).get(tokenHash) as
+        | PasskeyLinkColumns
+        | undefined) ?? null,
+    );
+  }
+
+  spendPasskeyLink(tokenHash: string, now: number): Step<PasskeyLinkColumns | null> {
+    return done(
+      (this.prep(
+        `UPDATE passkey_links SET used_at = @now WHERE token_hash = @tokenHash AND used_at IS NULL AND expires_at > @now
+         RETURNING ${LINK_COLUMNS}`,
+      ).get({ tokenHash, now }) as PasskeyLinkColumns | undefined) ?? null,
+    );
+  }
+
+  insertPasskey(c: PasskeyColumns): Step<void> {
+    this.prep(
+      `INSERT INTO passkey_credentials (credential_id, team, user, public_key_cose, public_key_jwk, counter, label,
+         transports_json, created_at)
+       VALUES (@credentialId, @team, @user, @publicKeyCose, @publicKeyJwk, @counter, @label, @transportsJson, @createdAt)`,
+    ).run(c);
+    return done(undefined);
+  }
+
+  passkey(credentialId: string): Step<PasskeyColumns | null> {
+    return done(
+      (this.prep(`SELECT ${PASSKEY_COLUMNS} FROM passkey_credentials WHERE credential_id = ?`).get(
+        credentialId,
+      ) as PasskeyColumns | undefined) ?? null,
+    );
+  }
+
+  passkeysOf(team: string, user: string): Step<PasskeyColumns[]> {
+    return done(
+      this.prep(
+        `SELECT ${PASSKEY_COLUMNS} FROM passkey_credentials WHERE team = ? AND user = ? ORDER BY created_at, credential_id`,
+      ).all(team, user) as PasskeyColumns[],
+    );
+  }
+
+  deletePasskey(team: string, user: string, credentialId: string): Step<boolean> {
+    return done(
+      this.prep("DELETE FROM passkey_credentials WHERE credential_id = ? AND team = ? AND user = ?").run(
+        credentialId,
+        team,
+        user,
+      ).changes === 1,
+    );
+  }
+
+  updatePasskeyCounter(credentialId: string, counter: number): Step<void> {
+    this.prep("UPDATE passkey_credentials SET counter = ? WHERE credential_id = ?").run(
+      counter,
+      credentialId,
+    );
+    return done(undefined);
+  }
 }
+
+const LINK_COLUMNS = `token_hash AS tokenHash, purpose, team, user, action_id AS actionId, level,
+  action_sha256 AS actionSha256, revision, comment, nonce, created_at AS createdAt, expires_at AS expiresAt, used_at AS usedAt`;
+
+const PASSKEY_COLUMNS = `credential_id AS credentialId, team, user, public_key_cose AS publicKeyCose,
+  public_key_jwk AS publicKeyJwk, counter, label, transports_json AS transportsJson, created_at AS createdAt`;

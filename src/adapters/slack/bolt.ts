@@ -20,6 +20,7 @@ import type { WebClient } from "@slack/web-api";
 import type { Logger } from "pino";
 import type { Approvals } from "../../app/approvals.js";
 import { GrantRefusal, type Grants, mayRevoke } from "../../app/grants.js";
+import type { Passkeys } from "../../app/passkeys.js";
 import type { Directory, SlackAppStore } from "../../app/ports.js";
 import type { Voter } from "../../domain/decision.js";
 import {
@@ -39,7 +40,7 @@ import {
   renderRequestModal,
   renderRevokeModal,
 } from "./blocks.js";
-import { renderApprovalsList, renderHome } from "./home.js";
+import { PASSKEY_ACTION_IDS, renderApprovalsList, renderHome } from "./home.js";
 
 /** Slack allows 3 s for an answer; a commit not done by then is answered with an error. */
 const COMMIT_BUDGET_MS = 2_500;
@@ -83,7 +84,7 @@ export interface SlackApp {
   /** HTTP mode: the listener for POST /slack/events. Null in Socket Mode. */
   readonly requestListener: ((req: IncomingMessage, res: ServerResponse) => void) | null;
   /** Register the click and modal handlers; the use-cases need the entry point's directory, so they come second. */
-  attach(approvals: Approvals, grants?: Grants): void;
+  attach(approvals: Approvals, grants?: Grants, passkeys?: Passkeys): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -143,7 +144,8 @@ export function createSlackApp(o: SlackAppOptions): SlackApp {
   return {
     client,
     directory,
-    attach: (approvals, grants) => registerHandlers(app, client, directory, approvals, o, grants),
+    attach: (approvals, grants, passkeys) =>
+      registerHandlers(app, client, directory, approvals, o, grants, passkeys),
     requestListener: receiver ? receiver.requestListener : null,
     async start() {
       if (o.appToken) await app.start();
@@ -161,6 +163,7 @@ function registerHandlers(
   approvals: Approvals,
   o: SlackAppOptions,
   grants?: Grants,
+  passkeys?: Passkeys,
 ) {
   const { store, log } = o;
   const answered = new Set<string>();
@@ -263,6 +266,10 @@ function registerHandlers(
     }
     const voter = await voterOf(userId, payloadTeam);
     b.check();
+    if (vote === "approve" && passkeys) {
+      const stepUp = await stepUpFrom(voter, card, comment);
+      if (stepUp !== undefined) return stepUp;
+    }
     const r = await approvals.vote(card.actionId, voter, {
       vote,
       cardLevel: card.level,
@@ -274,6 +281,35 @@ function registerHandlers(
       return () => note(card.channel, userId, refusalNote(r.code, r.reason));
     }
     return null;
+  }
+
+  /**
+   * Approve on a step-up level (SPEC "Step-up") casts nothing: the approver gets a
+   * one-time link to the passkey page, or, with no passkey, how to register one.
+   * `undefined` when the level needs no step-up (the click votes as usual).
+   */
+  async function stepUpFrom(
+    voter: Voter,
+    card: { actionId: string; level: number; channel: string },
+    comment?: string,
+  ): Promise<After | undefined> {
+    const a = passkeys ? await store.getAction(card.actionId) : null;
+    if (!passkeys || !a || !passkeys.needsStepUp(a, card.level)) return undefined;
+    const r = await passkeys.requestStepUp(card.actionId, voter, {
+      cardLevel: card.level,
+      ...(comment ? { comment } : {}),
+    });
+    const text =
+      r.kind === "link"
+        ? `🔑 This request needs your passkey to approve. Nothing is cast yet: open <${r.url}|this one-time link> (it works once, for 5 minutes) and confirm with your passkey.`
+        : r.kind === "no_passkey"
+          ? r.message
+          : r.kind === "refused"
+            ? renderNotApproverNote(r.reason)
+            : r.kind === "counted"
+              ? renderNotApproverNote("you have already voted")
+              : null;
+    return text ? () => note(card.channel, voter.user, text) : null;
   }
 
   /** A click on no current card: the attempt is committed as an event, the note comes after the answer. */
@@ -568,16 +604,15 @@ function registerHandlers(
     await ack({ response_type: "ephemeral", text, blocks: blocks as never });
   });
 
-  app.event("app_home_opened", async ({ event }) => {
-    if (event.tab !== "home") return;
-    const user = event.user;
+  async function publishHome(user: string) {
     const ownedAgents = Object.values(approvals.policy.agents)
       .filter((ag) => Object.values(ag.owners).some((ids) => ids.includes(user)))
       .map((ag) => ag.id);
-    const [waiting, decided, owned] = await Promise.all([
+    const [waiting, decided, owned, keys] = await Promise.all([
       store.pendingForApprover(user, 30),
       store.recentlyVotedBy(user, 25),
       store.recentForAgents(ownedAgents, 30),
+      passkeys ? passkeys.list(user) : Promise.resolve(null),
     ]);
     const withLinks = await Promise.all(
       waiting.map(async (a) => ({ action: a, permalink: await permalinkOf(a.id, a.level) })),
@@ -588,9 +623,41 @@ function registerHandlers(
         waiting: withLinks,
         decided: decided.map((a) => ({ action: a })),
         owned: owned.map((a) => ({ action: a })),
+        ...(keys ? { passkeys: keys } : {}),
       }) as never,
     });
+  }
+
+  app.event("app_home_opened", async ({ event }) => {
+    if (event.tab !== "home") return;
+    await publishHome(event.user);
   });
+
+  if (passkeys) registerPasskeyButtons(passkeys);
+
+  /** App Home's passkey buttons: a one-time registration link by DM; Remove, then the home redrawn. */
+  function registerPasskeyButtons(p: Passkeys) {
+    app.action<BlockAction<ButtonAction>>(PASSKEY_ACTION_IDS.register, async ({ ack, body }) => {
+      // The link is committed before the answer; the DM carrying it follows.
+      const link = await p.registrationLink(body.user.id);
+      await ack();
+      try {
+        await client.chat.postMessage({
+          channel: body.user.id,
+          text: `🔑 Register a passkey for Countersign: open <${link.url}|this one-time link> (it works once, for 10 minutes). Routes marked step-up need it to approve.`,
+        });
+      } catch (err) {
+        log.warn({ err, user: body.user.id }, "slack: could not send the passkey registration link");
+      }
+    });
+    app.action<BlockAction<ButtonAction>>(PASSKEY_ACTION_IDS.remove, async ({ ack, body, action }) => {
+      await p.remove(body.user.id, action.value ?? "");
+      await ack();
+      await publishHome(body.user.id).catch((err: unknown) =>
+        log.warn({ err, user: body.user.id }, "slack: could not redraw App Home"),
+      );
+    });
+  }
 
   async function permalinkOf(actionId: string, level: number): Promise<string | null> {
     const card = (await store.getCards(actionId)).find((c) => c.level === level);
