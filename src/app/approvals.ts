@@ -358,6 +358,35 @@ export class Approvals {
         revisions: [...cur.revisions, revision],
         votes: cur.votes.filter((v) => v.vote !== "approve"),
       };
+      const changedEvent = {
+        type: "changed",
+        actor: `slack:${voter.user}`,
+        data: {
+          revision: n,
+          level: cur.level,
+          changes: judged.changes,
+          patch: revision.edit.patch,
+          sha256: revision.sha256,
+          cleared: cur.votes.filter((v) => v.vote === "approve").map((v) => v.user),
+          comment: comment ?? null,
+        },
+      } as const;
+      if (this.state(revised).stepUp !== undefined) {
+        // A step-up level: the change is made, but the editor's approval of it counts only
+        // once confirmed with their passkey (the entry point sends the link for revision n).
+        return {
+          revise: revision,
+          events: [changedEvent],
+          effects: [
+            {
+              kind: "thread_note",
+              dedupeKey: `note:${cur.id}:changed:${n}`,
+              payload: { level: cur.level, note: "changed", user: voter.user, revision: n, step_up: true },
+            },
+            { kind: "update_card", dedupeKey: `changed:${cur.id}:${n}` },
+          ],
+        };
+      }
       const ballot = {
         vote: "approve" as const,
         cardLevel: shown.cardLevel,
@@ -370,22 +399,7 @@ export class Approvals {
       return {
         ...p,
         revise: revision,
-        events: [
-          {
-            type: "changed",
-            actor: `slack:${voter.user}`,
-            data: {
-              revision: n,
-              level: cur.level,
-              changes: judged.changes,
-              patch: revision.edit.patch,
-              sha256: revision.sha256,
-              cleared: cur.votes.filter((v) => v.vote === "approve").map((v) => v.user),
-              comment: comment ?? null,
-            },
-          },
-          ...p.events,
-        ],
+        events: [changedEvent, ...p.events],
         // The change's own note in the thread says who changed what and that it counts as
         // their approval, in place of the vote's note.
         effects: [

@@ -23,7 +23,14 @@ import { newId, type RandomBytes } from "../domain/ids.js";
 import { stepUpChallenge } from "../domain/step-up.js";
 import type { ActionRequest, PublicJwk, StepUpProof } from "../domain/types.js";
 import type { Approvals } from "./approvals.js";
-import type { ActionWithVotes, PasskeyCredential, PasskeyLink, PasskeyStore, Store } from "./ports.js";
+import {
+  type ActionWithVotes,
+  currentRequest,
+  type PasskeyCredential,
+  type PasskeyLink,
+  type PasskeyStore,
+  type Store,
+} from "./ports.js";
 
 /** How long a link lives (SPEC): registering 10 minutes, approving 5. */
 export const LINK_TTL_MS = { register: 10 * 60_000, approve: 5 * 60_000 } as const;
@@ -207,7 +214,9 @@ export class Passkeys {
       team: this.deps.team,
       actionId,
       level: ballot.cardLevel,
-      actionSha256: a.requestSha256,
+      // The revision the approver is shown now: the passkey confirms exactly that one.
+      actionSha256: currentRequest(a).sha256,
+      revision: currentRequest(a).revision,
       comment: ballot.comment ?? null,
     });
     await this.deps.store.savePasskeyLink(link);
@@ -314,7 +323,7 @@ export class Passkeys {
     return {
       user: link.user,
       action,
-      request: action.request,
+      request: currentRequest(action).request,
       level,
       comment: link.comment,
       options: await this.deps.webauthn.requestOptions({
@@ -360,6 +369,8 @@ export class Passkeys {
     const r = await this.deps.approvals.vote(action.id, voter, {
       vote: "approve",
       cardLevel: level,
+      // For the revision the page showed: a change since then makes this approval stale.
+      ...(link.revision !== null ? { revision: link.revision } : {}),
       ...(link.comment ? { comment: link.comment } : {}),
       step_up,
     });
@@ -401,7 +412,7 @@ export class Passkeys {
         "refused",
         "the request moved to another escalation level: approve on its new card",
       );
-    if (action.requestSha256 !== link.actionSha256)
+    if (currentRequest(action).sha256 !== link.actionSha256)
       throw new PasskeyError(
         "refused",
         "the request changed since you clicked Approve: look at it again in Slack",
@@ -447,6 +458,7 @@ export class Passkeys {
     actionId?: string;
     level?: number;
     actionSha256?: string;
+    revision?: number;
     comment?: string | null;
   }): { token: string; link: PasskeyLink } {
     const now = this.deps.now().getTime();
@@ -462,7 +474,7 @@ export class Passkeys {
         actionId: o.actionId ?? null,
         level: o.level ?? null,
         actionSha256: o.actionSha256 ?? null,
-        revision: null,
+        revision: o.revision ?? null,
         comment: o.comment ?? null,
         nonce,
         createdAt: now,

@@ -141,7 +141,12 @@ describe.each(backends)("step-up levels on $name", (backend) => {
       request: {
         request_id: `r${++n}`,
         agent_id: "ops",
-        action: { type, summary: "Drop the staging database" },
+        action: {
+          type,
+          summary: "Drop the staging database",
+          details: { database: "staging", keep_backup_days: 7 },
+          editable: ["/keep_backup_days"],
+        },
         risk_class: "high",
         region: "eu",
         purpose: "Decommissioning",
@@ -214,5 +219,41 @@ describe.each(backends)("step-up levels on $name", (backend) => {
       step_up: proof("U0DAN"),
     });
     expect(dan).toMatchObject({ kind: "applied", action: { status: "decided", verdict: "approved" } });
+  });
+
+  it("a change at a step-up level makes the revision, and the editor's approval waits for their passkey", async () => {
+    const id = await started("db.drop");
+    const changed = await approvals.change(
+      id,
+      voter("U0ALICE"),
+      { cardLevel: 0, revision: 1 },
+      { "/keep_backup_days": 30 },
+    );
+    expect(changed).toMatchObject({ kind: "applied", action: { status: "pending", revision: 2 } });
+    expect((await store.getAction(id))?.votes).toEqual([]);
+    const stale = await approvals.vote(id, voter("U0ALICE"), {
+      vote: "approve",
+      cardLevel: 0,
+      revision: 1,
+      step_up: proof("U0ALICE"),
+    });
+    expect(stale).toMatchObject({ kind: "refused", code: "stale_revision" });
+    for (const user of ["U0ALICE", "U0BOB"]) {
+      clock += 1000;
+      await approvals.vote(id, voter(user), {
+        vote: "approve",
+        cardLevel: 0,
+        revision: 2,
+        step_up: proof(user),
+      });
+    }
+    const a = await store.getAction(id);
+    expect(a).toMatchObject({ status: "decided", verdict: "approved" });
+    const claims = claimsOf((await store.getRecord(id))?.jws ?? "");
+    expect(claims.edits?.map((e) => e.user)).toEqual(["U0ALICE"]);
+    expect(claims.votes.map((v) => [v.user, v.revision, v.step_up?.nonce])).toEqual([
+      ["U0ALICE", 2, "nonce-U0ALICE"],
+      ["U0BOB", 2, "nonce-U0BOB"],
+    ]);
   });
 });

@@ -669,11 +669,16 @@ export function renderChangeNote(o: {
   revision: number;
   changes: readonly CardChange[];
   comment?: string;
+  /** A step-up level: the change counts as their approval only once confirmed with their passkey. */
+  stepUp?: boolean;
 }): string {
   const lines = o.changes.map((ch) => changeLine(ch).slice(1));
   const comment = o.comment ? `\nComment: ${inline(o.comment, 1000)}` : "";
+  const counts = o.stepUp
+    ? "it counts as their approval of it once confirmed with their passkey"
+    : "it counts as their approval of it";
   const text =
-    `✏️ ${mention(o.user)} changed the request (now revision ${o.revision}); it counts as their approval of it, ` +
+    `✏️ ${mention(o.user)} changed the request (now revision ${o.revision}); ${counts}, ` +
     `and earlier approvals were cleared:\n${lines.map((l) => `>${l}`).join("\n")}${comment}`;
   return cap(text, LIMITS.messageText);
 }

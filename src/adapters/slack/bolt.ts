@@ -540,6 +540,10 @@ function registerHandlers(
           refuse(r.reason, r.pointer ?? null);
         } else if (r.kind === "not_found") {
           refuse("this request is no longer known", null);
+        } else if (r.action.status === "pending" && !r.action.votes.some((v) => v.user === userId)) {
+          // A step-up level: the change is made, and the editor's approval of it waits for
+          // their passkey; the link (for the new revision) goes out after the answer.
+          return (await stepUpFrom(voter, card, submitted.comment || undefined)) ?? null;
         }
         return null;
       },

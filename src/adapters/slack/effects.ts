@@ -297,6 +297,7 @@ export class SlackEffects {
       text = renderChangeNote({
         user: r.edit.user,
         revision: n,
+        stepUp: e.payload.step_up === true,
         changes: changesOf(a.request, a.revisions).filter((c) => c.revision === n),
         ...(r.comment ? { comment: r.comment } : {}),
       });
