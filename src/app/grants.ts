@@ -313,8 +313,11 @@ export class Grants {
       if ("executor" in by ? redeemer !== by.executor : redeemer !== null) {
         return refused(
           "forbidden",
+          // Another executor is not told which one redeemed it; the action's own agent may know.
           redeemer
-            ? `only executor ${redeemer}, which redeemed the approval, may report its outcome`
+            ? "agent" in by
+              ? `only executor ${redeemer}, which redeemed the approval, may report its outcome`
+              : "only the executor that redeemed the approval may report its outcome"
             : "nothing redeemed the approval: only its agent may report its outcome",
         );
       }

@@ -165,6 +165,16 @@ describe("POST /v1/actions/:id/outcome", () => {
       { agent: "billing-agent" },
     );
     expect(byAgent.status).toBe(403);
+    // Its own agent may learn which executor redeemed it; another executor may not.
+    expect(byAgent.json.detail).toContain("payments-api");
+    const byOther = await post(
+      h,
+      `/v1/actions/${g.actionId}/outcome`,
+      { status: "failed" },
+      { executor: "deploy-tool" },
+    );
+    expect(byOther.status).toBe(403);
+    expect(byOther.json.detail).toBe("only the executor that redeemed the approval may report its outcome");
     const r = await post(h, `/v1/actions/${g.actionId}/outcome`, {
       status: "succeeded",
       detail: "refund 991",
