@@ -200,15 +200,6 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
             ...(u?.realName ? { realName: u.realName } : {}),
           };
         },
-        notify: {
-          async dm(user, text) {
-            try {
-              await slack.client.chat.postMessage({ channel: user, text });
-            } catch (err) {
-              log.warn({ err, user }, "slack: could not send a passkey DM");
-            }
-          },
-        },
       })
     : null;
   slack.attach(approvals, grants, passkeys ?? undefined);

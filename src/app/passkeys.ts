@@ -96,11 +96,6 @@ export class PasskeyError extends AppError<PasskeyCode> {
   override readonly name = "PasskeyError";
 }
 
-/** Tells a person something in Slack (a DM). Failures are the notifier's to log. */
-export interface Notifier {
-  dm(user: string, text: string): Promise<void>;
-}
-
 export interface PasskeysDeps {
   readonly store: PasskeyStore & Pick<Store, "getAction" | "appendEvents">;
   readonly approvals: Approvals;
@@ -111,7 +106,6 @@ export interface PasskeysDeps {
   readonly team: string;
   readonly random: RandomBytes;
   readonly now: () => Date;
-  readonly notify?: Notifier;
   /** The voter as the directory knows them (names for the record). */
   readonly voterOf: (user: string) => Promise<Voter>;
 }
@@ -308,10 +302,6 @@ export class Passkeys {
         throw new PasskeyError("passkey_exists", "this passkey is already registered");
       throw e;
     }
-    await this.deps.notify?.dm(
-      link.user,
-      `🔑 A passkey (“${credential.label}”) was registered for you in Countersign. If this was not you, remove it in App Home and tell your security team.`,
-    );
     return credential;
   }
 

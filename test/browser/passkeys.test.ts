@@ -171,7 +171,11 @@ describe("passkeys and step-up in Chromium", () => {
       .payload as unknown as PasskeyRegisteredReceiptClaims;
     expect(reg).toMatchObject({ kind: "passkey_registered", user: "U0ALICE", team: "T0TEST" });
     expect(reg.public_key.kty).toBe("EC");
-    // Announced by DM.
+    // Announced by DM, through the outbox (committed with the registration).
+    await h.sim.waitForCall(
+      "chat.postMessage",
+      (c) => String(c.args.text).includes("alice laptop") && String(c.args.text).includes("was registered"),
+    );
     const dm = h.sim.messages(h.sim.dmChannel("U0ALICE")).map((m) => m.text);
     expect(dm.some((t) => t.includes("alice laptop") && t.includes("was registered"))).toBe(true);
 

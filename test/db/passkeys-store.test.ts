@@ -153,6 +153,13 @@ for (const b of backends) {
       });
       expect(p2.prev).toBe(sha256B64url(r1.jws));
       expect(p2.public_key).toEqual(a2.publicKey);
+      // Each registration's DM to its owner is in the outbox, committed with it.
+      const dms = (await store.claimEffects(T0 + 10, 10, 1000)).filter((e) => e.kind === "dm");
+      expect(dms.map((e) => [e.actionId, e.payload.to, e.payload.why, e.payload.label])).toEqual([
+        [null, "U0ALICE", "passkey_registered", "laptop"],
+        [null, "U0ALICE", "passkey_registered", "phone"],
+        [null, "U0BOB", "passkey_registered", a1.label],
+      ]);
 
       const mine = await store.passkeysOf("T0TEST", "U0ALICE");
       expect(mine.map((c) => c.label)).toEqual(["laptop", "phone"]);

@@ -332,6 +332,20 @@ export function* registerPasskey(
     ],
     now,
   );
+  // Announced to its owner by DM, through the outbox: committed with the registration, so a
+  // crash right after cannot lose the one message that tells a person of a key they did not add.
+  yield* insertEffects(
+    tx,
+    null,
+    [
+      {
+        kind: "dm",
+        dedupeKey: `dm:passkey:${credential.credentialId}`,
+        payload: { to: credential.user, why: "passkey_registered", label: credential.label },
+      },
+    ],
+    now,
+  );
   return { seq, jws };
 }
 

@@ -707,6 +707,11 @@ export function renderNotCountedNote(reason: string): string {
 }
 
 /** The DM to the person the agent acted for. */
+/** The DM that tells a person a passkey was registered for them (label escaped: the browser named it). */
+export function renderPasskeyRegisteredDm(label: string): string {
+  return `🔑 A passkey (“${inline(label, 100)}”) was registered for you in Countersign. If this was not you, remove it in App Home and tell your security team.`;
+}
+
 export function renderVerdictDm(o: { request: ActionRequest; decision: Decision }): string {
   const r = o.request;
   const text =

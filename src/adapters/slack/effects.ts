@@ -25,6 +25,7 @@ import {
   renderDecidedCard,
   renderEscalationNote,
   renderGrantNote,
+  renderPasskeyRegisteredDm,
   renderVerdictDm,
   renderVoteNote,
 } from "./blocks.js";
@@ -320,6 +321,12 @@ export class SlackEffects {
   };
 
   dm = async (e: Effect): Promise<EffectOutcome> => {
+    if (e.payload.why === "passkey_registered") {
+      const open = await this.client.conversations.open({ users: String(e.payload.to) });
+      const text = renderPasskeyRegisteredDm(String(e.payload.label ?? ""));
+      await this.client.chat.postMessage({ channel: open.channel!.id!, text });
+      return { kind: "done" };
+    }
     const a = await this.store.getAction(e.actionId!);
     if (a?.status !== "decided") return { kind: "done" };
     const rec = await this.store.getRecord(a.id);
