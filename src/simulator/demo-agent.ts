@@ -10,6 +10,7 @@ import { type Job, Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { compactVerify, createRemoteJWKSet } from "jose";
 import { requestDigest } from "../domain/canonical.js";
+import { checkEditChain } from "../domain/edits.js";
 import type { ActionRequest, RecordClaims } from "../domain/types.js";
 import { mintProof } from "../records/proof.js";
 import { waitForJob } from "../sdk/finished.js";
@@ -45,6 +46,8 @@ export interface JobOutcome {
   request_id: string;
   verdict: string;
   record: string;
+  /** The request as decided: the one sent, or the revision approvers changed it into. */
+  request: ActionRequest;
 }
 
 export class RecordCheckError extends Error {
@@ -52,14 +55,16 @@ export class RecordCheckError extends Error {
 }
 
 /**
- * Verifies a decision record as an agent must before acting on it; returns its claims.
- * Throws RecordCheckError naming the first check that failed.
+ * Verifies a decision record as an agent must before acting on it; returns its claims and
+ * the request it decided: the one sent, or, when approvers changed it ("Approve with
+ * changes"), the revision they approved (the chain original → edits → action_sha256 is
+ * checked as the SDK checks it). Throws RecordCheckError naming the first check that failed.
  */
 export async function verifyRecord(
   record: string,
   request: ActionRequest,
   o: { jwks: ReturnType<typeof createRemoteJWKSet>; issuer: string; now?: Date },
-): Promise<RecordClaims> {
+): Promise<{ claims: RecordClaims; decided: ActionRequest }> {
   let verified: Awaited<ReturnType<typeof compactVerify>>;
   try {
     verified = await compactVerify(record, o.jwks, { algorithms: ["EdDSA"] });
@@ -80,16 +85,15 @@ export async function verifyRecord(
   expect(claims.iss === o.issuer, `iss is ${claims.iss}, expected ${o.issuer}`);
   expect(claims.sub === request.agent_id, `sub is ${claims.sub}, expected ${request.agent_id}`);
   expect(claims.request_id === request.request_id, `request_id is ${claims.request_id}`);
-  expect(
-    claims.action_sha256 === requestDigest(request),
-    "action_sha256 is not the digest of the request that was sent",
-  );
+  // Not action_sha256 against what was sent: after a change it covers the approved revision.
+  const chain = checkEditChain(request, claims, requestDigest);
+  if (!chain.ok) throw new RecordCheckError(`the record does not match the request: ${chain.reason}`);
   if (claims.verdict === "approved") {
     const until = Date.parse(claims.valid_until ?? "");
     expect(Number.isFinite(until), "an approval without valid_until");
     expect(until > (o.now ?? new Date()).getTime(), `the approval expired at ${claims.valid_until}`);
   }
-  return claims;
+  return { claims, decided: chain.decided as ActionRequest };
 }
 
 /** One request of the demo's script and when to send it, in ms after the agent starts. */
@@ -136,15 +140,18 @@ export class DemoAgent {
     return this.queue.add("approval", { request, proof });
   }
 
-  /** Waits for the job's verdict and verifies its record; throws if either fails. */
+  /**
+   * Waits for the job's verdict and verifies its record; throws if either fails. `decided`
+   * is what to execute: the request sent, or the revision approvers changed it into.
+   */
   async outcome(
     job: Job,
     request: ActionRequest,
     timeoutMs?: number,
-  ): Promise<JobOutcome & { claims: RecordClaims }> {
+  ): Promise<JobOutcome & { claims: RecordClaims; decided: ActionRequest }> {
     // The SDK's shared waiter: the demo has many requests in flight on one QueueEvents.
     const result = (await waitForJob(job, this.queue, this.events, timeoutMs)) as JobOutcome;
-    const claims = await verifyRecord(result.record, request, {
+    const { claims, decided } = await verifyRecord(result.record, request, {
       jwks: this.jwks,
       issuer: this.options.issuer,
     });
@@ -153,7 +160,7 @@ export class DemoAgent {
         `the job says ${result.verdict} but the signed record says ${claims.verdict}`,
       );
     }
-    return { ...result, claims };
+    return { ...result, claims, decided };
   }
 
   /** Sends the script's requests at their times and prints each verdict as it comes back. */
@@ -184,7 +191,8 @@ export class DemoAgent {
     try {
       const r = await this.outcome(job, request);
       this.print(this.verdictLine(request, r.claims));
-      if (r.claims.verdict === "approved") await this.execute(r.record, request, r.action_id);
+      // The executor is handed what was approved: after a change, the revision, not the original.
+      if (r.claims.verdict === "approved") await this.execute(r.record, r.decided, r.action_id);
     } catch (err) {
       if (this.stopping) return;
       const message = (err as Error).message;
@@ -242,7 +250,10 @@ export class DemoAgent {
     const reason = c.reason_text === "" ? "" : `, reason: “${c.reason_text}”`;
     return (
       `  ${icon} ${c.verdict.toUpperCase()} ${request.agent_id} “${request.action.summary}”${by}${reason}\n` +
-      `      record #${c.seq} verified: EdDSA signature against the JWKS, sub ${c.sub}, action_sha256 matches`
+      `      record #${c.seq} verified: EdDSA signature against the JWKS, sub ${c.sub}, ` +
+      (c.edits?.length
+        ? `approvers' ${c.edits.length === 1 ? "change" : `${c.edits.length} changes`} checked: original → edits → action_sha256`
+        : "action_sha256 matches")
     );
   }
 

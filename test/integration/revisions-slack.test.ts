@@ -199,7 +199,7 @@ describe("Approve with changes in Slack", () => {
     expect(JSON.parse(wrongType.body).errors["cs_f|/amount"]).toMatch(/must be a number/);
 
     const notANumber = await forge("U0BOB", modal, { "cs_f|/amount": num("lots") });
-    expect(JSON.parse(notANumber.body).errors["cs_f|/amount"]).toBe("Enter a number.");
+    expect(JSON.parse(notANumber.body).errors["cs_f|/amount"]).toBe("Enter a number for /amount.");
 
     const rerouted = await forge("U0BOB", modal, { "cs_f|/amount": num("5000") });
     expect(JSON.parse(rerouted.body).errors["cs_f|/amount"]).toMatch(

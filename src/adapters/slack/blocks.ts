@@ -1127,12 +1127,13 @@ export function readChangeSubmission(values: Readonly<Record<string, Readonly<Re
     if (el.type === "number_input") {
       const text = (el.value ?? "").trim();
       const n = text === "" ? Number.NaN : Number(text);
-      if (!Number.isFinite(n)) errors[blockId] = "Enter a number.";
+      // The message names the field as well as standing under it: a person reads it alone too.
+      if (!Number.isFinite(n)) errors[blockId] = `Enter a number for ${pointer}.`;
       else out[pointer] = n;
     } else if (el.type === "static_select") {
       const v = el.selected_option?.value;
       if (v === "true" || v === "false") out[pointer] = v === "true";
-      else errors[blockId] = "Choose true or false.";
+      else errors[blockId] = `Choose true or false for ${pointer}.`;
     } else if (el.type === "plain_text_input") {
       out[pointer] = el.value ?? "";
     } else {
