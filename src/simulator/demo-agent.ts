@@ -388,6 +388,29 @@ export function demoScript(o: { requester: string; requesterEmail: string }): Sc
         on_behalf_of: behalf,
       }),
     },
+    // The step-up route (production-deletes): approving needs the approver's passkey.
+    {
+      atMs: 55_000,
+      request: req({
+        agent_id: "infra-agent",
+        action: {
+          type: "infra.delete",
+          summary: "Delete the stale staging cluster stg-eu-2",
+          details: {
+            cluster: "stg-eu-2",
+            nodes: 4,
+            last_deploy: "41 days ago",
+            volumes: "2 snapshots kept for 30 days",
+            saves_per_day: "EUR 96",
+          },
+          systems: ["kubernetes:stg-eu-2"],
+        },
+        risk_class: "high",
+        region: "eu",
+        purpose: "Nothing has been deployed to stg-eu-2 since the move to stg-eu-3; it still costs money.",
+        context: { ticket: "OPS-2207" },
+      }),
+    },
     {
       atMs: 70_000,
       request: req({
@@ -431,6 +454,28 @@ export function demoScript(o: { requester: string; requesterEmail: string }): Sc
         risk_class: "critical",
         region: "eu",
         purpose: "The invoice is due on Friday; finance approved the purchase order PO-7781 in January.",
+      }),
+    },
+    {
+      atMs: 160_000,
+      request: req({
+        agent_id: "infra-agent",
+        action: {
+          type: "db.drop",
+          summary: "Drop the unused table invoices_backup_2023 on prod-eu-1",
+          details: {
+            database: "prod-eu-1",
+            table: "invoices_backup_2023",
+            rows: 1_830_412,
+            last_read: "never since 2024-01-09",
+            backup: "s3://db-archive/prod-eu-1/invoices_backup_2023.dump",
+          },
+          systems: ["postgres:prod-eu-1"],
+        },
+        risk_class: "critical",
+        region: "eu",
+        purpose:
+          "The table was a one-off copy before the 2024 invoice migration; it holds 38 GB on the primary.",
       }),
     },
     {

@@ -429,6 +429,9 @@ export async function runDemo(o: {
     demo.mode === "socket"
       ? "     answered by the app's ack. Every verdict below comes with its signed record, checked against the JWKS."
       : "     every verdict below comes with its signed record, verified against the app's JWKS.",
+    '  4. Step-up: as Sam, open "Countersign · Home" under Apps, click Register a passkey and follow the DM\'s',
+    "     link (this browser's passkey: Touch ID, Windows Hello, a phone). Deletes in #infra-approvals then",
+    "     need it: Approve sends a one-time link to confirm with the passkey.",
     "",
     `  app        ${demo.appUrl} (JWKS at /.well-known/jwks.json, log in ${path.join(rel, "countersign.log")})`,
     `  redis      ${redis.started ? `${redis.url} (a private redis-server, stopped on exit)` : redis.url}`,

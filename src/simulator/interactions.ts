@@ -196,6 +196,55 @@ export function blockActionsPayload(
   return payload;
 }
 
+/** A click on a view's button (App Home, a modal): the view rides along instead of a message. */
+export type SimViewBlockAction = Omit<SimBlockAction, "view" | "message" | "channel" | "response_url"> & {
+  view: SimViewOutput;
+};
+
+/**
+ * A `block_actions` payload for a button click on a view, as Slack sends it from the Home
+ * tab or a modal: `container` names the view, `view` is the view as Slack reports it
+ * (`type: "home"` on App Home), and there is no channel, message or response URL.
+ */
+export function viewBlockActionsPayload(
+  options: {
+    user: Clicker;
+    view: SimView;
+    actionId: string;
+    value: string;
+    blockId?: string;
+    triggerId: string;
+    teamId: string;
+  } & PayloadContext,
+): SimViewBlockAction {
+  const shown = viewObject(options.view, options.teamId);
+  const found = findElement(shown.blocks, options.actionId, options.blockId);
+  const element = found?.element;
+  const action: SimElementAction = {
+    action_id: options.actionId,
+    block_id: options.blockId ?? found?.blockId ?? "",
+    type: typeof element?.type === "string" ? element.type : "button",
+    value: options.value,
+    action_ts: slackTime(options.now),
+  };
+  if (element?.text !== undefined) action.text = element.text as ButtonAction["text"];
+  if (element?.style === "primary" || element?.style === "danger") action.style = element.style;
+  return {
+    type: "block_actions",
+    user: userObject(options.user),
+    api_app_id: SIM_APP_ID,
+    token: SIM_VERIFICATION_TOKEN,
+    container: { type: "view", view_id: options.view.id },
+    trigger_id: options.triggerId,
+    team: { id: options.user.team_id, domain: options.teamDomain ?? DEFAULT_DOMAIN },
+    enterprise: null,
+    is_enterprise_install: false,
+    state: { values: {} },
+    actions: [action],
+    view: shown,
+  };
+}
+
 /** The view object as Slack reports it in API answers and payloads. */
 export function viewObject(view: SimView, teamId: string, botId: string = SIM_BOT_ID): SimViewOutput {
   return {

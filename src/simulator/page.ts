@@ -79,6 +79,8 @@ export interface PageState {
   readonly channels: { id: string; name: string; kind: "channel" | "dm"; topic: string; count: number }[];
   readonly messages: Record<string, PageMessage[]>;
   readonly modal: { id: string; hash: string; view: Record<string, unknown> } | null;
+  /** What the app last published (views.publish) as this person's App Home; null before it did. */
+  readonly home: { id: string; hash: string; view: Record<string, unknown> } | null;
 }
 
 /** Web API methods that only read; calls to them change nothing the page shows. */
@@ -109,7 +111,9 @@ class HttpError extends Error {
  *
  * Endpoints: `GET /` (the page), `GET /page/state?user=U..` (what that person sees),
  * `GET /page/events` (Server-Sent Events: `change` after every call that alters state),
- * `POST /page/click`, `POST /page/submit`, `POST /page/dismiss`, `POST /page/command`.
+ * `POST /page/click`, `POST /page/submit`, `POST /page/dismiss`, `POST /page/command`,
+ * `POST /page/home` (opens App Home: `app_home_opened`), `POST /page/click-view` (a
+ * button on App Home: `block_actions` with `view.type` "home").
  */
 export class SimPage {
   readonly handler: RequestListener;
@@ -188,6 +192,7 @@ export class SimPage {
         })),
         messages: {},
         modal: null,
+        home: null,
       };
     }
     names[sim.botUserId] = "Countersign";
@@ -228,6 +233,7 @@ export class SimPage {
       channels,
       messages,
       modal: top ? { id: top.id, hash: top.hash, view: top.view } : null,
+      home: homeOf(sim, me),
     };
   }
 
@@ -269,6 +275,8 @@ export class SimPage {
     if (path === "/page/click") return sendJson(res, 200, await this.click(t, body));
     if (path === "/page/submit") return sendJson(res, 200, await this.submit(t, body));
     if (path === "/page/command") return sendJson(res, 200, await this.command(t, body));
+    if (path === "/page/home") return sendJson(res, 200, await this.openHome(t, body));
+    if (path === "/page/click-view") return sendJson(res, 200, await this.clickHome(t, body));
     if (path === "/page/dismiss") {
       this.dismissed.add(field(body, "viewId"));
       this.changed();
@@ -348,6 +356,38 @@ export class SimPage {
     return { status: r.status, body: r.body };
   }
 
+  /** Opening the Home tab, as Slack does each time: the signed `app_home_opened` event. */
+  private async openHome(t: PageTarget, body: Record<string, unknown>) {
+    const user = this.clicker(body);
+    try {
+      const r = await t.sim.openHome({ user, ...appTarget(t) });
+      return { status: r.status, body: r.body };
+    } catch (err) {
+      throw new HttpError(409, (err as Error).message);
+    }
+  }
+
+  /** A button on the person's own App Home (never another person's): block_actions from the view. */
+  private async clickHome(t: PageTarget, body: Record<string, unknown>) {
+    const user = this.clicker(body);
+    const viewId = field(body, "viewId");
+    const home = homeOf(t.sim, user.id);
+    if (home?.id !== viewId) throw new HttpError(409, `view ${viewId} is not ${user.name}'s App Home`);
+    const blockId = typeof body.blockId === "string" && body.blockId !== "" ? body.blockId : undefined;
+    try {
+      const r = await t.sim.clickView({
+        user,
+        viewId,
+        actionId: field(body, "actionId"),
+        ...(blockId ? { blockId } : {}),
+        ...appTarget(t),
+      });
+      return { status: r.status, body: r.body };
+    } catch (err) {
+      throw new HttpError(409, (err as Error).message);
+    }
+  }
+
   private stream(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
@@ -358,6 +398,12 @@ export class SimPage {
     this.streams.add(res);
     req.on("close", () => this.streams.delete(res));
   }
+}
+
+/** The person's App Home as the app last published it, or null. */
+function homeOf(sim: SlackApiSim, user: string): PageState["home"] {
+  const v = sim.views().find((x) => x.kind === "home" && x.user === user);
+  return v ? { id: v.id, hash: v.hash, view: v.view } : null;
 }
 
 /** Top-level messages in ts order, each with its (visible) replies. */
@@ -500,7 +546,10 @@ export function pageHtml(title: string, nonce: string): string {
     <div id="channels"></div>
     <div class="section-title">Direct messages</div>
     <div id="dms"></div>
+    <div class="section-title">Apps</div>
+    <div id="apps"></div>
     <div class="help">Pick who you are at the top, then click the buttons on a card as that person. Each click is a signed Slack interaction sent to the app.</div>
+    <div class="help">Step-up: as Sam or Kim (on-call SREs), open Countersign · Home and click Register a passkey; the DM's one-time link opens in a new tab. Approve on a delete in #infra-approvals then sends a link to confirm with that passkey.</div>
   </nav>
   <main class="main">
     <div class="channel-header"><div id="channel-title" data-testid="channel-title"></div><div id="channel-topic" class="topic"></div></div>

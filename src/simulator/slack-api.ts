@@ -39,7 +39,13 @@ import type {
 import { usergroupUsers, usersInfo } from "./web-api/users.js";
 import { viewsOpen, viewsPublish, viewsPush, viewsUpdate } from "./web-api/views.js";
 
-export type { ClickOptions, CommandOptions, OpenHomeOptions, SubmitViewOptions } from "./web-api/person.js";
+export type {
+  ClickOptions,
+  ClickViewOptions,
+  CommandOptions,
+  OpenHomeOptions,
+  SubmitViewOptions,
+} from "./web-api/person.js";
 export type {
   AppTarget,
   MessageBlock,
@@ -236,6 +242,14 @@ export class SlackApiSim {
    */
   click(options: person.ClickOptions): Promise<SendResult & { triggerId: string }> {
     return person.click(this.state, options);
+  }
+
+  /**
+   * Clicks a button on a view (App Home, an open modal) as its person: a signed
+   * block_actions whose `view` is that view (`type: "home"` on App Home).
+   */
+  clickView(options: person.ClickViewOptions): Promise<SendResult & { triggerId: string }> {
+    return person.clickView(this.state, options);
   }
 
   /**

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
+import { PASSKEY_ACTION_IDS } from "../../src/adapters/slack/home.js";
 import type { ActionRequest } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import type { DemoAgent } from "../../src/simulator/demo-agent.js";
@@ -80,5 +81,52 @@ describe("the demo in Socket Mode", () => {
     expect(sent.every((e) => e.ack !== undefined)).toBe(true);
     const outcome = await agent.outcome(job, request, 20_000);
     expect(outcome.claims.verdict).toBe("approved");
+  });
+
+  it("App Home over the socket: opening it sends app_home_opened, and its Register button a block_actions from the home view", async () => {
+    const kim = "U0SRE00002";
+    const before = demo.sim.socket!.envelopes.length;
+    await page("/page/home", { user: kim });
+    const home = await eventually(
+      async () => {
+        const r = await fetch(new URL(`/page/state?user=${kim}`, demo.pageUrl));
+        return ((await r.json()) as { home: { id: string; view: { blocks: unknown[] } } | null }).home;
+      },
+      "Kim's App Home",
+      20_000,
+    );
+    expect(JSON.stringify(home.view.blocks)).toContain(PASSKEY_ACTION_IDS.register);
+    const r = await page("/page/click-view", {
+      user: kim,
+      viewId: home.id,
+      actionId: PASSKEY_ACTION_IDS.register,
+    });
+    expect(r.status).toBe(200);
+    const sent = demo.sim.socket!.envelopes.slice(before);
+    expect(sent.map((e) => e.type)).toEqual(["events_api", "interactive"]);
+    expect((sent[0]!.payload as { event: { type: string; user: string } }).event).toMatchObject({
+      type: "app_home_opened",
+      user: kim,
+    });
+    const click = sent[1]!.payload as { type: string; view: { type: string; id: string }; channel?: unknown };
+    expect(click).toMatchObject({ type: "block_actions", view: { type: "home", id: home.id } });
+    expect(click.channel).toBeUndefined();
+    // The registration link arrives by DM.
+    const dm = await eventually(
+      async () =>
+        demo.sim.messages(demo.sim.dmChannel(kim)).find((m) => m.text.includes("/passkeys/register?")),
+      "the registration DM",
+      20_000,
+    );
+    expect(dm.text).toContain("this one-time link");
+
+    // Another person cannot click Kim's Home.
+    const res = await fetch(new URL("/page/click-view", demo.pageUrl), {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: demo.pageUrl.replace(/\/$/, "") },
+      body: JSON.stringify({ user: "U0MALLORY1", viewId: home.id, actionId: PASSKEY_ACTION_IDS.register }),
+    });
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: string }).error).toContain("is not mallory's App Home");
   });
 });

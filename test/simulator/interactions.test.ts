@@ -485,4 +485,59 @@ describe("with a real Bolt app", () => {
     await sim.waitForCall("views.publish");
     expect(sim.views()).toMatchObject([{ kind: "home", user: ALICE.id }]);
   });
+
+  it("clicks a button on App Home: Bolt gets block_actions from the home view, no channel, no response URL", async () => {
+    const { sim, client } = await startSim();
+    sim.addUser({ id: "U0BOB00001", team_id: TEAM, name: "bob" });
+    const app = await boltApp(sim);
+    const seen: BlockAction[] = [];
+    app.action<BlockAction>("register", async ({ ack, body }) => {
+      seen.push(body);
+      await ack();
+    });
+    const url = await startBolt(app);
+    const home = await client.views.publish({
+      user_id: ALICE.id,
+      view: {
+        type: "home",
+        blocks: [
+          {
+            type: "actions",
+            block_id: "keys",
+            elements: [
+              { type: "button", action_id: "register", text: { type: "plain_text", text: "Register" } },
+            ],
+          },
+        ],
+      },
+    });
+    const viewId = home.view!.id!;
+    const res = await sim.clickView({
+      user: ALICE,
+      viewId,
+      actionId: "register",
+      appUrl: url,
+      signingSecret: SECRET,
+    });
+    expect(res.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    const body = seen[0]!;
+    expect(body.view?.type).toBe("home");
+    expect(body.view?.id).toBe(viewId);
+    expect(body.container).toEqual({ type: "view", view_id: viewId });
+    expect(body.user.id).toBe(ALICE.id);
+    expect(body.actions[0]).toMatchObject({ action_id: "register", block_id: "keys", type: "button" });
+    expect(body.channel).toBeUndefined();
+    expect(body.response_url).toBeUndefined();
+
+    // Only the view's own person can click it, and only on a button that is there.
+    const bob = { id: "U0BOB00001", team_id: TEAM, name: "bob" };
+    await expect(
+      sim.clickView({ user: bob, viewId, actionId: "register", appUrl: url, signingSecret: SECRET }),
+    ).rejects.toThrow(/belongs to U0ALICE001, not U0BOB00001/);
+    await expect(
+      sim.clickView({ user: ALICE, viewId, actionId: "remove", appUrl: url, signingSecret: SECRET }),
+    ).rejects.toThrow(/no element with action_id "remove".*register/);
+    expect(seen).toHaveLength(1);
+  });
 });

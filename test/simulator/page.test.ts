@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import vm from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { renderCard } from "../../src/adapters/slack/blocks.js";
+import { renderHome } from "../../src/adapters/slack/home.js";
 import type { ActionRequest } from "../../src/domain/types.js";
 import { slackSignature } from "../../src/simulator/interactions.js";
 import { CLIENT_HELPERS, type PagePerson, SimPage } from "../../src/simulator/page.js";
@@ -18,7 +19,7 @@ type Render = {
   renderBlocks(
     blocks: unknown[],
     names: Record<string, string>,
-    ctx: { channel: string; ts: string } | null,
+    ctx: { channel: string; ts: string } | { view: string } | null,
   ): string;
 };
 
@@ -125,6 +126,16 @@ describe("Block Kit rendering on the page", () => {
     expect(html).toContain("<b>Risk class:</b> high");
     expect(html).toContain("Charged twice &lt;!channel&gt;");
     expect(html).not.toContain('class="mention">@channel');
+  });
+
+  it("renders App Home's buttons keyed for a click on that view, not on a message", () => {
+    const home = renderHome({ waiting: [], decided: [], owned: [], passkeys: [] });
+    const html = renderBlocks(home.blocks as unknown[], NAMES, { view: "V0000000042" });
+    expect(html).toContain("Your passkeys (0)");
+    expect(html).toMatch(
+      /<button type="button" class="btn primary" data-testid="button-cs_passkey_register" data-action-id="cs_passkey_register" data-block-id="[^"]*" data-view="V0000000042">Register a passkey<\/button>/,
+    );
+    expect(html).not.toContain("data-ts=");
   });
 
   it("renders a modal's input with the ids the submit needs", () => {

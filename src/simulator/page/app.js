@@ -9,6 +9,8 @@
   let me = params.get("as") || "";
   let channel = params.get("channel") || "";
   let flashTs = params.get("ts") || "";
+  // App Home shown instead of a channel (the sidebar's "Home" under Apps).
+  let home = params.get("home") === "1";
   let state = null;
   const expanded = {};
   let shownModal = "";
@@ -28,6 +30,7 @@
     const q = new URLSearchParams();
     if (me) q.set("as", me);
     if (channel) q.set("channel", channel);
+    if (home) q.set("home", "1");
     history.replaceState(null, "", "?" + q.toString());
   }
 
@@ -78,7 +81,7 @@
     function row(c) {
       return (
         '<button type="button" class="chan' +
-        (c.id === channel ? " active" : "") +
+        (c.id === channel && !home ? " active" : "") +
         '" data-testid="channel-' +
         esc(c.id) +
         '" data-channel="' +
@@ -106,6 +109,79 @@
         : "# " + current.name
       : "";
     $("channel-topic").textContent = current ? current.topic : "";
+    renderHomeEntry();
+  }
+
+  // ---- App Home -----------------------------------------------------------------
+
+  /** The sidebar's entry for the app's Home tab; the title bar while it is shown. */
+  function renderHomeEntry() {
+    $("apps").innerHTML =
+      '<button type="button" class="chan' +
+      (home ? " active" : "") +
+      '" data-testid="app-home" data-home-open="true"><span>⌂ Countersign · Home</span></button>';
+    if (home) {
+      $("channel-title").textContent = "Countersign · Home";
+      $("channel-topic").textContent =
+        "Your App Home: what waits for your vote, what you decided, your passkeys";
+    }
+  }
+
+  /** What the app last published as this person's Home tab, its buttons clickable as in Slack. */
+  function renderHomeView() {
+    const h = state.home;
+    const html =
+      '<div class="home" data-testid="app-home-view"' +
+      (h ? ' data-view-id="' + esc(h.id) + '"' : "") +
+      ">" +
+      (h
+        ? renderBlocks(h.view?.blocks || [], state.names, { view: h.id })
+        : '<div class="empty">' +
+          (state.connected ? "Opening App Home…" : "The app is starting…") +
+          "</div>") +
+      "</div>";
+    if (html === lastMessagesHtml) return;
+    $("messages").innerHTML = html;
+    lastMessagesHtml = html;
+  }
+
+  /** Opens the Home tab as Slack does each time: the app gets a signed app_home_opened and publishes. */
+  function openHome() {
+    post("/page/home", { user: me })
+      .then((r) => {
+        setStatus(personName(me) + " opened App Home: app_home_opened, " + describe(r), r.status !== 200);
+      })
+      .catch((err) => {
+        setStatus(err.message, true);
+      })
+      .then(refresh);
+  }
+
+  /** A button on App Home: a signed block_actions whose view is the Home tab. */
+  function clickHome(t) {
+    const confirmText = t.getAttribute("data-confirm");
+    if (confirmText && !window.confirm(confirmText)) return;
+    t.disabled = true;
+    const label = t.textContent;
+    post("/page/click-view", {
+      user: me,
+      viewId: t.getAttribute("data-view"),
+      actionId: t.getAttribute("data-action-id"),
+      blockId: t.getAttribute("data-block-id"),
+    })
+      .then((r) => {
+        setStatus(
+          personName(me) + " clicked “" + label + "” on App Home: block_actions, " + describe(r),
+          r.status !== 200,
+        );
+      })
+      .catch((err) => {
+        setStatus(err.message, true);
+      })
+      .then(() => {
+        t.disabled = false;
+        refresh();
+      });
   }
 
   function timeOf(ts) {
@@ -178,6 +254,7 @@
   }
 
   function renderMessages() {
+    if (home) return renderHomeView();
     const list = state.messages[channel] || [];
     const html = list.length
       ? list.map((m) => messageHtml(m, false)).join("")
@@ -269,7 +346,19 @@
     const target = /** @type {Element} */ (e.target);
     const t = target.closest ? target.closest("button") : null;
     if (!t) return;
+    if (t.hasAttribute("data-home-open")) {
+      home = true;
+      lastMessagesHtml = "";
+      render();
+      openHome();
+      return;
+    }
+    if (t.hasAttribute("data-action-id") && t.hasAttribute("data-view")) {
+      clickHome(t);
+      return;
+    }
     if (t.hasAttribute("data-channel") && t.classList.contains("chan")) {
+      home = false;
       channel = t.getAttribute("data-channel");
       lastMessagesHtml = "";
       render();
@@ -366,7 +455,8 @@
     shownModal = "";
     lastMessagesHtml = "";
     setStatus("Now acting as " + personName(me) + ".");
-    refresh();
+    if (home) openHome();
+    else refresh();
   });
 
   $("composer").addEventListener("submit", (e) => {
@@ -397,4 +487,5 @@
     if ($("status").className.indexOf("err") !== -1) setStatus("");
   };
   refresh();
+  if (home && me) openHome();
 })();

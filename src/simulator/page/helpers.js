@@ -178,7 +178,7 @@ function textObject(t, names, now) {
   return t.type === "mrkdwn" ? renderMrkdwn(t.text, names, now) : plainHtml(t.text == null ? "" : t.text);
 }
 
-/** An interactive element. ctx: {channel, ts} for message buttons; null in modals. */
+/** An interactive element. ctx: {channel, ts} for message buttons, {view} for App Home's; null in modals. */
 function renderElement(el, blockId, ctx) {
   if (!el || typeof el !== "object") return "";
   if (el.type === "button") {
@@ -193,7 +193,8 @@ function renderElement(el, blockId, ctx) {
       ' data-block-id="' +
       esc(blockId || "") +
       '"';
-    if (ctx) attrs += ' data-channel="' + esc(ctx.channel) + '" data-ts="' + esc(ctx.ts) + '"';
+    if (ctx?.view) attrs += ' data-view="' + esc(ctx.view) + '"';
+    else if (ctx) attrs += ' data-channel="' + esc(ctx.channel) + '" data-ts="' + esc(ctx.ts) + '"';
     if (el.confirm?.text) attrs += ' data-confirm="' + esc(el.confirm.text.text || "") + '"';
     if (el.url)
       return (

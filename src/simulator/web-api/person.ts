@@ -13,6 +13,7 @@ import {
   type SimInputValue,
   sendSigned,
   slashCommandBody,
+  viewBlockActionsPayload,
   viewObject,
   viewSubmissionPayload,
 } from "../interactions.js";
@@ -74,6 +75,57 @@ export async function click(
     blockId: found.blockId,
     triggerId,
     responseUrl,
+    teamDomain: state.teamDomain,
+  });
+  const res = await deliver(state, "interaction", payload, options);
+  return { ...res, triggerId };
+}
+
+export interface ClickViewOptions extends AppTarget {
+  user: Clicker;
+  /** The view's id: the person's App Home or an open modal. */
+  viewId: string;
+  actionId: string;
+  blockId?: string;
+}
+
+/**
+ * Clicks a button on a view (the Home tab, an open modal): finds the button by action_id
+ * in what the app last published or opened, issues a trigger id, and sends the signed
+ * block_actions whose `view` is that view, as Slack does. Only the view's own person
+ * can click it.
+ */
+export async function clickView(
+  state: SimState,
+  options: ClickViewOptions,
+): Promise<SendResult & { triggerId: string }> {
+  const view = state.views.find((v) => v.id === options.viewId);
+  if (!view || view.closed) {
+    throw new Error(`Slack simulator: cannot click, no open view ${options.viewId}`);
+  }
+  if (view.user !== options.user.id) {
+    throw new Error(
+      `Slack simulator: cannot click, view ${options.viewId} belongs to ${view.user}, not ${options.user.id}`,
+    );
+  }
+  const blocks = (view.view as { blocks?: unknown }).blocks;
+  const found = findElement(blocks, options.actionId, options.blockId);
+  if (!found) {
+    throw new Error(
+      `Slack simulator: cannot click, view ${options.viewId} has no element with action_id ` +
+        `"${options.actionId}"${options.blockId ? ` in block "${options.blockId}"` : ""} ` +
+        `(it has: ${actionIds(blocks).join(", ") || "none"})`,
+    );
+  }
+  const triggerId = newTriggerId(state, options.user.id);
+  const payload = viewBlockActionsPayload({
+    user: options.user,
+    view: structuredClone(view),
+    actionId: options.actionId,
+    value: typeof found.element.value === "string" ? found.element.value : "",
+    blockId: found.blockId,
+    triggerId,
+    teamId: state.teamId,
     teamDomain: state.teamDomain,
   });
   const res = await deliver(state, "interaction", payload, options);
