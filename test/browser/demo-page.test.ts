@@ -3,15 +3,15 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { compactVerify, createLocalJWKSet } from "jose";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { launchChromium } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 // Every run takes the screenshots; UPDATE_SCREENSHOTS=1 writes them into docs/ (the
 // README's pictures), other runs into a temp folder so a test run leaves the tree clean.
 const SHOTS =
@@ -34,28 +34,10 @@ let context: BrowserContext;
 let script: ActionRequest[];
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does this). ` +
-        "These tests never download a browser.",
-    );
-  }
   started = await startTestDemo({ name: "browser" });
   ({ demo, agent } = started);
   script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({
     viewport: { width: 1280, height: 900 },
     locale: "en-US",

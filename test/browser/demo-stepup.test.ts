@@ -1,23 +1,12 @@
-/**
- * Step-up as a person tries it in `npm run demo`, in real Chromium: acting as Sam (an
- * on-call SRE, an approver of the demo policy's `production-deletes` step-up route) on
- * the simulator page, open App Home (a signed `app_home_opened`), click "Register a
- * passkey" there (a signed `block_actions` from the Home view), follow the DM's one-time
- * link (it opens in a new tab) and register with the tab's platform authenticator (Chrome's
- * virtual one over CDP); then click Approve on the demo agent's delete request, follow the
- * ephemeral link, confirm with the passkey, and see the card approved and the agent's
- * record carry the vote's `step_up`.
- */
-import fs from "node:fs";
 import { compactVerify, createLocalJWKSet } from "jose";
-import { type Browser, type BrowserContext, type CDPSession, chromium, type Page } from "playwright-core";
+import type { Browser, BrowserContext, CDPSession, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { launchChromium } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SAM = "U0SRE00001";
 const MARTA = "U0REQ00001";
 const INFRA = "C0INFRAOPS1";
@@ -29,27 +18,9 @@ let browser: Browser;
 let context: BrowserContext;
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does this). ` +
-        "These tests never download a browser.",
-    );
-  }
   started = await startTestDemo({ name: "stepup" });
   ({ demo, agent } = started);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
   context.setDefaultTimeout(20_000);
 }, 60_000);

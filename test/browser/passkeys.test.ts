@@ -1,23 +1,14 @@
-/**
- * Passkeys end to end in real Chromium with Chrome's virtual authenticator (CDP
- * `WebAuthn.addVirtualAuthenticator`), against a running Countersign whose PUBLIC_URL is
- * http://localhost:PORT and whose policy has a step-up route. Slack is the simulator:
- * Approve on the step-up card casts nothing and posts an ephemeral one-time link; the
- * page asks for the passkey and casts the vote with its `step_up` proof, which the
- * offline verifier of `audit verify` accepts.
- */
-import fs from "node:fs";
 import net from "node:net";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACTION_IDS } from "../../src/adapters/slack/blocks.js";
 import { PASSKEY_ACTION_IDS } from "../../src/adapters/slack/home.js";
 import { checkStepUp, type RegisteredPasskey } from "../../src/audit/step-up.js";
 import type { PasskeyRegisteredReceiptClaims, RecordClaims } from "../../src/domain/types.js";
 import { verifyJws } from "../../src/records/signing.js";
+import { launchChromium } from "../support/browser.js";
 import { type Harness, request, startHarness } from "../support/harness.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const CHANNEL = "C0EUOPS";
 const STEP_UP_ROUTE = `  - name: eu-ops-step-up
     when: { region: [eu], action: ["ops.*"] }
@@ -41,28 +32,10 @@ async function freePort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does this). ` +
-        "These tests never download a browser.",
-    );
-  }
   const port = await freePort();
   origin = `http://localhost:${port}`;
   h = await startHarness({ extra: STEP_UP_ROUTE, env: { PORT: String(port), PUBLIC_URL: origin } });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

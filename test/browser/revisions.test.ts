@@ -11,14 +11,14 @@ import os from "node:os";
 import path from "node:path";
 import canonicalize from "canonicalize";
 import { compactVerify, createLocalJWKSet } from "jose";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
+import { launchChromium } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SHOTS = path.join(os.tmpdir(), "countersign-screenshots");
 
 const ALICE = "U0ALICE001";
@@ -49,12 +49,6 @@ function withDetail(req: ActionRequest, key: string, value: unknown): ActionRequ
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium; .ci/run does this). ` +
-        "These tests never download a browser.",
-    );
-  }
   // With the demo executor: an approval the demo agent itself asked for is handed on to it.
   started = await startTestDemo({
     name: "browser-revisions",
@@ -63,19 +57,7 @@ beforeAll(async () => {
   });
   ({ demo, agent } = started);
   script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({
     viewport: { width: 1280, height: 900 },
     locale: "en-US",
