@@ -7,22 +7,16 @@
  * with an independent canonical JSON written here, and the edits replayed with the patch
  * library.
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { createHash, randomBytes } from "node:crypto";
 import jsonpatch from "fast-json-patch";
-import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PostgresStore } from "../../src/adapters/db/postgres.js";
-import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import { parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import { Approvals } from "../../src/app/approvals.js";
 import type { Directory, DirectoryUser, ProofCheck, Store } from "../../src/app/ports.js";
 import type { Policy, RecordClaims } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
+import { STORE_BACKENDS } from "../support/stores.js";
 
-const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const KEY = loadSigningKey(generateSigningKeyPem());
 
 const POLICY = `issuer: https://cs.example.com
@@ -89,47 +83,10 @@ const digest = (v: unknown) => createHash("sha256").update(jcs(v)).digest("base6
 const claimsOf = (jws: string): RecordClaims =>
   JSON.parse(Buffer.from(jws.split(".")[1]!, "base64url").toString("utf8")) as RecordClaims;
 
-interface Backend {
-  name: string;
-  open(): Promise<{ store: Store & { setSigner: Store["setSigner"] }; drop(): Promise<void> }>;
-}
-const backends: Backend[] = [
-  {
-    name: "sqlite",
-    async open() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-rev-"));
-      const store = new SqliteStore(path.join(dir, "store.db"));
-      return {
-        store,
-        async drop() {
-          await store.close();
-          fs.rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: "postgres",
-    async open() {
-      const schema = `test_${randomUUID().replaceAll("-", "")}`;
-      const store = await PostgresStore.open(PG_URL, { schema, poolSize: 6 });
-      return {
-        store,
-        async drop() {
-          await store.close();
-          const admin = new pg.Client({ connectionString: PG_URL });
-          await admin.connect();
-          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => admin.end());
-        },
-      };
-    },
-  },
-];
-
 const T0 = Date.parse("2026-03-02T10:00:00Z");
 const voter = (user: string) => ({ user, team: "T0TEAM", isGuest: false });
 
-describe.each(backends)("approve with changes on $name", (backend) => {
+describe.each(STORE_BACKENDS)("approve with changes on $name", (backend) => {
   let store: Store;
   let drop: () => Promise<void>;
   let clock: number;

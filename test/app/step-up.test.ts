@@ -6,20 +6,14 @@
  * here the core must carry it into the record and never count an approval without it.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PostgresStore } from "../../src/adapters/db/postgres.js";
-import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import { parsePolicyText } from "../../src/adapters/policy/load.js";
 import { Approvals } from "../../src/app/approvals.js";
 import type { Directory, ProofCheck, Store } from "../../src/app/ports.js";
 import type { RecordClaims, StepUpProof } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
+import { STORE_BACKENDS } from "../support/stores.js";
 
-const PG_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const KEY = loadSigningKey(generateSigningKeyPem());
 
 const POLICY = `issuer: https://cs.example.com
@@ -78,40 +72,7 @@ const voter = (user: string) => ({ user, team: "T0TEAM", isGuest: false });
 const claimsOf = (jws: string): RecordClaims =>
   JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString("utf8")) as RecordClaims;
 
-const backends = [
-  {
-    name: "sqlite",
-    async open() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "countersign-stepup-"));
-      const store = new SqliteStore(path.join(dir, "store.db"));
-      return {
-        store,
-        async drop() {
-          await store.close();
-          fs.rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-  {
-    name: "postgres",
-    async open() {
-      const schema = `test_${randomUUID().replaceAll("-", "")}`;
-      const store = await PostgresStore.open(PG_URL, { schema, poolSize: 4 });
-      return {
-        store,
-        async drop() {
-          await store.close();
-          const admin = new pg.Client({ connectionString: PG_URL });
-          await admin.connect();
-          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => admin.end());
-        },
-      };
-    },
-  },
-];
-
-describe.each(backends)("step-up levels on $name", (backend) => {
+describe.each(STORE_BACKENDS)("step-up levels on $name", (backend) => {
   let store: Store;
   let drop: () => Promise<void>;
   let clock = Date.parse("2026-03-02T10:00:00Z");
