@@ -145,18 +145,7 @@ export function blockActionsPayload(
   } & PayloadContext,
 ): SimBlockAction {
   const message = options.message;
-  const found = findElement(message.blocks, options.actionId, options.blockId);
-  const element = found?.element;
-  const action: SimElementAction = {
-    action_id: options.actionId,
-    block_id: options.blockId ?? found?.blockId ?? "",
-    type: typeof element?.type === "string" ? element.type : "button",
-    value: options.value,
-    action_ts: slackTime(options.now),
-  };
-  // Copied as the app sent them; the posting methods checked them against Block Kit.
-  if (element?.text !== undefined) action.text = element.text as ButtonAction["text"];
-  if (element?.style === "primary" || element?.style === "danger") action.style = element.style;
+  const action = clickedElement(message.blocks, options);
   const ephemeral = message.ephemeral_for !== undefined;
   const container: Obj = {
     type: "message",
@@ -196,6 +185,26 @@ export function blockActionsPayload(
   return payload;
 }
 
+/** The `actions[0]` of a click on the element `actionId` (in `blockId`) among `blocks`. */
+function clickedElement(
+  blocks: Parameters<typeof findElement>[0],
+  o: { actionId: string; blockId?: string; value: string } & PayloadContext,
+): SimElementAction {
+  const found = findElement(blocks, o.actionId, o.blockId);
+  const element = found?.element;
+  const action: SimElementAction = {
+    action_id: o.actionId,
+    block_id: o.blockId ?? found?.blockId ?? "",
+    type: typeof element?.type === "string" ? element.type : "button",
+    value: o.value,
+    action_ts: slackTime(o.now),
+  };
+  // Copied as the app sent them; the posting methods checked them against Block Kit.
+  if (element?.text !== undefined) action.text = element.text as ButtonAction["text"];
+  if (element?.style === "primary" || element?.style === "danger") action.style = element.style;
+  return action;
+}
+
 /** A click on a view's button (App Home, a modal): the view rides along instead of a message. */
 export type SimViewBlockAction = Omit<SimBlockAction, "view" | "message" | "channel" | "response_url"> & {
   view: SimViewOutput;
@@ -218,17 +227,7 @@ export function viewBlockActionsPayload(
   } & PayloadContext,
 ): SimViewBlockAction {
   const shown = viewObject(options.view, options.teamId);
-  const found = findElement(shown.blocks, options.actionId, options.blockId);
-  const element = found?.element;
-  const action: SimElementAction = {
-    action_id: options.actionId,
-    block_id: options.blockId ?? found?.blockId ?? "",
-    type: typeof element?.type === "string" ? element.type : "button",
-    value: options.value,
-    action_ts: slackTime(options.now),
-  };
-  if (element?.text !== undefined) action.text = element.text as ButtonAction["text"];
-  if (element?.style === "primary" || element?.style === "danger") action.style = element.style;
+  const action = clickedElement(shown.blocks, options);
   return {
     type: "block_actions",
     user: userObject(options.user),
