@@ -157,21 +157,19 @@
       .then(refresh);
   }
 
-  /** A button on App Home: a signed block_actions whose view is the Home tab. */
-  function clickHome(t) {
+  /**
+   * Presses a button: asks for its confirmation if it has one, posts the click to the page
+   * server (which sends Slack's signed block_actions) and says what the app answered.
+   */
+  function press(t, path, body, where) {
     const confirmText = t.getAttribute("data-confirm");
     if (confirmText && !window.confirm(confirmText)) return;
     t.disabled = true;
     const label = t.textContent;
-    post("/page/click-view", {
-      user: me,
-      viewId: t.getAttribute("data-view"),
-      actionId: t.getAttribute("data-action-id"),
-      blockId: t.getAttribute("data-block-id"),
-    })
+    post(path, body)
       .then((r) => {
         setStatus(
-          personName(me) + " clicked “" + label + "” on App Home: block_actions, " + describe(r),
+          personName(me) + " clicked “" + label + "”" + where + ": block_actions, " + describe(r),
           r.status !== 200,
         );
       })
@@ -182,6 +180,21 @@
         t.disabled = false;
         refresh();
       });
+  }
+
+  /** A button on App Home: a signed block_actions whose view is the Home tab. */
+  function clickHome(t) {
+    press(
+      t,
+      "/page/click-view",
+      {
+        user: me,
+        viewId: t.getAttribute("data-view"),
+        actionId: t.getAttribute("data-action-id"),
+        blockId: t.getAttribute("data-block-id"),
+      },
+      " on App Home",
+    );
   }
 
   function timeOf(ts) {
@@ -372,30 +385,18 @@
       return;
     }
     if (t.hasAttribute("data-action-id") && t.hasAttribute("data-ts")) {
-      const confirmText = t.getAttribute("data-confirm");
-      if (confirmText && !window.confirm(confirmText)) return;
-      t.disabled = true;
-      const label = t.textContent;
-      post("/page/click", {
-        user: me,
-        channel: t.getAttribute("data-channel"),
-        ts: t.getAttribute("data-ts"),
-        actionId: t.getAttribute("data-action-id"),
-        blockId: t.getAttribute("data-block-id"),
-      })
-        .then((r) => {
-          setStatus(
-            personName(me) + " clicked “" + label + "”: block_actions, " + describe(r),
-            r.status !== 200,
-          );
-        })
-        .catch((err) => {
-          setStatus(err.message, true);
-        })
-        .then(() => {
-          t.disabled = false;
-          refresh();
-        });
+      press(
+        t,
+        "/page/click",
+        {
+          user: me,
+          channel: t.getAttribute("data-channel"),
+          ts: t.getAttribute("data-ts"),
+          actionId: t.getAttribute("data-action-id"),
+          blockId: t.getAttribute("data-block-id"),
+        },
+        "",
+      );
       return;
     }
     const what = t.getAttribute("data-modal");
