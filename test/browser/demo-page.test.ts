@@ -9,7 +9,7 @@ import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { launchChromium } from "../support/browser.js";
+import { actAs, demoContext, launchChromium, openPage } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
 // Every run takes the screenshots; UPDATE_SCREENSHOTS=1 writes them into docs/ (the
@@ -38,14 +38,7 @@ beforeAll(async () => {
   ({ demo, agent } = started);
   script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
   browser = await launchChromium();
-  context = await browser.newContext({
-    viewport: { width: 1280, height: 900 },
-    locale: "en-US",
-    timezoneId: "Europe/Berlin",
-  });
-  // Fail a step in seconds, naming it, rather than let the whole test time out.
-  // Generous: CI runs other suites beside this one on two cores.
-  context.setDefaultTimeout(20_000);
+  context = await demoContext(browser);
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 
@@ -55,17 +48,8 @@ afterAll(async () => {
   await started?.stop();
 });
 
-async function openPage(): Promise<Page> {
-  const page = await context.newPage();
-  page.on("pageerror", (err) => {
-    throw new Error(`the page threw: ${err.message}`);
-  });
-  await page.goto(demo.pageUrl);
-  return page;
-}
-
-async function actAs(page: Page, user: string): Promise<void> {
-  await page.getByTestId("user-picker").selectOption(user);
+function openDemoPage(): Promise<Page> {
+  return openPage(context, demo.pageUrl);
 }
 
 function cardFor(page: Page, r: ActionRequest): Locator {
@@ -83,7 +67,7 @@ describe("the demo page in Chromium", () => {
   it("approves with two approvers' clicks: the card turns approved and the agent's job completes with a record that verifies", async () => {
     const req = script[0]!;
     const job = await agent.submit(req);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, MALLORY);
     await page.getByTestId(`channel-${PAYMENTS}`).click();
     const card = cardFor(page, req);
@@ -132,7 +116,7 @@ describe("the demo page in Chromium", () => {
     const req = script[4]!;
     const reason = "Order #7730 was already refunded by the bank's chargeback on 3 March.";
     const job = await agent.submit(req);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, PRIYA);
     await page.getByTestId(`channel-${PAYMENTS}`).click();
     const card = cardFor(page, req);
@@ -176,7 +160,7 @@ describe("the demo page in Chromium", () => {
     const req = script[3]!;
     expect(req.purpose).toContain("<!channel>");
     await agent.submit(req);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, "U0DPO00001");
     await page.getByTestId("channel-C0CUSTDATA1").click();
     const card = cardFor(page, req);

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { launchChromium } from "../support/browser.js";
+import { actAs, demoContext, launchChromium, openPage } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
 const SHOTS = path.join(os.tmpdir(), "countersign-screenshots");
@@ -58,13 +58,7 @@ beforeAll(async () => {
   ({ demo, agent } = started);
   script = demoScript({ requester: MARTA, requesterEmail: "marta@demo.invalid" }).map((s) => s.request);
   browser = await launchChromium();
-  context = await browser.newContext({
-    viewport: { width: 1280, height: 900 },
-    locale: "en-US",
-    timezoneId: "Europe/Berlin",
-  });
-  // Fail a step in seconds, naming it, rather than let the whole test time out.
-  context.setDefaultTimeout(20_000);
+  context = await demoContext(browser);
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 
@@ -74,17 +68,8 @@ afterAll(async () => {
   await started?.stop();
 });
 
-async function openPage(): Promise<Page> {
-  const page = await context.newPage();
-  page.on("pageerror", (err) => {
-    throw new Error(`the page threw: ${err.message}`);
-  });
-  await page.goto(demo.pageUrl);
-  return page;
-}
-
-async function actAs(page: Page, user: string): Promise<void> {
-  await page.getByTestId("user-picker").selectOption(user);
+function openDemoPage(): Promise<Page> {
+  return openPage(context, demo.pageUrl);
 }
 
 function cardFor(page: Page, r: ActionRequest): Locator {
@@ -120,7 +105,7 @@ describe("Approve with changes in Chromium", () => {
     const req = script[0]!;
     expect(req.action.details?.["amount"]).toBe("240.00");
     const job = await agent.submit(req);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, ALICE);
     await page.getByTestId(`channel-${PAYMENTS}`).click();
     const card = cardFor(page, req);
@@ -205,7 +190,7 @@ describe("Approve with changes in Chromium", () => {
       },
     };
     const job = await agent.submit(req);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, PRIYA);
     await page.getByTestId(`channel-${PAYMENTS}`).click();
     const card = cardFor(page, req);
@@ -267,7 +252,7 @@ describe("Approve with changes in Chromium", () => {
     const req = script[4]!;
     expect(req.action.details?.["amount"]).toBe("18.50");
     agent.run([{ atMs: 0, request: req }]);
-    const page = await openPage();
+    const page = await openDemoPage();
     await actAs(page, PRIYA);
     await page.getByTestId(`channel-${PAYMENTS}`).click();
     const card = cardFor(page, req);

@@ -4,7 +4,7 @@
  * network refuses Chromium's own connections). Nothing here downloads a browser.
  */
 import fs from "node:fs";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -29,4 +29,34 @@ export async function launchChromium(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+}
+
+/**
+ * A context as the demo-page tests see the simulator: a desktop viewport, English, Berlin
+ * time, and steps that fail in seconds, naming themselves, rather than let a test time out
+ * (generous: CI runs other suites beside these on two cores).
+ */
+export async function demoContext(browser: Browser): Promise<BrowserContext> {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    locale: "en-US",
+    timezoneId: "Europe/Berlin",
+  });
+  context.setDefaultTimeout(20_000);
+  return context;
+}
+
+/** Opens `url` in a new tab whose script errors fail the test. */
+export async function openPage(context: BrowserContext, url: string): Promise<Page> {
+  const page = await context.newPage();
+  page.on("pageerror", (err) => {
+    throw new Error(`the page threw: ${err.message}`);
+  });
+  await page.goto(url);
+  return page;
+}
+
+/** Picks the person the simulator page acts as. */
+export async function actAs(page: Page, user: string): Promise<void> {
+  await page.getByTestId("user-picker").selectOption(user);
 }
