@@ -13,7 +13,7 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { PasskeyError, type Passkeys } from "../../../app/passkeys.js";
+import { type PasskeyCode, PasskeyError, type Passkeys } from "../../../app/passkeys.js";
 import { showInvisible } from "../../../domain/text.js";
 import { PAGE_CSS, PAGE_JS } from "./assets.js";
 
@@ -28,7 +28,7 @@ export interface PasskeyPagesDeps {
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-const STATUS: Record<string, number> = {
+const STATUS: Record<PasskeyCode, number> = {
   link_unknown: 404,
   link_used: 410,
   link_expired: 410,
@@ -40,7 +40,6 @@ const STATUS: Record<string, number> = {
   passkey_exists: 409,
   refused: 409,
   not_found: 404,
-  csrf: 403,
 };
 
 /** Text for HTML, agent text included: markup characters escaped, invisible ones shown. */
@@ -168,7 +167,7 @@ ${p.comment ? `<dt>Your comment</dt><dd>${html(p.comment)}</dd>` : ""}</dl>
   /** Origin, content type and CSRF token, before anything is spent. */
   function checkPost(req: FastifyRequest): { t: string; body: Record<string, unknown> } {
     if (req.headers.origin !== origin)
-      throw new PasskeyError("wrong_page" as never, `this page only accepts posts from ${origin}`);
+      throw new PasskeyError("wrong_page", `this page only accepts posts from ${origin}`);
     const body = (req.body ?? {}) as Record<string, unknown>;
     const t = typeof body["t"] === "string" ? body["t"] : "";
     const csrf = typeof body["csrf"] === "string" ? body["csrf"] : "";
