@@ -202,6 +202,7 @@ export class Passkeys {
       );
       return { kind: "no_passkey", message: NO_PASSKEY_MESSAGE };
     }
+    const shown = currentRequest(a);
     const { token, link } = this.newLink({
       purpose: "approve",
       user: voter.user,
@@ -209,8 +210,8 @@ export class Passkeys {
       actionId,
       level: ballot.cardLevel,
       // The revision the approver is shown now: the passkey confirms exactly that one.
-      actionSha256: currentRequest(a).sha256,
-      revision: currentRequest(a).revision,
+      actionSha256: shown.sha256,
+      revision: shown.revision,
       comment: ballot.comment ?? null,
     });
     await this.deps.store.savePasskeyLink(link);

@@ -12,10 +12,10 @@ import jsonpatch from "fast-json-patch";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import { Approvals } from "../../src/app/approvals.js";
-import type { Directory, DirectoryUser, ProofCheck, Store } from "../../src/app/ports.js";
+import type { Store } from "../../src/app/ports.js";
 import type { Policy, RecordClaims } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
-import { STORE_BACKENDS } from "../support/stores.js";
+import { membersOf, PROOFS_ALREADY_CHECKED, STORE_BACKENDS } from "../support/stores.js";
 
 const KEY = loadSigningKey(generateSigningKeyPem());
 
@@ -48,26 +48,8 @@ routes:
 const policy = (quorum = 2, extra = ""): Policy =>
   parsePolicy(POLICY.replace("QUORUM", String(quorum)) + extra, "/etc/countersign/policy.yml");
 
-const person = (id: string): DirectoryUser => ({
-  id,
-  team: "T0TEAM",
-  isGuest: false,
-  isBot: false,
-  deleted: false,
-});
-const directory: Directory = {
-  async user(id) {
-    return id.startsWith("U0") ? person(id) : null;
-  },
-  async groupMembers() {
-    return [];
-  },
-};
-const proofs: ProofCheck = {
-  async verify() {
-    throw new Error("the proof should have been checked already");
-  },
-};
+const directory = membersOf("T0TEAM");
+const proofs = PROOFS_ALREADY_CHECKED;
 
 /** RFC 8785 for the plain values these tests use (ASCII strings, safe integers, booleans), written independently. */
 function jcs(v: unknown): string {

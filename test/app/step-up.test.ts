@@ -9,10 +9,10 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parsePolicyText } from "../../src/adapters/policy/load.js";
 import { Approvals } from "../../src/app/approvals.js";
-import type { Directory, ProofCheck, Store } from "../../src/app/ports.js";
+import type { Store } from "../../src/app/ports.js";
 import type { RecordClaims, StepUpProof } from "../../src/domain/types.js";
 import { generateSigningKeyPem, loadSigningKey, signRecord } from "../../src/records/signing.js";
-import { STORE_BACKENDS } from "../support/stores.js";
+import { membersOf, PROOFS_ALREADY_CHECKED, STORE_BACKENDS } from "../support/stores.js";
 
 const KEY = loadSigningKey(generateSigningKeyPem());
 
@@ -46,19 +46,8 @@ routes:
       - { approvers: { users: [U0ALICE, U0CFO, U0DAN] }, quorum: 2, timeout: 15m, step_up: passkey }
 `;
 
-const directory: Directory = {
-  async user(id) {
-    return { id, team: "T0TEAM", isGuest: false, isBot: false, deleted: false };
-  },
-  async groupMembers() {
-    return [];
-  },
-};
-const proofs: ProofCheck = {
-  async verify() {
-    throw new Error("the proof should have been checked already");
-  },
-};
+const directory = membersOf("T0TEAM");
+const proofs = PROOFS_ALREADY_CHECKED;
 const proof = (user: string): StepUpProof => ({
   method: "webauthn",
   credential_id: `cred-${user}`,

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { PostgresStore } from "../../src/adapters/db/postgres.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
-import type { Store } from "../../src/app/ports.js";
+import type { Directory, ProofCheck, Store } from "../../src/app/ports.js";
 import { dropSchema, PG_URL } from "./harness.js";
 
 export interface OpenedStore {
@@ -52,3 +52,22 @@ export const STORE_BACKENDS: readonly StoreBackend[] = [
     },
   },
 ];
+
+/** A directory in which every `U0...` id is a full member of `team` (no guests, no bots, no groups). */
+export function membersOf(team: string): Directory {
+  return {
+    async user(id) {
+      return id.startsWith("U0") ? { id, team, isGuest: false, isBot: false, deleted: false } : null;
+    },
+    async groupMembers() {
+      return [];
+    },
+  };
+}
+
+/** For use-case tests that submit with `proofChecked`: a proof check that must never run. */
+export const PROOFS_ALREADY_CHECKED: ProofCheck = {
+  async verify() {
+    throw new Error("the proof should have been checked already");
+  },
+};
