@@ -643,23 +643,28 @@ function registerHandlers(
   function registerPasskeyButtons(p: Passkeys) {
     app.action<BlockAction<ButtonAction>>(PASSKEY_ACTION_IDS.register, async ({ ack, body }) => {
       // The link is committed before the answer; the DM carrying it follows.
-      const link = await p.registrationLink(body.user.id);
-      await ack();
-      try {
-        await client.chat.postMessage({
-          channel: body.user.id,
-          text: `🔑 Register a passkey for Countersign: open <${link.url}|this one-time link> (it works once, for 10 minutes). Routes marked step-up need it to approve.`,
-        });
-      } catch (err) {
-        log.warn({ err, user: body.user.id }, "slack: could not send the passkey registration link");
-      }
+      await commitThenAck(clickKey(body), ack, async () => {
+        const link = await p.registrationLink(body.user.id);
+        return async () => {
+          try {
+            await client.chat.postMessage({
+              channel: body.user.id,
+              text: `🔑 Register a passkey for Countersign: open <${link.url}|this one-time link> (it works once, for 10 minutes). Routes marked step-up need it to approve.`,
+            });
+          } catch (err) {
+            log.warn({ err, user: body.user.id }, "slack: could not send the passkey registration link");
+          }
+        };
+      });
     });
     app.action<BlockAction<ButtonAction>>(PASSKEY_ACTION_IDS.remove, async ({ ack, body, action }) => {
-      await p.remove(body.user.id, action.value ?? "");
-      await ack();
-      await publishHome(body.user.id).catch((err: unknown) =>
-        log.warn({ err, user: body.user.id }, "slack: could not redraw App Home"),
-      );
+      await commitThenAck(clickKey(body), ack, async () => {
+        await p.remove(body.user.id, action.value ?? "");
+        return () =>
+          publishHome(body.user.id).catch((err: unknown) =>
+            log.warn({ err, user: body.user.id }, "slack: could not redraw App Home"),
+          );
+      });
     });
   }
 
