@@ -130,6 +130,11 @@ export type LineFields = {
  * reason, in `reason_text`).
  */
 export function lineFields(claims: Record<string, unknown>): LineFields {
+  return lineFieldsAt(claims, claims["seq"] as number);
+}
+
+/** lineFields with the given seq (the row's) in its place: no second object to make. */
+function lineFieldsAt(claims: Record<string, unknown>, seq: number): LineFields {
   const votes = Array.isArray(claims["votes"]) ? (claims["votes"] as unknown[]) : [];
   const approvers: string[] = [];
   for (const v of votes) {
@@ -142,7 +147,7 @@ export function lineFields(claims: Record<string, unknown>): LineFields {
     return typeof v === "string" ? v : String(v);
   };
   return {
-    seq: claims["seq"] as number,
+    seq,
     kind: "decision",
     decided_at: s("decided_at"),
     agent_id: s("sub"),
@@ -229,49 +234,11 @@ export async function* exportChunks(
   pages: AsyncIterable<readonly ExportSource[]> | Iterable<readonly ExportSource[]>,
   opts: ExportOptions,
 ): AsyncGenerator<string> {
-  const stats = opts.stats ?? { records: 0, omitted: 0 };
-  const csv = opts.format === "csv";
-  const f = opts.filter;
-  const filtered =
-    f.agent !== undefined ||
-    f.region !== undefined ||
-    f.verdict !== undefined ||
-    f.since !== undefined ||
-    f.until !== undefined;
-  // Approvals the filter kept, by decision id, for receipts whose reader gave no decisionJws.
-  const keptApprovals = new Set<string>();
-  let chunk = csv ? csvRow(CSV_COLUMNS) : "";
+  const formatter = new ExportFormatter(opts, opts.stats);
+  let chunk = exportHeader(opts.format);
   for await (const page of pages) {
     for (const r of page) {
-      const claims = decodePayload(r);
-      const receipt = isReceiptClaims(claims);
-      let keep: boolean;
-      if (!receipt) {
-        keep = matchesFilter(claims, f);
-        if (keep && filtered && r.decisionJws === undefined && claims["verdict"] === "approved") {
-          keptApprovals.add(String(claims["jti"]));
-        }
-      } else if (!filtered || claims["kind"] === "passkey_registered") {
-        keep = true;
-      } else if (typeof r.decisionJws === "string") {
-        const decision = decodePayload({ seq: r.seq, jws: r.decisionJws, requestJson: null });
-        keep = decision["jti"] === claims["decision"] && matchesFilter(decision, f);
-      } else {
-        keep = keptApprovals.has(String(claims["decision"]));
-      }
-      if (keep) {
-        stats.records++;
-        if (receipt) {
-          // The CSV is one row per decision: a receipt shows in its decision's row.
-          if (!csv) chunk += receiptLine(r, claims);
-        } else {
-          chunk += csv ? csvLine(r, claims) : jsonLine(r, claims);
-        }
-      } else {
-        stats.omitted++;
-        // The digest is base64url: nothing in it needs escaping.
-        if (!csv) chunk += `{"seq":${r.seq},"record_sha256":"${jwsDigest(r.jws)}","omitted":true}\n`;
-      }
+      chunk += formatter.entry(r);
       if (opts.onProgress && r.seq % 1000 === 0) opts.onProgress(r.seq);
       if (chunk.length >= CHUNK_CHARS) {
         yield chunk;
@@ -280,6 +247,71 @@ export async function* exportChunks(
     }
   }
   if (chunk.length > 0) yield chunk;
+}
+
+/** What an export starts with before its first entry: the CSV's header row, nothing for JSONL. */
+export function exportHeader(format: ExportFormat): string {
+  return format === "csv" ? csvRow(CSV_COLUMNS) : "";
+}
+
+/**
+ * Turns the log's entries, given in seq order, into the export's text one entry at a
+ * time, counting into `stats`. It holds what the filter needs across entries (the
+ * approvals it kept, for receipts whose reader gave no decisionJws), so one formatter
+ * must see every entry of an export, in order. exportChunks runs one in the caller's
+ * thread; export-parallel.ts runs one in a worker thread.
+ */
+export class ExportFormatter {
+  private readonly csv: boolean;
+  private readonly filter: ExportFilter;
+  private readonly filtered: boolean;
+  /** Approvals the filter kept, by decision id, for receipts whose reader gave no decisionJws. */
+  private readonly keptApprovals = new Set<string>();
+
+  constructor(
+    query: ExportQuery,
+    readonly stats: ExportStats = { records: 0, omitted: 0 },
+  ) {
+    this.csv = query.format === "csv";
+    const f = query.filter;
+    this.filter = f;
+    this.filtered =
+      f.agent !== undefined ||
+      f.region !== undefined ||
+      f.verdict !== undefined ||
+      f.since !== undefined ||
+      f.until !== undefined;
+  }
+
+  /** The export's text for one entry (empty for a receipt in the CSV or an entry the CSV leaves out). */
+  entry(r: ExportSource): string {
+    const { csv, filter: f, filtered, stats } = this;
+    const claims = decodePayload(r);
+    const receipt = isReceiptClaims(claims);
+    let keep: boolean;
+    if (!receipt) {
+      keep = matchesFilter(claims, f);
+      if (keep && filtered && r.decisionJws === undefined && claims["verdict"] === "approved") {
+        this.keptApprovals.add(String(claims["jti"]));
+      }
+    } else if (!filtered || claims["kind"] === "passkey_registered") {
+      keep = true;
+    } else if (typeof r.decisionJws === "string") {
+      const decision = decodePayload({ seq: r.seq, jws: r.decisionJws, requestJson: null });
+      keep = decision["jti"] === claims["decision"] && matchesFilter(decision, f);
+    } else {
+      keep = this.keptApprovals.has(String(claims["decision"]));
+    }
+    if (keep) {
+      stats.records++;
+      // The CSV is one row per decision: a receipt shows in its decision's row.
+      if (receipt) return csv ? "" : receiptLine(r, claims);
+      return csv ? csvLine(r, claims) : jsonLine(r, claims);
+    }
+    stats.omitted++;
+    // The digest is base64url: nothing in it needs escaping.
+    return csv ? "" : `{"seq":${r.seq},"record_sha256":"${jwsDigest(r.jws)}","omitted":true}\n`;
+  }
 }
 
 /**
@@ -340,7 +372,7 @@ function jsonLine(r: ExportSource, claims: Record<string, unknown>): string {
   // then catches a row whose place in the log differs from what was signed. The fields
   // are one object stringified at once (lineFields keeps LINE_FIELDS' order), which
   // costs less than a JSON.stringify call per field; its closing brace is cut off.
-  const fields = JSON.stringify({ ...lineFields(claims), seq: r.seq });
+  const fields = JSON.stringify(lineFieldsAt(claims, r.seq));
   // A compact JWS has nothing to escape: checking that costs half of stringifying 1.4 KB.
   const record = NOT_COMPACT.test(r.jws) ? JSON.stringify(r.jws) : `"${r.jws}"`;
   if (claims["edits"] !== undefined) {

@@ -14,7 +14,8 @@ import { openAuditReader } from "../adapters/db/open-audit.js";
 import { loadPolicyFile } from "../adapters/policy/load.js";
 import { type Checkpoint, CheckpointError, signCheckpoint, verifyCheckpoint } from "../audit/checkpoint.js";
 import { formatTimeline } from "../audit/events.js";
-import { type ExportQuery, type ExportStats, exportChunks, parseExportQuery } from "../audit/export.js";
+import { type ExportQuery, type ExportStats, parseExportQuery } from "../audit/export.js";
+import { exportChunksParallel, type ParallelExportOptions } from "../audit/export-parallel.js";
 import type { AuditReader } from "../audit/reader.js";
 import { JwksError, parseJwks, type VerifyReport, verifyExport } from "../audit/verify.js";
 import type { Config } from "../config.js";
@@ -277,14 +278,18 @@ export async function exportToFileOrStdout(
   query: ExportQuery,
   out: string | undefined,
   io: Io,
+  worker: ParallelExportOptions["worker"] = "auto",
 ): Promise<ExportStats> {
   // The export is the log as it was now: records decided meanwhile wait for the next one.
   const upTo = await reader.lastSeq();
   const stats: ExportStats = { records: 0, omitted: 0 };
   const bar = progressBar(io.stderr, upTo);
-  const chunks = exportChunks(reader.records(upTo), {
+  // Formatted on a worker thread while this one reads and writes (export-parallel.ts).
+  const chunks = exportChunksParallel(reader.records(upTo), {
     ...query,
     stats,
+    expectedRecords: upTo,
+    worker,
     ...(bar ? { onProgress: bar.update } : {}),
   });
   try {
@@ -314,7 +319,7 @@ export async function exportToFileOrStdout(
 }
 
 /** Writes chunk by chunk, waiting for `drain` whenever the stream's buffer is full. */
-async function writeChunks(out: Writable, chunks: AsyncIterable<string>): Promise<void> {
+async function writeChunks(out: Writable, chunks: AsyncIterable<string | Uint8Array>): Promise<void> {
   let failed: Error | null = null;
   const onError = (e: Error) => {
     failed = e;
