@@ -55,6 +55,7 @@ import {
   type Closed,
   CoreStore,
   columnsOf,
+  decidedTwice,
   done,
   type Finish,
   type NewEventRow,
@@ -64,9 +65,11 @@ import {
   type PasskeyLinkColumns,
   type RecordColumns,
   type RevisionColumns,
+  replayedProof,
   runAwaiting,
   type Step,
   type StoreTx,
+  toEffect,
   toEffects,
   toEvent,
   type VoteColumns,
@@ -238,7 +241,8 @@ export class PostgresStore extends CoreStore implements Store {
       } catch (caught) {
         if (writeLeases?.reserved) receiver?.settle([], writeLeases.reserved);
         // A statement sent ahead of a drizzle query failed first: its error is the cause.
-        const e = tx.failure ?? caught;
+        // A statement that failed by design (a spent jti, see PgStoreTx) says what it means.
+        const e = tx.meaning(tx.failure ?? caught);
         await client.query("ROLLBACK").catch((r: unknown) => {
           broken = r instanceof Error ? r : new Error(String(r));
         });
@@ -723,11 +727,28 @@ function lit(v: string | number | boolean | null): string {
 const tuple = (values: readonly (string | number | boolean | null)[]): string =>
   `(${values.map(lit).join(", ")})`;
 
+/**
+ * A statement waiting to be sent with the next one (see above). `onAnswer` takes its answer
+ * when that message returns, before the caller is resumed: an answer the logic needs
+ * only after commit (the ids of effects leased at birth) costs no round trip of its own.
+ */
+interface Ahead {
+  readonly text: string;
+  readonly onAnswer?: (r: pg.QueryResult) => void;
+}
+
 class PgStoreTx implements StoreTx {
-  /** Statements whose answer is not needed, sent with the next one that has one (see above). */
-  private ahead: string[] = [];
+  /** Statements whose answer is not needed now, sent with the next one that has one (see above). */
+  private ahead: Ahead[] = [];
   /** The first failure of statements sent ahead of a drizzle query (see `tx`). */
   failure: unknown = undefined;
+  /**
+   * What a statement sent ahead means when it fails by design: a check the logic would
+   * have made on its answer is made by the database instead, as an error that stops the
+   * rest of the message (and so the COMMIT travelling with it), and is told here as the
+   * error the logic throws (see insertJti, closeAction).
+   */
+  private readonly meanings: ((e: Error & { code?: string; table?: string }) => Error | undefined)[] = [];
 
   constructor(
     /** drizzle over the same connection, for statements written with it. */
@@ -741,7 +762,34 @@ class PgStoreTx implements StoreTx {
     /** Opens the transaction: sent with the first statement. */
     begin: string | null = null,
   ) {
-    if (begin) this.ahead.push(begin);
+    if (begin) this.ahead.push({ text: begin });
+  }
+
+  /** The error the logic would have thrown for a check made by the database, else `e`. */
+  meaning(e: unknown): unknown {
+    const cause = causeOf(e);
+    for (const m of this.meanings) {
+      const meant = m(cause);
+      if (meant) return meant;
+    }
+    return e;
+  }
+
+  /** Takes what waits ahead, to be sent now. */
+  private takeAhead(): Ahead[] {
+    const sent = this.ahead;
+    this.ahead = [];
+    return sent;
+  }
+
+  /** Gives each statement sent ahead its answer (the results of a message, in order). */
+  private answer(sent: readonly Ahead[], r: pg.QueryResult | pg.QueryResult[]): pg.QueryResult[] {
+    const results = Array.isArray(r) ? r : [r];
+    for (const [i, a] of sent.entries()) {
+      const result = results[i];
+      if (a.onAnswer && result) a.onAnswer(result);
+    }
+    return results;
   }
 
   /**
@@ -750,27 +798,31 @@ class PgStoreTx implements StoreTx {
    */
   get tx(): PgTx | Db {
     if (this.ahead.length) {
-      const text = this.ahead.join(";\n");
-      this.ahead = [];
-      (this.conn.query(text) as Promise<unknown>).catch((e: unknown) => {
-        this.failure ??= e;
-      });
+      const sent = this.takeAhead();
+      (
+        this.conn.query(sent.map((a) => a.text).join(";\n")) as Promise<pg.QueryResult | pg.QueryResult[]>
+      ).then(
+        (r) => void this.answer(sent, r),
+        (e: unknown) => {
+          this.failure ??= e;
+        },
+      );
     }
     return this.handle;
   }
 
-  /** A statement whose answer is not needed: sent with the next one (see above). */
+  /** A statement whose answer is not needed now: sent with the next one (see above). */
   private later(text: string): Step<void> {
-    this.ahead.push(text);
+    this.ahead.push({ text });
     return done(undefined);
   }
 
   /** Sends what waits ahead and `texts` in one round trip; the results of `texts`. */
   private *send(...texts: string[]): Step<pg.QueryResult[]> {
-    const all = this.ahead.length ? [...this.ahead, ...texts] : texts;
-    this.ahead = [];
+    const sent = this.takeAhead();
+    const all = sent.length ? [...sent.map((a) => a.text), ...texts] : texts;
     const r = (yield* wait(this.conn.query(all.join(";\n")))) as pg.QueryResult | pg.QueryResult[];
-    const results = Array.isArray(r) ? r : [r];
+    const results = this.answer(sent, r);
     return results.slice(results.length - texts.length);
   }
 
@@ -782,9 +834,10 @@ class PgStoreTx implements StoreTx {
 
   /** Ends the transaction with what still waits ahead, in one round trip. */
   async commit(): Promise<void> {
-    const text = [...this.ahead, "COMMIT"].join(";\n");
-    this.ahead = [];
-    await this.conn.query(text);
+    // A statement sent ahead of a drizzle query failed: nothing of this transaction commits.
+    if (this.failure !== undefined) throw this.failure;
+    const sent = this.takeAhead();
+    this.answer(sent, await this.conn.query([...sent.map((a) => a.text), "COMMIT"].join(";\n")));
   }
 
   private lock(name: string): string {
@@ -914,11 +967,18 @@ class PgStoreTx implements StoreTx {
       SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${lit(exp)} FOR UPDATE SKIP LOCKED)`);
   }
 
-  *insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
-    const inserted = yield* this.rows(
-      `INSERT INTO proof_jtis (agent_id, jti, exp) VALUES ${tuple([agentId, jti, exp])} ON CONFLICT DO NOTHING RETURNING jti`,
+  insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
+    // Sent with the next statement (the pending count, on a new request), not on its own:
+    // a spent jti fails the insert on the primary key, which stops the rest of the message
+    // (the COMMIT too, if it travels with it) and is told as the replay it means. A second
+    // spender waits for the first's commit, as ON CONFLICT would.
+    this.meanings.push((e) =>
+      e.code === "23505" && e.table === "proof_jtis" ? replayedProof(agentId, jti) : undefined,
     );
-    return inserted.length === 1;
+    this.ahead.push({
+      text: `INSERT INTO proof_jtis (agent_id, jti, exp) VALUES ${tuple([agentId, jti, exp])}`,
+    });
+    return done(true);
   }
 
   *jobAction(jobKey: string): Step<string | null> {
@@ -943,11 +1003,16 @@ class PgStoreTx implements StoreTx {
     );
   }
 
-  *insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
-    if (!rows.length) return new Map();
-    // A row written leased counts its first attempt (see insertEffects).
-    const inserted = yield* this.rows<{ id: string; dedupeKey: string; leased: boolean }>(
-      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
+  insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
+    if (!rows.length) return done(new Map());
+    // The ids of rows written leased are needed only once the transaction has committed
+    // (they are handed to the receiver then): so the insert is sent with the next
+    // statement or the COMMIT, and its answer makes the effects born leased here, as
+    // insertEffects would from the map (which is left empty). A row written leased counts
+    // its first attempt (see insertEffects).
+    const leases = this.writeLeases;
+    this.ahead.push({
+      text: `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
        VALUES ${rows
          .map((r) =>
            tuple([
@@ -964,15 +1029,28 @@ class PgStoreTx implements StoreTx {
          .join(", ")}
        ON CONFLICT DO NOTHING
        RETURNING id, dedupe_key AS "dedupeKey", lease_until IS NOT NULL AS leased`,
-    );
-    return new Map(inserted.filter((r) => r.leased).map((r) => [r.dedupeKey, Number(r.id)]));
+      onAnswer: (r) => {
+        if (!leases) return;
+        const leased = new Map(
+          (r.rows as { id: string; dedupeKey: string; leased: boolean }[])
+            .filter((x) => x.leased)
+            .map((x) => [x.dedupeKey, Number(x.id)]),
+        );
+        for (const row of rows) {
+          const id = leased.get(row.dedupeKey);
+          if (id !== undefined && row.leaseUntil !== null)
+            leases.born.push(toEffect({ ...row, id, attempts: 1 }));
+        }
+      },
+    });
+    return done(new Map());
   }
 
   *logHead(): Step<{ seq: number; digest: string } | null> {
     // Held until commit: the next decider reads the head only after this record is visible.
     // Taken last in the transaction, so the log is held only for the few statements that
     // follow. The head is read by the statement after the lock, on a fresh snapshot.
-    this.ahead.push(this.lock("log"));
+    this.ahead.push({ text: this.lock("log") });
     const [head] = yield* this.rows<{ seq: string; digest: string }>(
       "SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1",
     );
@@ -999,13 +1077,21 @@ class PgStoreTx implements StoreTx {
     );
   }
 
-  *closeAction(id: string, c: Closed): Step<boolean> {
-    const changed = yield* this.rows(
-      `UPDATE actions SET status = ${lit(c.status)}, verdict = ${lit(c.verdict)},
+  closeAction(id: string, c: Closed): Step<boolean> {
+    // Sent with the next statement or the COMMIT, not on its own: the log's lock is held
+    // from the head's read to the commit, so a round trip less here is one less for every
+    // decider waiting. An action that was not pending fails the statement (a division by
+    // zero rows changed), which stops the rest of the message, COMMIT included, and is
+    // told as the error the logic throws (the action is held or was inserted by this
+    // transaction, so this is a defect, never a race).
+    this.meanings.push((e) => (e.code === "22012" ? decidedTwice(id) : undefined));
+    this.ahead.push({
+      text: `WITH closed AS (UPDATE actions SET status = ${lit(c.status)}, verdict = ${lit(c.verdict)},
         reason_code = ${lit(c.reasonCode)}, decided_at = ${lit(c.decidedAt)}, record_seq = ${lit(c.recordSeq)}
-       WHERE id = ${lit(id)} AND status = 'pending' RETURNING id`,
-    );
-    return changed.length === 1;
+       WHERE id = ${lit(id)} AND status = 'pending' RETURNING 1)
+      SELECT 1 / (SELECT count(*)::int FROM closed) AS closed`,
+    });
+    return done(true);
   }
 
   *recordOf(actionId: string): Step<StoredRecord | null> {
