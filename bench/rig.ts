@@ -45,8 +45,11 @@ export const INTAKE_QUEUE = "approval-requests";
 const TIMERS_QUEUE = "countersign-timers";
 /** The PostgreSQL the scaling measure runs on (TEST_POSTGRES_URL, as the test suite). */
 export const POSTGRES_URL = PG_URL;
-/** Connections per server process on PostgreSQL: 3 instances x 5 stay far below max_connections. */
-export const PG_POOL_SIZE = 5;
+/**
+ * Connections per server process on PostgreSQL: 3 instances x 5 stay far below max_connections.
+ * BENCH_PG_POOL_SIZE measures another (e.g. 10, the product's DATABASE_POOL_SIZE default).
+ */
+export const PG_POOL_SIZE = Number(process.env.BENCH_PG_POOL_SIZE ?? 5);
 
 export interface RigOptions {
   readonly policy: string;

@@ -1066,6 +1066,29 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       ]);
     });
 
+    it("keeps appends asked for at once in order, and one that cannot be written loses only itself", async () => {
+      // PostgreSQL writes the appends of one turn in one transaction: each is still kept,
+      // in the order asked, and answered after its commit. A NUL in text is refused by
+      // PostgreSQL (SQLite keeps it): that append fails, the others are kept, in order.
+      const a = newAction();
+      await store.admit(admitInput(a));
+      const settled = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) =>
+          store.appendEvents(
+            a.id,
+            a.agentId,
+            [{ type: "reminded", actor: i === 5 ? "sys\u0000tem" : "system", data: { i } }],
+            T0 + i,
+          ),
+        ),
+      );
+      expect(settled.filter((_, i) => i !== 5).every((r) => r.status === "fulfilled")).toBe(true);
+      const kept = (await store.listEvents(a.id))
+        .filter((e) => e.type === "reminded" && e.actor === "system")
+        .map((e) => (e.data as { i: number }).i);
+      expect(kept).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
+    });
+
     it("appends events with or without an action, in order", async () => {
       await store.appendEvents(
         null,

@@ -40,6 +40,7 @@ import type {
   Card,
   Effect,
   EffectReceiver,
+  NewEvent,
   RecordSigner,
   Store,
   StoredEvent,
@@ -58,6 +59,7 @@ import {
   decidedTwice,
   done,
   type Finish,
+  insertEvents,
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
@@ -104,6 +106,14 @@ interface Waiting<T> {
   readonly reject: (e: unknown) => void;
 }
 
+/** Events to append (Store.appendEvents), waiting for this turn's transaction. */
+interface PendingAppend extends Waiting<void> {
+  readonly actionId: string | null;
+  readonly agentId: string | null;
+  readonly events: readonly NewEvent[];
+  readonly now: number;
+}
+
 interface PendingFinish extends Waiting<boolean> {
   readonly id: number;
   readonly lease: number;
@@ -126,6 +136,9 @@ export class PostgresStore extends CoreStore implements Store {
   private gets = new Map<string, Waiting<ActionWithVotes | null>[]>();
   /** Effect outcomes waiting for this turn's statement (see finish), and those being written. */
   private finishes: PendingFinish[] = [];
+  /** Events to append waiting for this turn's transaction (see appendEvents). */
+  private appends: PendingAppend[] = [];
+  /** Writes of batched outcomes and appends in flight, awaited by close(). */
   private readonly finishing = new Set<Promise<void>>();
   /** No SQLite handle here (see OpenedStore). */
   readonly sqlite = null;
@@ -423,6 +436,54 @@ export class PostgresStore extends CoreStore implements Store {
     return r.rows.map((x) => Number(x.id));
   }
 
+  override appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void> {
+    // Appends asked for in one turn of the event loop share one transaction: each is a
+    // commit (a WAL flush) of its own otherwise, and every card posted appends one, so a
+    // burst of requests appended as many. Each caller is answered once that transaction
+    // has committed, as before; if it fails, each append is tried alone, so one that
+    // cannot be written does not take the others with it.
+    if (!events.length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.appends.push({ actionId, agentId, events, now, resolve, reject });
+      if (this.appends.length === 1) setImmediate(() => void this.writeAppends());
+    });
+  }
+
+  private async writeAppends(): Promise<void> {
+    const batch = this.appends;
+    this.appends = [];
+    const flush = (async () => {
+      const all = (tx: StoreTx, some: readonly PendingAppend[]) =>
+        (function* () {
+          for (const a of some) yield* insertEvents(tx, a.actionId, a.agentId, a.events, a.now);
+        })();
+      try {
+        await this.transact((tx) => all(tx, batch));
+        for (const a of batch) a.resolve();
+      } catch (e) {
+        if (batch.length === 1) {
+          batch[0]?.reject(e);
+          return;
+        }
+        // One after the other: the events are kept in the order they were asked for.
+        for (const a of batch) {
+          await this.transact((tx) => all(tx, [a])).then(
+            () => a.resolve(),
+            (alone: unknown) => a.reject(alone),
+          );
+        }
+      }
+    })();
+    this.finishing.add(flush);
+    await flush;
+    this.finishing.delete(flush);
+  }
+
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
   protected finish(id: number, lease: number, f: Finish): Promise<boolean> {
     // Outcomes given in one turn of the event loop are written by one statement: an
@@ -609,7 +670,7 @@ export class PostgresStore extends CoreStore implements Store {
     if (this.closed) return;
     this.closed = true;
     // Outcomes and reads still waiting for their turn are written and read first.
-    while (this.finishes.length || this.gets.size || this.finishing.size) {
+    while (this.finishes.length || this.appends.length || this.gets.size || this.finishing.size) {
       await new Promise((r) => setImmediate(r));
       await Promise.all([...this.finishing]);
     }
