@@ -341,19 +341,26 @@ export class PostgresStore extends CoreStore implements Store {
     return r.rows[0] ?? null;
   }
 
+  // The three statements below run on every click that decides (the release, the card
+  // it clicked): plain SQL, prepared once per connection, like the intake's, rather than
+  // built by drizzle each time.
+
   async unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]> {
-    return this.db
-      .select({ key: schema.intakeJobs.jobKey, id: schema.intakeJobs.jobId })
-      .from(schema.intakeJobs)
-      .where(and(eq(schema.intakeJobs.actionId, actionId), isNull(schema.intakeJobs.releasedAt)));
+    const r = await this.pool.query<{ key: string; id: string }>({
+      name: "countersign_unreleased_jobs",
+      text: "SELECT job_key AS key, job_id AS id FROM intake_jobs WHERE action_id = $1 AND released_at IS NULL",
+      values: [actionId],
+    });
+    return r.rows;
   }
 
   async markJobsReleased(keys: readonly string[], now: number): Promise<void> {
     if (!keys.length) return;
-    await this.db
-      .update(schema.intakeJobs)
-      .set({ releasedAt: now })
-      .where(inArray(schema.intakeJobs.jobKey, [...keys]));
+    await this.pool.query({
+      name: "countersign_mark_jobs_released",
+      text: "UPDATE intake_jobs SET released_at = $1 WHERE job_key = ANY($2::text[])",
+      values: [now, [...keys]],
+    });
   }
 
   async listEvents(actionId: string): Promise<StoredEvent[]> {
@@ -375,12 +382,12 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
-    const [c] = await this.db
-      .select(CARD_COLUMNS)
-      .from(schema.cards)
-      .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
-      .limit(1);
-    return c ?? null;
+    const r = await this.pool.query<Card>({
+      name: "countersign_find_card",
+      text: `SELECT action_id AS "actionId", level, channel, ts FROM cards WHERE channel = $1 AND ts = $2 LIMIT 1`,
+      values: [channel, ts],
+    });
+    return r.rows[0] ?? null;
   }
 
   async saveCard(card: Card, now: number): Promise<boolean> {
@@ -678,7 +685,7 @@ export class PostgresStore extends CoreStore implements Store {
   }
 }
 
-/**
+/*
  * The statements of PostgresStore's writes, for the shared store logic (core.ts). Where
  * SQLite has one writer, these take the locks that give the same behaviour (see the top).
  *
@@ -695,13 +702,10 @@ export class PostgresStore extends CoreStore implements Store {
  *
  * A statement waiting in `ahead` that fails is reported by the statement it travels with
  * (the transaction is rolled back either way, and the error is the first statement's).
+ * Where the logic checks an answer (a jti already spent, an action no longer pending),
+ * the statement is written to fail when the check would, so it too can travel ahead,
+ * even with the COMMIT, which then never runs (see PgStoreTx.meanings).
  */
-const CARD_COLUMNS = {
-  actionId: schema.cards.actionId,
-  level: schema.cards.level,
-  channel: schema.cards.channel,
-  ts: schema.cards.ts,
-};
 
 /** Something node-postgres can run a query on: a pool, or one connection. */
 type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
