@@ -17,6 +17,7 @@ import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as pgSchema from "../../db/pg/schema.js";
 import * as sqliteSchema from "../../db/schema.js";
+import { type Closed, decidedTwice, type Step, type StoreTx } from "../../src/adapters/db/core.js";
 import { PG_MIGRATIONS_FOLDER, PostgresStore } from "../../src/adapters/db/postgres.js";
 import { GROUP_MAX, MIGRATIONS_FOLDER, openSqlite, SqliteStore } from "../../src/adapters/db/sqlite.js";
 import type {
@@ -512,6 +513,36 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
       expect((await store.claimEffects(T0, 50, 1000)).map((e) => e.dedupeKey)).not.toContain(
         `dm:${a.id}:late`,
       );
+      await expectOneChain(store, [a.id]);
+    });
+
+    it("refuses to close an action that is not pending, and commits nothing of that transaction", async () => {
+      // The store's own check of closeAction, as decide() makes it: PostgreSQL sends the
+      // close with the statements after it (the COMMIT too), so its refusal must stop the commit.
+      const a = newAction();
+      await store.admit(admitInput(a));
+      const decided = await store.mutate(a.id, T0, decideIfPending("approved"));
+      if (decided.kind !== "applied") throw new Error("not decided");
+      const transact = (store as unknown as { transact<T>(step: (tx: StoreTx) => Step<T>): Promise<T> })
+        .transact;
+      const closed: Closed = {
+        status: "decided",
+        verdict: "denied",
+        reasonCode: "policy",
+        decidedAt: T0 + 1,
+        recordSeq: 9,
+      };
+      await expect(
+        transact.call(store, function* (tx) {
+          if (!(yield* tx.closeAction(a.id, closed))) throw decidedTwice(a.id);
+          yield* tx.insertEvents([
+            { actionId: a.id, agentId: a.agentId, type: "late", actor: "system", at: T0 + 1, dataJson: "{}" },
+          ]);
+          return true;
+        }),
+      ).rejects.toThrow(`action ${a.id} was decided twice`);
+      expect(await store.getAction(a.id)).toEqual(decided.action);
+      expect((await store.listEvents(a.id)).map((e) => e.type)).not.toContain("late");
       await expectOneChain(store, [a.id]);
     });
 
@@ -1033,6 +1064,29 @@ describe.each([sqlite, postgres])("Store contract: $name", (backend) => {
         { kid: "k1", publicJwk: { kid: "k1", x: "a" } },
         { kid: "k2", publicJwk: { kid: "k2", x: "b" } },
       ]);
+    });
+
+    it("keeps appends asked for at once in order, and one that cannot be written loses only itself", async () => {
+      // PostgreSQL writes the appends of one turn in one transaction: each is still kept,
+      // in the order asked, and answered after its commit. A NUL in text is refused by
+      // PostgreSQL (SQLite keeps it): that append fails, the others are kept, in order.
+      const a = newAction();
+      await store.admit(admitInput(a));
+      const settled = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) =>
+          store.appendEvents(
+            a.id,
+            a.agentId,
+            [{ type: "reminded", actor: i === 5 ? "sys\u0000tem" : "system", data: { i } }],
+            T0 + i,
+          ),
+        ),
+      );
+      expect(settled.filter((_, i) => i !== 5).every((r) => r.status === "fulfilled")).toBe(true);
+      const kept = (await store.listEvents(a.id))
+        .filter((e) => e.type === "reminded" && e.actor === "system")
+        .map((e) => (e.data as { i: number }).i);
+      expect(kept).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
     });
 
     it("appends events with or without an action, in order", async () => {

@@ -197,7 +197,10 @@ export interface StoreTx {
   /** The action a queue job (by its key) was admitted as, if it was. */
   jobAction(jobKey: string): Step<string | null>;
   insertEvents(rows: readonly NewEventRow[]): Step<void>;
-  /** Inserts, skipping duplicate dedupe keys; returns the ids of the rows inserted leased, by dedupe key. */
+  /**
+   * Inserts, skipping duplicate dedupe keys; returns the ids of the rows inserted leased, by
+   * dedupe key (or none, when the store puts those effects in writeLeases.born itself).
+   */
   insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>>;
   /** The log's newest record, held until commit so that no other decider reads the same head. */
   logHead(): Step<{ seq: number; digest: string } | null>;
@@ -663,8 +666,7 @@ export function* decide(
     decidedAt,
     recordSeq: seq,
   };
-  if (!(yield* tx.closeAction(action.id, closed)))
-    throw new StoreError(`action ${action.id} was decided twice`);
+  if (!(yield* tx.closeAction(action.id, closed))) throw decidedTwice(action.id);
   yield* insertEvents(
     tx,
     action.id,
@@ -755,13 +757,22 @@ export function* spendJti(
 ): Step<void> {
   // Forget spent proofs once they could no longer be accepted anyway (exp + skew).
   yield* tx.forgetJtis(Math.floor(now / 1000) - 60);
-  if (!(yield* tx.insertJti(agentId, proof.jti, proof.exp))) {
-    throw new RejectionError(
-      "replayed_proof",
-      `proof jti ${proof.jti} was already used by agent ${agentId}`,
-      [{ path: "proof.jti", message: "already used" }],
-    );
-  }
+  if (!(yield* tx.insertJti(agentId, proof.jti, proof.exp))) throw replayedProof(agentId, proof.jti);
+}
+
+/**
+ * The error of a second spend of a jti. Exported for a store that learns the insert's
+ * answer later in the transaction (PostgreSQL sends it with the next statement).
+ */
+export function replayedProof(agentId: string, jti: string): RejectionError {
+  return new RejectionError("replayed_proof", `proof jti ${jti} was already used by agent ${agentId}`, [
+    { path: "proof.jti", message: "already used" },
+  ]);
+}
+
+/** The error of closing an action that was not pending (see replayedProof: the same use). */
+export function decidedTwice(actionId: string): StoreError {
+  return new StoreError(`action ${actionId} was decided twice`);
 }
 
 export function* insertEvents(

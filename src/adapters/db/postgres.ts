@@ -40,6 +40,7 @@ import type {
   Card,
   Effect,
   EffectReceiver,
+  NewEvent,
   RecordSigner,
   Store,
   StoredEvent,
@@ -55,8 +56,10 @@ import {
   type Closed,
   CoreStore,
   columnsOf,
+  decidedTwice,
   done,
   type Finish,
+  insertEvents,
   type NewEventRow,
   type NewOutboxRow,
   type OutboxColumns,
@@ -64,9 +67,11 @@ import {
   type PasskeyLinkColumns,
   type RecordColumns,
   type RevisionColumns,
+  replayedProof,
   runAwaiting,
   type Step,
   type StoreTx,
+  toEffect,
   toEffects,
   toEvent,
   type VoteColumns,
@@ -101,6 +106,14 @@ interface Waiting<T> {
   readonly reject: (e: unknown) => void;
 }
 
+/** Events to append (Store.appendEvents), waiting for this turn's transaction. */
+interface PendingAppend extends Waiting<void> {
+  readonly actionId: string | null;
+  readonly agentId: string | null;
+  readonly events: readonly NewEvent[];
+  readonly now: number;
+}
+
 interface PendingFinish extends Waiting<boolean> {
   readonly id: number;
   readonly lease: number;
@@ -123,6 +136,9 @@ export class PostgresStore extends CoreStore implements Store {
   private gets = new Map<string, Waiting<ActionWithVotes | null>[]>();
   /** Effect outcomes waiting for this turn's statement (see finish), and those being written. */
   private finishes: PendingFinish[] = [];
+  /** Events to append waiting for this turn's transaction (see appendEvents). */
+  private appends: PendingAppend[] = [];
+  /** Writes of batched outcomes and appends in flight, awaited by close(). */
   private readonly finishing = new Set<Promise<void>>();
   /** No SQLite handle here (see OpenedStore). */
   readonly sqlite = null;
@@ -238,7 +254,8 @@ export class PostgresStore extends CoreStore implements Store {
       } catch (caught) {
         if (writeLeases?.reserved) receiver?.settle([], writeLeases.reserved);
         // A statement sent ahead of a drizzle query failed first: its error is the cause.
-        const e = tx.failure ?? caught;
+        // A statement that failed by design (a spent jti, see PgStoreTx) says what it means.
+        const e = tx.meaning(tx.failure ?? caught);
         await client.query("ROLLBACK").catch((r: unknown) => {
           broken = r instanceof Error ? r : new Error(String(r));
         });
@@ -324,19 +341,26 @@ export class PostgresStore extends CoreStore implements Store {
     return r.rows[0] ?? null;
   }
 
+  // The three statements below run on every click that decides (the release, the card
+  // it clicked): plain SQL, prepared once per connection, like the intake's, rather than
+  // built by drizzle each time.
+
   async unreleasedJobs(actionId: string): Promise<{ key: string; id: string }[]> {
-    return this.db
-      .select({ key: schema.intakeJobs.jobKey, id: schema.intakeJobs.jobId })
-      .from(schema.intakeJobs)
-      .where(and(eq(schema.intakeJobs.actionId, actionId), isNull(schema.intakeJobs.releasedAt)));
+    const r = await this.pool.query<{ key: string; id: string }>({
+      name: "countersign_unreleased_jobs",
+      text: "SELECT job_key AS key, job_id AS id FROM intake_jobs WHERE action_id = $1 AND released_at IS NULL",
+      values: [actionId],
+    });
+    return r.rows;
   }
 
   async markJobsReleased(keys: readonly string[], now: number): Promise<void> {
     if (!keys.length) return;
-    await this.db
-      .update(schema.intakeJobs)
-      .set({ releasedAt: now })
-      .where(inArray(schema.intakeJobs.jobKey, [...keys]));
+    await this.pool.query({
+      name: "countersign_mark_jobs_released",
+      text: "UPDATE intake_jobs SET released_at = $1 WHERE job_key = ANY($2::text[])",
+      values: [now, [...keys]],
+    });
   }
 
   async listEvents(actionId: string): Promise<StoredEvent[]> {
@@ -358,12 +382,12 @@ export class PostgresStore extends CoreStore implements Store {
   }
 
   async findCardByMessage(channel: string, ts: string): Promise<Card | null> {
-    const [c] = await this.db
-      .select(CARD_COLUMNS)
-      .from(schema.cards)
-      .where(and(eq(schema.cards.channel, channel), eq(schema.cards.ts, ts)))
-      .limit(1);
-    return c ?? null;
+    const r = await this.pool.query<Card>({
+      name: "countersign_find_card",
+      text: `SELECT action_id AS "actionId", level, channel, ts FROM cards WHERE channel = $1 AND ts = $2 LIMIT 1`,
+      values: [channel, ts],
+    });
+    return r.rows[0] ?? null;
   }
 
   async saveCard(card: Card, now: number): Promise<boolean> {
@@ -417,6 +441,54 @@ export class PostgresStore extends CoreStore implements Store {
       WHERE o.id = h.id AND o.lease_until = h.lease
       RETURNING o.id`);
     return r.rows.map((x) => Number(x.id));
+  }
+
+  override appendEvents(
+    actionId: string | null,
+    agentId: string | null,
+    events: readonly NewEvent[],
+    now: number,
+  ): Promise<void> {
+    // Appends asked for in one turn of the event loop share one transaction: each is a
+    // commit (a WAL flush) of its own otherwise, and every card posted appends one, so a
+    // burst of requests appended as many. Each caller is answered once that transaction
+    // has committed, as before; if it fails, each append is tried alone, so one that
+    // cannot be written does not take the others with it.
+    if (!events.length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.appends.push({ actionId, agentId, events, now, resolve, reject });
+      if (this.appends.length === 1) setImmediate(() => void this.writeAppends());
+    });
+  }
+
+  private async writeAppends(): Promise<void> {
+    const batch = this.appends;
+    this.appends = [];
+    const flush = (async () => {
+      const all = (tx: StoreTx, some: readonly PendingAppend[]) =>
+        (function* () {
+          for (const a of some) yield* insertEvents(tx, a.actionId, a.agentId, a.events, a.now);
+        })();
+      try {
+        await this.transact((tx) => all(tx, batch));
+        for (const a of batch) a.resolve();
+      } catch (e) {
+        if (batch.length === 1) {
+          batch[0]?.reject(e);
+          return;
+        }
+        // One after the other: the events are kept in the order they were asked for.
+        for (const a of batch) {
+          await this.transact((tx) => all(tx, [a])).then(
+            () => a.resolve(),
+            (alone: unknown) => a.reject(alone),
+          );
+        }
+      }
+    })();
+    this.finishing.add(flush);
+    await flush;
+    this.finishing.delete(flush);
   }
 
   /** Finish an effect only if `lease` is still its lease (see Effect.lease). */
@@ -605,7 +677,7 @@ export class PostgresStore extends CoreStore implements Store {
     if (this.closed) return;
     this.closed = true;
     // Outcomes and reads still waiting for their turn are written and read first.
-    while (this.finishes.length || this.gets.size || this.finishing.size) {
+    while (this.finishes.length || this.appends.length || this.gets.size || this.finishing.size) {
       await new Promise((r) => setImmediate(r));
       await Promise.all([...this.finishing]);
     }
@@ -613,7 +685,7 @@ export class PostgresStore extends CoreStore implements Store {
   }
 }
 
-/**
+/*
  * The statements of PostgresStore's writes, for the shared store logic (core.ts). Where
  * SQLite has one writer, these take the locks that give the same behaviour (see the top).
  *
@@ -630,13 +702,10 @@ export class PostgresStore extends CoreStore implements Store {
  *
  * A statement waiting in `ahead` that fails is reported by the statement it travels with
  * (the transaction is rolled back either way, and the error is the first statement's).
+ * Where the logic checks an answer (a jti already spent, an action no longer pending),
+ * the statement is written to fail when the check would, so it too can travel ahead,
+ * even with the COMMIT, which then never runs (see PgStoreTx.meanings).
  */
-const CARD_COLUMNS = {
-  actionId: schema.cards.actionId,
-  level: schema.cards.level,
-  channel: schema.cards.channel,
-  ts: schema.cards.ts,
-};
 
 /** Something node-postgres can run a query on: a pool, or one connection. */
 type Queryable = Pick<pg.Pool, "query"> | pg.PoolClient;
@@ -723,11 +792,28 @@ function lit(v: string | number | boolean | null): string {
 const tuple = (values: readonly (string | number | boolean | null)[]): string =>
   `(${values.map(lit).join(", ")})`;
 
+/**
+ * A statement waiting to be sent with the next one (see above). `onAnswer` takes its answer
+ * when that message returns, before the caller is resumed: an answer the logic needs
+ * only after commit (the ids of effects leased at birth) costs no round trip of its own.
+ */
+interface Ahead {
+  readonly text: string;
+  readonly onAnswer?: (r: pg.QueryResult) => void;
+}
+
 class PgStoreTx implements StoreTx {
-  /** Statements whose answer is not needed, sent with the next one that has one (see above). */
-  private ahead: string[] = [];
+  /** Statements whose answer is not needed now, sent with the next one that has one (see above). */
+  private ahead: Ahead[] = [];
   /** The first failure of statements sent ahead of a drizzle query (see `tx`). */
   failure: unknown = undefined;
+  /**
+   * What a statement sent ahead means when it fails by design: a check the logic would
+   * have made on its answer is made by the database instead, as an error that stops the
+   * rest of the message (and so the COMMIT travelling with it), and is told here as the
+   * error the logic throws (see insertJti, closeAction).
+   */
+  private readonly meanings: ((e: Error & { code?: string; table?: string }) => Error | undefined)[] = [];
 
   constructor(
     /** drizzle over the same connection, for statements written with it. */
@@ -741,7 +827,34 @@ class PgStoreTx implements StoreTx {
     /** Opens the transaction: sent with the first statement. */
     begin: string | null = null,
   ) {
-    if (begin) this.ahead.push(begin);
+    if (begin) this.ahead.push({ text: begin });
+  }
+
+  /** The error the logic would have thrown for a check made by the database, else `e`. */
+  meaning(e: unknown): unknown {
+    const cause = causeOf(e);
+    for (const m of this.meanings) {
+      const meant = m(cause);
+      if (meant) return meant;
+    }
+    return e;
+  }
+
+  /** Takes what waits ahead, to be sent now. */
+  private takeAhead(): Ahead[] {
+    const sent = this.ahead;
+    this.ahead = [];
+    return sent;
+  }
+
+  /** Gives each statement sent ahead its answer (the results of a message, in order). */
+  private answer(sent: readonly Ahead[], r: pg.QueryResult | pg.QueryResult[]): pg.QueryResult[] {
+    const results = Array.isArray(r) ? r : [r];
+    for (const [i, a] of sent.entries()) {
+      const result = results[i];
+      if (a.onAnswer && result) a.onAnswer(result);
+    }
+    return results;
   }
 
   /**
@@ -750,27 +863,31 @@ class PgStoreTx implements StoreTx {
    */
   get tx(): PgTx | Db {
     if (this.ahead.length) {
-      const text = this.ahead.join(";\n");
-      this.ahead = [];
-      (this.conn.query(text) as Promise<unknown>).catch((e: unknown) => {
-        this.failure ??= e;
-      });
+      const sent = this.takeAhead();
+      (
+        this.conn.query(sent.map((a) => a.text).join(";\n")) as Promise<pg.QueryResult | pg.QueryResult[]>
+      ).then(
+        (r) => void this.answer(sent, r),
+        (e: unknown) => {
+          this.failure ??= e;
+        },
+      );
     }
     return this.handle;
   }
 
-  /** A statement whose answer is not needed: sent with the next one (see above). */
+  /** A statement whose answer is not needed now: sent with the next one (see above). */
   private later(text: string): Step<void> {
-    this.ahead.push(text);
+    this.ahead.push({ text });
     return done(undefined);
   }
 
   /** Sends what waits ahead and `texts` in one round trip; the results of `texts`. */
   private *send(...texts: string[]): Step<pg.QueryResult[]> {
-    const all = this.ahead.length ? [...this.ahead, ...texts] : texts;
-    this.ahead = [];
+    const sent = this.takeAhead();
+    const all = sent.length ? [...sent.map((a) => a.text), ...texts] : texts;
     const r = (yield* wait(this.conn.query(all.join(";\n")))) as pg.QueryResult | pg.QueryResult[];
-    const results = Array.isArray(r) ? r : [r];
+    const results = this.answer(sent, r);
     return results.slice(results.length - texts.length);
   }
 
@@ -782,9 +899,10 @@ class PgStoreTx implements StoreTx {
 
   /** Ends the transaction with what still waits ahead, in one round trip. */
   async commit(): Promise<void> {
-    const text = [...this.ahead, "COMMIT"].join(";\n");
-    this.ahead = [];
-    await this.conn.query(text);
+    // A statement sent ahead of a drizzle query failed: nothing of this transaction commits.
+    if (this.failure !== undefined) throw this.failure;
+    const sent = this.takeAhead();
+    this.answer(sent, await this.conn.query([...sent.map((a) => a.text), "COMMIT"].join(";\n")));
   }
 
   private lock(name: string): string {
@@ -914,11 +1032,18 @@ class PgStoreTx implements StoreTx {
       SELECT agent_id, jti FROM proof_jtis WHERE exp <= ${lit(exp)} FOR UPDATE SKIP LOCKED)`);
   }
 
-  *insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
-    const inserted = yield* this.rows(
-      `INSERT INTO proof_jtis (agent_id, jti, exp) VALUES ${tuple([agentId, jti, exp])} ON CONFLICT DO NOTHING RETURNING jti`,
+  insertJti(agentId: string, jti: string, exp: number): Step<boolean> {
+    // Sent with the next statement (the pending count, on a new request), not on its own:
+    // a spent jti fails the insert on the primary key, which stops the rest of the message
+    // (the COMMIT too, if it travels with it) and is told as the replay it means. A second
+    // spender waits for the first's commit, as ON CONFLICT would.
+    this.meanings.push((e) =>
+      e.code === "23505" && e.table === "proof_jtis" ? replayedProof(agentId, jti) : undefined,
     );
-    return inserted.length === 1;
+    this.ahead.push({
+      text: `INSERT INTO proof_jtis (agent_id, jti, exp) VALUES ${tuple([agentId, jti, exp])}`,
+    });
+    return done(true);
   }
 
   *jobAction(jobKey: string): Step<string | null> {
@@ -943,11 +1068,16 @@ class PgStoreTx implements StoreTx {
     );
   }
 
-  *insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
-    if (!rows.length) return new Map();
-    // A row written leased counts its first attempt (see insertEffects).
-    const inserted = yield* this.rows<{ id: string; dedupeKey: string; leased: boolean }>(
-      `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
+  insertOutbox(rows: readonly NewOutboxRow[]): Step<ReadonlyMap<string, number>> {
+    if (!rows.length) return done(new Map());
+    // The ids of rows written leased are needed only once the transaction has committed
+    // (they are handed to the receiver then): so the insert is sent with the next
+    // statement or the COMMIT, and its answer makes the effects born leased here, as
+    // insertEffects would from the map (which is left empty). A row written leased counts
+    // its first attempt (see insertEffects).
+    const leases = this.writeLeases;
+    this.ahead.push({
+      text: `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at, lease_until, attempts)
        VALUES ${rows
          .map((r) =>
            tuple([
@@ -964,15 +1094,28 @@ class PgStoreTx implements StoreTx {
          .join(", ")}
        ON CONFLICT DO NOTHING
        RETURNING id, dedupe_key AS "dedupeKey", lease_until IS NOT NULL AS leased`,
-    );
-    return new Map(inserted.filter((r) => r.leased).map((r) => [r.dedupeKey, Number(r.id)]));
+      onAnswer: (r) => {
+        if (!leases) return;
+        const leased = new Map(
+          (r.rows as { id: string; dedupeKey: string; leased: boolean }[])
+            .filter((x) => x.leased)
+            .map((x) => [x.dedupeKey, Number(x.id)]),
+        );
+        for (const row of rows) {
+          const id = leased.get(row.dedupeKey);
+          if (id !== undefined && row.leaseUntil !== null)
+            leases.born.push(toEffect({ ...row, id, attempts: 1 }));
+        }
+      },
+    });
+    return done(new Map());
   }
 
   *logHead(): Step<{ seq: number; digest: string } | null> {
     // Held until commit: the next decider reads the head only after this record is visible.
     // Taken last in the transaction, so the log is held only for the few statements that
     // follow. The head is read by the statement after the lock, on a fresh snapshot.
-    this.ahead.push(this.lock("log"));
+    this.ahead.push({ text: this.lock("log") });
     const [head] = yield* this.rows<{ seq: string; digest: string }>(
       "SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1",
     );
@@ -999,13 +1142,21 @@ class PgStoreTx implements StoreTx {
     );
   }
 
-  *closeAction(id: string, c: Closed): Step<boolean> {
-    const changed = yield* this.rows(
-      `UPDATE actions SET status = ${lit(c.status)}, verdict = ${lit(c.verdict)},
+  closeAction(id: string, c: Closed): Step<boolean> {
+    // Sent with the next statement or the COMMIT, not on its own: the log's lock is held
+    // from the head's read to the commit, so a round trip less here is one less for every
+    // decider waiting. An action that was not pending fails the statement (a division by
+    // zero rows changed), which stops the rest of the message, COMMIT included, and is
+    // told as the error the logic throws (the action is held or was inserted by this
+    // transaction, so this is a defect, never a race).
+    this.meanings.push((e) => (e.code === "22012" ? decidedTwice(id) : undefined));
+    this.ahead.push({
+      text: `WITH closed AS (UPDATE actions SET status = ${lit(c.status)}, verdict = ${lit(c.verdict)},
         reason_code = ${lit(c.reasonCode)}, decided_at = ${lit(c.decidedAt)}, record_seq = ${lit(c.recordSeq)}
-       WHERE id = ${lit(id)} AND status = 'pending' RETURNING id`,
-    );
-    return changed.length === 1;
+       WHERE id = ${lit(id)} AND status = 'pending' RETURNING 1)
+      SELECT 1 / (SELECT count(*)::int FROM closed) AS closed`,
+    });
+    return done(true);
   }
 
   *recordOf(actionId: string): Step<StoredRecord | null> {
