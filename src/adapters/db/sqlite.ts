@@ -643,6 +643,24 @@ function placeholders(rows: number, columns: number): string {
 }
 
 /**
+ * A multi-row INSERT's text for each row count 1..ROWS_PER_INSERT, built once. The texts
+ * of the hot statements are constants: a text built per call (a template with a
+ * substitution) is a new string, hashed in full and flattened for every statement-cache
+ * lookup, which showed in the profile of a burst of verdicts (docs/performance.md).
+ */
+function insertTexts(head: string, tail = ""): readonly string[] {
+  return Array.from({ length: ROWS_PER_INSERT + 1 }, (_, n) => `${head} VALUES ${placeholders(n, 6)}${tail}`);
+}
+
+const INSERT_EVENTS = insertTexts("INSERT INTO events (action_id, agent_id, type, actor, at, data_json)");
+const INSERT_OUTBOX = insertTexts(
+  "INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)",
+  " ON CONFLICT DO NOTHING",
+);
+const ACTION_BY_REQUEST = `SELECT ${ACTION_COLUMNS} FROM actions WHERE agent_id = ? AND request_id = ?`;
+const ACTION_BY_ID = `SELECT ${ACTION_COLUMNS} FROM actions WHERE id = ?`;
+
+/**
  * The statements of SqliteStore's writes, for the shared store logic (core.ts). They run
  * inside the group's transaction, on its one connection: nothing here waits.
  *
@@ -674,18 +692,13 @@ class SqliteTx implements StoreTx {
   }
 
   actionByRequest(agentId: string, requestId: string): Step<ActionRow | null> {
-    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE agent_id = ? AND request_id = ?`).get(
-      agentId,
-      requestId,
-    ) as ActionColumns | undefined;
+    const row = this.prep(ACTION_BY_REQUEST).get(agentId, requestId) as ActionColumns | undefined;
     return done(row ? toRow(row) : null);
   }
 
   loadAction(id: string, _forUpdate = false): Step<ActionWithVotes | null> {
     // A write holds the whole file, so there is nothing to lock row by row.
-    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE id = ?`).get(id) as
-      | ActionColumns
-      | undefined;
+    const row = this.prep(ACTION_BY_ID).get(id) as ActionColumns | undefined;
     if (!row) return done(null);
     return done(
       withVotes(
@@ -821,10 +834,13 @@ class SqliteTx implements StoreTx {
     // Rows of one write go in one statement (a receipt writes two): each statement run
     // costs about as much again as the row it inserts.
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
-      this.prep(
-        `INSERT INTO events (action_id, agent_id, type, actor, at, data_json) VALUES ${placeholders(chunk.length, 6)}`,
-      ).run(chunk.flatMap((r) => [r.actionId, r.agentId, r.type, r.actor, r.at, r.dataJson]));
+      const end = Math.min(rows.length, i + ROWS_PER_INSERT);
+      const values: unknown[] = [];
+      for (let j = i; j < end; j++) {
+        const r = rows[j] as NewEventRow;
+        values.push(r.actionId, r.agentId, r.type, r.actor, r.at, r.dataJson);
+      }
+      this.prep(INSERT_EVENTS[end - i] as string).run(values);
     }
     return done(undefined);
   }
@@ -848,11 +864,13 @@ class SqliteTx implements StoreTx {
       plain.run(r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt);
     } else if (unleased.length > 1) {
       for (let i = 0; i < unleased.length; i += ROWS_PER_INSERT) {
-        const chunk = unleased.slice(i, i + ROWS_PER_INSERT);
-        this.prep(
-          `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
-           VALUES ${placeholders(chunk.length, 6)} ON CONFLICT DO NOTHING`,
-        ).run(chunk.flatMap((r) => [r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt]));
+        const end = Math.min(unleased.length, i + ROWS_PER_INSERT);
+        const values: unknown[] = [];
+        for (let j = i; j < end; j++) {
+          const r = unleased[j] as NewOutboxRow;
+          values.push(r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt);
+        }
+        this.prep(INSERT_OUTBOX[end - i] as string).run(values);
       }
     }
     for (const r of rows) {
