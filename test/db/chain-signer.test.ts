@@ -163,7 +163,7 @@ describe("decisions signed on a second thread", () => {
     try {
       const claims = inputs(3).map((i) => i.decision!.claims);
       signer.begin("h".repeat(43));
-      claims.forEach((c, i) => signer.post(c, 7 + i));
+      for (const [i, c] of claims.entries()) signer.post(c, 7 + i);
       const got = signer.collect();
       let prev: string | null = "h".repeat(43);
       got.forEach((g, i) => {
