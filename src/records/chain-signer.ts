@@ -50,7 +50,8 @@ function one(m, results) {
   }
   for (let i = 0; i < m.s.length; i++) {
     const seq = m.s[i];
-    const payload = Buffer.from(JSON.stringify({ ...m.c[i], seq, prev }), "utf8").toString("base64url");
+    const json = m.c[i] + "," + '"seq":' + JSON.stringify(seq) + ',"prev":' + JSON.stringify(prev) + "}";
+    const payload = Buffer.from(json, "utf8").toString("base64url");
     const input = header + "." + payload;
     const jws = input + "." + sign(null, Buffer.from(input, "utf8"), key).toString("base64url");
     const digest = createHash("sha256").update(jws).digest("base64url");
@@ -99,7 +100,8 @@ export class ChainSigner {
   private posted = 0;
   /** Records handed over but not yet posted: they go to the worker CHUNK at a time. */
   private readonly seqs: number[] = [];
-  private readonly claims: UnchainedClaims[] = [];
+  /** Each record's claims as JSON without the closing brace (see post). */
+  private readonly claims: string[] = [];
   private readonly received: ChainedSignature[] = [];
 
   constructor(
@@ -127,18 +129,29 @@ export class ChainSigner {
   }
 
   /** Hands the worker the next record of the chain begun; its signature comes with collect. */
-  post(claims: UnchainedClaims, seq: number): void {
+  /**
+   * False, and nothing posted, for claims this cannot hand over as text: the store then
+   * signs them in place. The claims go as JSON text (cloning the object for the worker
+   * cost more than its signature); the worker appends seq and prev, which gives the text
+   * of `{...claims, seq, prev}` exactly when the claims have keys of their own and
+   * neither a seq nor a prev among them, as UnchainedClaims never has.
+   */
+  post(claims: UnchainedClaims, seq: number): boolean {
+    if (Object.hasOwn(claims, "seq") || Object.hasOwn(claims, "prev")) return false;
+    const json = JSON.stringify(claims);
+    if (json.length < 3 || json[json.length - 1] !== "}") return false;
     this.seqs.push(seq);
-    this.claims.push(claims);
+    this.claims.push(json.slice(0, -1));
     this.posted++;
     if (this.seqs.length >= CHUNK) this.send();
+    return true;
   }
 
   /** Posts the records handed over since the last post, as one message. */
   private send(): void {
     if (!this.seqs.length) return;
     const w = this.start();
-    const m: { b: number; s: number[]; c: UnchainedClaims[]; prev?: string | null } = {
+    const m: { b: number; s: number[]; c: string[]; prev?: string | null } = {
       b: this.batch,
       s: this.seqs.splice(0),
       c: this.claims.splice(0),

@@ -147,6 +147,7 @@ describe("decisions signed on a second thread", () => {
       chain.post = function (this: ChainSigner) {
         (this as unknown as { posted: number }).posted++;
         (this as unknown as { start(): void }).start();
+        return true;
       };
       const done = await Promise.all(inputs(30).map((i) => store.admit(i)));
       expect(done.every((r) => r.kind === "created" && r.record !== null)).toBe(true);
@@ -163,7 +164,9 @@ describe("decisions signed on a second thread", () => {
     try {
       const claims = inputs(3).map((i) => i.decision!.claims);
       signer.begin("h".repeat(43));
-      for (const [i, c] of claims.entries()) signer.post(c, 7 + i);
+      for (const [i, c] of claims.entries()) expect(signer.post(c, 7 + i)).toBe(true);
+      // Claims that carry a seq or prev of their own cannot be spliced as text: refused, signed in place.
+      expect(signer.post({ ...claims[0]!, seq: 1 } as never, 10)).toBe(false);
       const got = signer.collect();
       let prev: string | null = "h".repeat(43);
       got.forEach((g, i) => {

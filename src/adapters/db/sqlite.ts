@@ -940,8 +940,11 @@ class SqliteTx implements StoreTx {
       this.nextSeq = (head?.seq ?? 0) + 1;
       chain.begin(head?.digest ?? null);
     }
-    const seq = this.nextSeq++;
-    chain.post(claims, seq);
+    const seq = this.nextSeq;
+    // Claims it cannot hand over are signed in place (decide reads the head, which first
+    // inserts what the worker has signed).
+    if (!chain.post(claims, seq)) return null;
+    this.nextSeq++;
     const record = {
       seq,
       actionId: columns.actionId,
