@@ -163,7 +163,7 @@ export class ChainSigner {
     w.postMessage(m);
   }
 
-  /** Waits for the signatures of every record posted since begin, in chain order. */
+  /** Waits for the signatures of every record posted since begin or the last collect, in chain order. */
   collect(): ChainedSignature[] {
     if (!this.broken) this.send();
     const port = this.port;
@@ -187,6 +187,8 @@ export class ChainSigner {
       if (left <= 0 || Atomics.wait(flag, 0, seen, left) === "timed-out")
         throw this.fail(`the signing worker did not answer within ${this.timeoutMs} ms`);
     }
+    // The chain goes on from here if more records are posted without a new begin.
+    this.posted = 0;
     return this.received.splice(0);
   }
 

@@ -168,6 +168,12 @@ describe("decisions signed on a second thread", () => {
       // Claims that carry a seq or prev of their own cannot be spliced as text: refused, signed in place.
       expect(signer.post({ ...claims[0]!, seq: 1 } as never, 10)).toBe(false);
       const got = signer.collect();
+      // The chain goes on after a collect without a new begin.
+      for (const [i, c] of claims.slice(0, 2).entries()) signer.post(c, 10 + i);
+      const more = signer.collect();
+      expect(more.map((m) => m.seq)).toEqual([10, 11]);
+      expect(more[0]?.jws).toBe(signRecord(KEY, { ...claims[0]!, seq: 10, prev: got[2]!.digest }));
+      expect(more[1]?.jws).toBe(signRecord(KEY, { ...claims[1]!, seq: 11, prev: more[0]!.digest }));
       let prev: string | null = "h".repeat(43);
       got.forEach((g, i) => {
         expect(g.seq).toBe(7 + i);
