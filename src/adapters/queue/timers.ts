@@ -29,11 +29,6 @@ export class Timers {
   private worker: Worker | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
-  /**
-   * The sweep is working through a backlog: its last read found a full batch due and
-   * expired some, so it reads again as soon as that batch is written.
-   */
-  private inBurst = false;
 
   constructor(
     private readonly approvals: Approvals,
@@ -50,11 +45,6 @@ export class Timers {
       this.options.queue,
       async (job) => {
         const { actionId, level } = job.data as { actionId: string; level: number };
-        // In a burst the sweep is expiring every due deadline from the database, this one
-        // among them (it reads again after each full batch): firing it here too was a
-        // second read and a write slot for each, on the same thread (docs/performance.md,
-        // storms). Nothing is lost: the deadline stays in the database until expired.
-        if (this.inBurst) return;
         await this.approvals.deadline(actionId, level);
       },
       { connection: this.options.connection, prefix: this.options.prefix, concurrency: 32 },
@@ -90,13 +80,11 @@ export class Timers {
         fired += changed.filter(Boolean).length;
         // Stop when nothing moved: what is left is not due at its own level yet.
         if (due.length < SWEEP_BATCH || !changed.some(Boolean)) break;
-        this.inBurst = true;
       }
     } catch (err) {
       this.log.error({ err }, "timers: sweep failed");
     } finally {
       this.sweeping = false;
-      this.inBurst = false;
     }
     return fired;
   }
