@@ -20,6 +20,7 @@ import { sha256B64url } from "../src/domain/canonical.js";
 import {
   generateSigningKeyPem,
   loadSigningKey,
+  recordSigner,
   type SigningKey,
   signRecord,
 } from "../src/records/signing.js";
@@ -110,12 +111,13 @@ export async function rawInserts(key: SigningKey, n: number, perTransaction = 1)
 /** Admits in flight at once in the concurrent run. */
 const IN_FLIGHT = 256;
 
-async function throughStore(key: SigningKey, n: number, inFlight = 1): Promise<number> {
+export async function throughStore(key: SigningKey, n: number, inFlight = 1): Promise<number> {
   const dir = tempDir("records");
   const store = new SqliteStore(path.join(dir, "countersign.db"));
   try {
     await store.registerSigningKey(key.kid, key.publicJwk, Date.now());
-    store.setSigner((claims) => ({ jws: signRecord(key, claims), kid: key.kid }));
+    // As the server does (src/main.ts): a signer that carries its key signs on a second thread.
+    store.setSigner(recordSigner(key));
     const now = Date.now();
     const inputs: AdmitInput[] = Array.from({ length: n }, () => {
       const f = verdictFixture(new Date(now));

@@ -35,7 +35,7 @@ import type { AuditReader } from "./audit/reader.js";
 import { type Config, checkWebhookSecrets, requirePublicUrl, requireSlack } from "./config.js";
 import type { Policy, RecordClaims } from "./domain/types.js";
 import { verifyProof } from "./records/proof.js";
-import { type PublicJwk, type SigningKey, signReceipt, signRecord, verifyJws } from "./records/signing.js";
+import { type PublicJwk, recordSigner, type SigningKey, signReceipt, verifyJws } from "./records/signing.js";
 
 export interface Countersign {
   readonly url: string;
@@ -93,7 +93,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
   const useKey = (key: SigningKey) => {
     signingKey = key;
-    store.setSigner((claims) => ({ jws: signRecord(key, claims), kid: key.kid }));
+    store.setSigner(recordSigner(key));
     store.setReceiptSigner((claims) => ({ jws: signReceipt(key, claims), kid: key.kid }));
   };
   useKey(signingKey);

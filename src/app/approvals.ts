@@ -564,17 +564,25 @@ export class Approvals {
     return a !== null && hasVoted(a, user);
   }
 
-  /** A timer fired for `level`. Safe to call late, early or twice. */
-  async deadline(actionId: string, level: number): Promise<MutateResult> {
+  /**
+   * A timer fired for `level`. Safe to call late, early or twice. `readDue`: the caller
+   * has just read this deadline from the database as due and pending (the timers' sweep),
+   * so the look before the write would find what it found and is skipped.
+   */
+  async deadline(actionId: string, level: number, opts: { readDue?: boolean } = {}): Promise<MutateResult> {
     const now = this.deps.now();
     // Each deadline fires twice by design (a BullMQ timer and the database sweep), and many
     // at once when a backlog falls due: a read first lets the loser skip the write lock.
-    // The transaction below judges again, so this look is only an optimisation.
-    const seen = await this.deps.store.getAction(actionId);
-    if (!seen) return { kind: "not_found" };
-    const first = onDeadline(this.state(seen), this.route(seen), level, now, () => now.getTime());
-    if (first.kind === "refused")
-      return { kind: "refused", code: first.code, reason: first.reason, action: seen };
+    // The transaction below judges again, so this look is only an optimisation. The sweep
+    // skips it: what it fires it has just read as due, so the look would pass, and in a
+    // storm it was a second read of every action the sweep expired (docs/performance.md).
+    if (!opts.readDue) {
+      const seen = await this.deps.store.getAction(actionId);
+      if (!seen) return { kind: "not_found" };
+      const first = onDeadline(this.state(seen), this.route(seen), level, now, () => now.getTime());
+      if (first.kind === "refused")
+        return { kind: "refused", code: first.code, reason: first.reason, action: seen };
+    }
     const result = await this.deps.store.mutate(actionId, now.getTime(), (cur) => {
       const route = this.route(cur);
       const step = onDeadline(this.state(cur), route, level, now, (to) =>

@@ -90,7 +90,7 @@ export type JwsTyp = "decision+jwt" | "receipt+jwt" | "checkpoint+jwt";
  */
 const headers = new WeakMap<SigningKey, Map<JwsTyp, string>>();
 
-function encodedHeader(key: SigningKey, typ: JwsTyp): string {
+export function encodedHeader(key: SigningKey, typ: JwsTyp): string {
   let byTyp = headers.get(key);
   if (byTyp === undefined) {
     byTyp = new Map();
@@ -114,6 +114,24 @@ export function signJws(key: SigningKey, typ: JwsTyp, payload: object): string {
 /** A decision record. */
 export function signRecord(key: SigningKey, claims: RecordClaims): string {
   return signJws(key, "decision+jwt", claims);
+}
+
+/** The key behind each signer made by recordSigner (see signingKeyOf). */
+const signerKeys = new WeakMap<object, SigningKey>();
+
+/**
+ * The store's record signer for `key`. A store that can sign on a second thread (SQLite,
+ * src/records/chain-signer.ts) finds the key with signingKeyOf; any other calls it.
+ */
+export function recordSigner(key: SigningKey): (claims: RecordClaims) => { jws: string; kid: string } {
+  const signer = (claims: RecordClaims) => ({ jws: signRecord(key, claims), kid: key.kid });
+  signerKeys.set(signer, key);
+  return signer;
+}
+
+/** The key of a signer made by recordSigner; undefined for any other function. */
+export function signingKeyOf(signer: object): SigningKey | undefined {
+  return signerKeys.get(signer);
 }
 
 /**

@@ -4,7 +4,7 @@
  * escalation and orphan expiry, without Redis or Slack.
  */
 import { randomBytes } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
 import { parsePolicyText as parsePolicy } from "../../src/adapters/policy/load.js";
 import { Approvals } from "../../src/app/approvals.js";
@@ -181,6 +181,31 @@ describe("Approvals", () => {
     expect((await store.listEvents(action.id)).map((e) => e.type)).toContain("escalated");
     await a.startLevel(action.id, 1);
     expect((await store.getAction(action.id))?.eligible).toEqual(["U0CFO"]);
+  });
+
+  it("a deadline the sweep read as due is judged in the write alone: applied once, a second firing refused, early refused", async () => {
+    const a = approvals();
+    const { action } = await submit(a);
+    await a.startLevel(action.id, 0);
+    const deadlineAt = (await store.getAction(action.id))!.deadlineAt!;
+    const reads = vi.spyOn(store, "getAction");
+    // Early: the write judges it not due, changes nothing.
+    clock = deadlineAt - 1;
+    expect(await a.deadline(action.id, 0, { readDue: true })).toMatchObject({
+      kind: "refused",
+      code: "not_due",
+    });
+    clock = deadlineAt + 1;
+    const [first, second] = await Promise.all([
+      a.deadline(action.id, 0, { readDue: true }),
+      a.deadline(action.id, 0, { readDue: true }),
+    ]);
+    expect(first).toMatchObject({ kind: "applied", action: { status: "pending", level: 1 } });
+    expect(second).toMatchObject({ kind: "refused", code: "not_due" });
+    expect(reads).not.toHaveBeenCalled();
+    expect(await a.deadline("act_missing", 0, { readDue: true })).toEqual({ kind: "not_found" });
+    expect((await store.listEvents(action.id)).filter((e) => e.type === "escalated")).toHaveLength(1);
+    reads.mockRestore();
   });
 
   it("expires a request whose route the policy no longer has, at once and closed", async () => {

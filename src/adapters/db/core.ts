@@ -168,6 +168,11 @@ export type ActionUpdate = Partial<
 >;
 
 /** The columns that close an action with its verdict. */
+/** A decision's columns known before it is signed (see StoreTx.deferRecord). */
+export type DeferredRecordColumns = Omit<RecordColumns, "seq" | "decisionId" | "jws" | "digest" | "kid"> & {
+  actionId: string;
+};
+
 export type Closed = Pick<ActionRow, "status" | "verdict" | "reasonCode" | "decidedAt" | "recordSeq">;
 
 /** The statements one store runs inside one of its transactions. */
@@ -205,6 +210,13 @@ export interface StoreTx {
   /** The log's newest record, held until commit so that no other decider reads the same head. */
   logHead(): Step<{ seq: number; digest: string } | null>;
   insertRecord(r: RecordColumns): Step<void>;
+  /**
+   * Optional (SQLite, a group of several writes with a signing worker): take the next seq
+   * now and have the decision signed on the second thread and inserted before the
+   * transaction commits (src/records/chain-signer.ts). The record returned has its seq;
+   * its jws and digest are filled in before the commit. Null: sign here and now.
+   */
+  deferRecord?(claims: UnchainedClaims, row: DeferredRecordColumns): StoredRecord | null;
   /** Closes a pending action; false when it was not pending. */
   closeAction(id: string, c: Closed): Step<boolean>;
   /** The action's decision record (never a receipt). */
@@ -643,22 +655,26 @@ export function* decide(
   now: number,
 ): Step<{ record: StoredRecord; closed: Closed }> {
   if (!tx.signer) throw new StoreError("no signing key loaded");
-  const head = yield* tx.logHead();
-  const seq = (head?.seq ?? 0) + 1;
-  const prev = head?.digest ?? null;
-  const { jws, kid } = tx.signer({ ...d.claims, seq, prev });
-  const digest = sha256B64url(jws);
   const decidedAt = Date.parse(d.claims.decided_at);
-  const record: StoredRecord = { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest, kid };
-  yield* tx.insertRecord({
-    ...record,
+  const columns: DeferredRecordColumns = {
+    actionId: action.id,
     agentId: action.agentId,
     region: action.region,
     verdict: d.outcome.verdict,
     decidedAt,
     kind: "decision",
     ref: null,
-  });
+  };
+  let record = tx.deferRecord?.(d.claims, columns) ?? null;
+  if (!record) {
+    const head = yield* tx.logHead();
+    const seq = (head?.seq ?? 0) + 1;
+    const prev = head?.digest ?? null;
+    const { jws, kid } = tx.signer({ ...d.claims, seq, prev });
+    record = { seq, actionId: action.id, decisionId: d.claims.jti, jws, digest: sha256B64url(jws), kid };
+    yield* tx.insertRecord({ ...record, ...columns });
+  }
+  const seq = record.seq;
   const closed: Closed = {
     status: "decided",
     verdict: d.outcome.verdict,

@@ -27,9 +27,12 @@ import type {
   StoredEvent,
   StoredReceipt,
   StoredRecord,
+  UnchainedClaims,
   WebhookAttempt,
 } from "../../app/ports.js";
 import { packagePath } from "../../paths.js";
+import { ChainSigner } from "../../records/chain-signer.js";
+import { signingKeyOf } from "../../records/signing.js";
 import {
   type ActionUpdate,
   type AgentStats,
@@ -37,6 +40,7 @@ import {
   type Closed,
   CoreStore,
   columnsOf,
+  type DeferredRecordColumns,
   done,
   type Finish,
   type NewEventRow,
@@ -106,6 +110,8 @@ type Outcome =
 
 export class SqliteStore extends CoreStore implements Store {
   private signer: RecordSigner | null = null;
+  /** Signs a group's decisions on a second thread; null: each is signed where it is written. */
+  private chainSigner: ChainSigner | null = null;
   /** The statements core.ts runs inside a write. */
   private readonly tx: SqliteTx;
   /** The queries off the hot paths (see prepareQueries). */
@@ -156,31 +162,47 @@ export class SqliteStore extends CoreStore implements Store {
     this.savepoint = raw.transaction((run: () => unknown) => run());
     this.commitGroup = raw.transaction((calls: readonly Queued[], isolate: boolean) => {
       const outcomes: Outcome[] = [];
-      for (const c of calls) {
-        const writeLeases: WriteLeases | null = this.receiver
-          ? { receiver: this.receiver, born: [], reserved: 0 }
-          : null;
-        this.writeLeases = writeLeases;
-        try {
-          outcomes.push({
-            ok: true,
-            value: isolate ? this.savepoint(c.run) : c.run(),
-            born: writeLeases?.born ?? [],
-          });
-        } catch (error) {
-          // Most errors (a RejectionError, a constraint) undo only this write's savepoint.
-          // A few make SQLite roll the whole transaction back (a full disk, an I/O error):
-          // then nothing of the group will be committed, and every caller must hear so.
-          if (!isolate || !this.raw.inTransaction) throw error;
-          outcomes.push({ ok: false, error });
-        } finally {
-          // Slots held by a write that failed, or by an attempt run again, are freed at the flush's end.
-          this.reserved += writeLeases?.reserved ?? 0;
-          this.writeLeases = null;
-        }
+      // Decisions are signed on the worker only in a group of several writes run without
+      // savepoints: a write undone alone by its savepoint must not leave a record the next
+      // one was already chained to. Any failure rolls the whole group back, and it runs
+      // again with savepoints, signing here.
+      const chain = this.chainSigner;
+      this.tx.chain = !isolate && calls.length > 1 && chain?.usable ? chain : null;
+      try {
+        this.runGroup(calls, isolate, outcomes);
+        // Before the COMMIT: every record of the group signed and inserted.
+        this.tx.drainChain();
+      } finally {
+        this.tx.endChain();
       }
       return outcomes;
     });
+  }
+
+  private runGroup(calls: readonly Queued[], isolate: boolean, outcomes: Outcome[]): void {
+    for (const c of calls) {
+      const writeLeases: WriteLeases | null = this.receiver
+        ? { receiver: this.receiver, born: [], reserved: 0 }
+        : null;
+      this.writeLeases = writeLeases;
+      try {
+        outcomes.push({
+          ok: true,
+          value: isolate ? this.savepoint(c.run) : c.run(),
+          born: writeLeases?.born ?? [],
+        });
+      } catch (error) {
+        // Most errors (a RejectionError, a constraint) undo only this write's savepoint.
+        // A few make SQLite roll the whole transaction back (a full disk, an I/O error):
+        // then nothing of the group will be committed, and every caller must hear so.
+        if (!isolate || !this.raw.inTransaction) throw error;
+        outcomes.push({ ok: false, error });
+      } finally {
+        // Slots held by a write that failed, or by an attempt run again, are freed at the flush's end.
+        this.reserved += writeLeases?.reserved ?? 0;
+        this.writeLeases = null;
+      }
+    }
   }
 
   private prep(sqlText: string): Database.Statement {
@@ -195,6 +217,11 @@ export class SqliteStore extends CoreStore implements Store {
   /** Records are signed inside the store's transaction; the key is set once at start. */
   setSigner(signer: RecordSigner): void {
     this.signer = signer;
+    void this.chainSigner?.close();
+    // A signer made by recordSigner carries its key: records of a group are then signed on
+    // a second thread (see ChainSigner). COUNTERSIGN_SIGN_WORKER=0 keeps them on this one.
+    const key = signingKeyOf(signer);
+    this.chainSigner = key && process.env.COUNTERSIGN_SIGN_WORKER !== "0" ? new ChainSigner(key) : null;
   }
 
   /**
@@ -497,6 +524,7 @@ export class SqliteStore extends CoreStore implements Store {
     if (this.soonTimer) clearTimeout(this.soonTimer);
     this.soonTimer = null;
     if (this.raw.open) this.raw.close();
+    await this.chainSigner?.close();
   }
 
   /** For the audit tools and tests: the raw handle stays inside the adapter folder. */
@@ -643,6 +671,24 @@ function placeholders(rows: number, columns: number): string {
 }
 
 /**
+ * A multi-row INSERT's text for each row count 1..ROWS_PER_INSERT, built once. The texts
+ * of the hot statements are constants: a text built per call (a template with a
+ * substitution) is a new string, hashed in full and flattened for every statement-cache
+ * lookup, which showed in the profile of a burst of verdicts (docs/performance.md).
+ */
+function insertTexts(head: string, tail = ""): readonly string[] {
+  return Array.from({ length: ROWS_PER_INSERT + 1 }, (_, n) => `${head} VALUES ${placeholders(n, 6)}${tail}`);
+}
+
+const INSERT_EVENTS = insertTexts("INSERT INTO events (action_id, agent_id, type, actor, at, data_json)");
+const INSERT_OUTBOX = insertTexts(
+  "INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)",
+  " ON CONFLICT DO NOTHING",
+);
+const ACTION_BY_REQUEST = `SELECT ${ACTION_COLUMNS} FROM actions WHERE agent_id = ? AND request_id = ?`;
+const ACTION_BY_ID = `SELECT ${ACTION_COLUMNS} FROM actions WHERE id = ?`;
+
+/**
  * The statements of SqliteStore's writes, for the shared store logic (core.ts). They run
  * inside the group's transaction, on its one connection: nothing here waits.
  *
@@ -653,6 +699,15 @@ function placeholders(rows: number, columns: number): string {
 class SqliteTx implements StoreTx {
   /** The last bound forgetJtis deleted up to (see there). */
   private forgotten: number | null = null;
+  /** Set by SqliteStore while a group signs its decisions on the worker (see deferRecord). */
+  chain: ChainSigner | null = null;
+  /** The group's decisions posted to the worker and not yet inserted, in seq order. */
+  private deferred: {
+    record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] };
+    columns: DeferredRecordColumns;
+  }[] = [];
+  /** The seq the next deferred decision takes. */
+  private nextSeq = 0;
 
   constructor(
     private readonly prep: (sqlText: string) => Database.Statement,
@@ -674,18 +729,13 @@ class SqliteTx implements StoreTx {
   }
 
   actionByRequest(agentId: string, requestId: string): Step<ActionRow | null> {
-    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE agent_id = ? AND request_id = ?`).get(
-      agentId,
-      requestId,
-    ) as ActionColumns | undefined;
+    const row = this.prep(ACTION_BY_REQUEST).get(agentId, requestId) as ActionColumns | undefined;
     return done(row ? toRow(row) : null);
   }
 
   loadAction(id: string, _forUpdate = false): Step<ActionWithVotes | null> {
     // A write holds the whole file, so there is nothing to lock row by row.
-    const row = this.prep(`SELECT ${ACTION_COLUMNS} FROM actions WHERE id = ?`).get(id) as
-      | ActionColumns
-      | undefined;
+    const row = this.prep(ACTION_BY_ID).get(id) as ActionColumns | undefined;
     if (!row) return done(null);
     return done(
       withVotes(
@@ -821,10 +871,13 @@ class SqliteTx implements StoreTx {
     // Rows of one write go in one statement (a receipt writes two): each statement run
     // costs about as much again as the row it inserts.
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const chunk = rows.slice(i, i + ROWS_PER_INSERT);
-      this.prep(
-        `INSERT INTO events (action_id, agent_id, type, actor, at, data_json) VALUES ${placeholders(chunk.length, 6)}`,
-      ).run(chunk.flatMap((r) => [r.actionId, r.agentId, r.type, r.actor, r.at, r.dataJson]));
+      const end = Math.min(rows.length, i + ROWS_PER_INSERT);
+      const values: unknown[] = [];
+      for (let j = i; j < end; j++) {
+        const r = rows[j] as NewEventRow;
+        values.push(r.actionId, r.agentId, r.type, r.actor, r.at, r.dataJson);
+      }
+      this.prep(INSERT_EVENTS[end - i] as string).run(values);
     }
     return done(undefined);
   }
@@ -848,11 +901,13 @@ class SqliteTx implements StoreTx {
       plain.run(r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt);
     } else if (unleased.length > 1) {
       for (let i = 0; i < unleased.length; i += ROWS_PER_INSERT) {
-        const chunk = unleased.slice(i, i + ROWS_PER_INSERT);
-        this.prep(
-          `INSERT INTO outbox (action_id, kind, dedupe_key, payload_json, due_at, created_at)
-           VALUES ${placeholders(chunk.length, 6)} ON CONFLICT DO NOTHING`,
-        ).run(chunk.flatMap((r) => [r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt]));
+        const end = Math.min(unleased.length, i + ROWS_PER_INSERT);
+        const values: unknown[] = [];
+        for (let j = i; j < end; j++) {
+          const r = unleased[j] as NewOutboxRow;
+          values.push(r.actionId, r.kind, r.dedupeKey, r.payloadJson, r.dueAt, r.createdAt);
+        }
+        this.prep(INSERT_OUTBOX[end - i] as string).run(values);
       }
     }
     for (const r of rows) {
@@ -871,11 +926,72 @@ class SqliteTx implements StoreTx {
     return done(ids);
   }
 
+  /** The group is over (committed or rolled back): what the worker still signs for it is dropped. */
+  endChain(): void {
+    this.chain = null;
+    this.deferred = [];
+  }
+
+  deferRecord(claims: UnchainedClaims, columns: DeferredRecordColumns): StoredRecord | null {
+    const chain = this.chain;
+    if (!chain) return null;
+    if (!this.deferred.length) {
+      const head = this.readHead();
+      this.nextSeq = (head?.seq ?? 0) + 1;
+      chain.begin(head?.digest ?? null);
+    }
+    const seq = this.nextSeq;
+    // Claims it cannot hand over are signed in place (decide reads the head, which first
+    // inserts what the worker has signed).
+    if (!chain.post(claims, seq)) return null;
+    this.nextSeq++;
+    const record = {
+      seq,
+      actionId: columns.actionId,
+      decisionId: claims.jti,
+      jws: "",
+      digest: "",
+      kid: chain.kid,
+    };
+    this.deferred.push({ record, columns });
+    return record;
+  }
+
+  /**
+   * Waits for the worker's signatures of the deferred decisions and inserts them. Runs
+   * before the group commits, and before anything in it reads the log (the head, a
+   * record, a receipt), so every read sees the log as if each record had been signed
+   * where it was written. Throws if the worker fails: the group then rolls back.
+   */
+  drainChain(): void {
+    const chain = this.chain;
+    if (!chain || !this.deferred.length) return;
+    const pending = this.deferred;
+    this.deferred = [];
+    const signed = chain.collect();
+    if (signed.length !== pending.length)
+      throw new StoreError(`the signing worker returned ${signed.length} of ${pending.length} records`);
+    for (let i = 0; i < pending.length; i++) {
+      const { record, columns } = pending[i] as (typeof pending)[number];
+      const s = signed[i] as (typeof signed)[number];
+      if (s.seq !== record.seq)
+        throw new StoreError(`the signing worker signed seq ${s.seq} for ${record.seq}`);
+      record.jws = s.jws;
+      record.digest = s.digest;
+      runNow(this.insertRecord({ ...record, ...columns }));
+    }
+  }
+
   logHead(): Step<{ seq: number; digest: string } | null> {
+    this.drainChain();
+    return done(this.readHead());
+  }
+
+  private readHead(): { seq: number; digest: string } | null {
     const head = this.prep("SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1").get() as
       | { seq: number; digest: string }
       | undefined;
-    return done(head ?? null);
+    return head ?? null;
   }
 
   insertRecord(r: RecordColumns): Step<void> {
@@ -909,6 +1025,7 @@ class SqliteTx implements StoreTx {
   }
 
   recordOf(actionId: string): Step<StoredRecord | null> {
+    this.drainChain();
     const r = this.prep(
       "SELECT seq, action_id AS actionId, decision_id AS decisionId, jws, digest, kid FROM records WHERE action_id = ? AND kind = 'decision'",
     ).get(actionId) as StoredRecord | undefined;
@@ -916,6 +1033,7 @@ class SqliteTx implements StoreTx {
   }
 
   actionForReceipt(actionId: string): Step<{ action: ActionRow; record: StoredRecord | null } | null> {
+    this.drainChain();
     // One statement: a redemption's reads were the action, its votes (a receipt needs none)
     // and the decision found again by action_id; the record is one primary-key step away.
     const row = this.prep(
@@ -952,6 +1070,7 @@ class SqliteTx implements StoreTx {
   }
 
   receiptsOf(actionId: string): Step<StoredReceipt[]> {
+    this.drainChain();
     return done(
       this.prep(
         `SELECT seq, kind, action_id AS actionId, decision_id AS receiptId, jws, decided_at AS at FROM records

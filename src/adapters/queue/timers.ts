@@ -73,7 +73,9 @@ export class Timers {
         // in the same turn of the event loop, and SqliteStore commits them as one group
         // (one commit for up to 200 expiries instead of one each). The batch bounds it.
         const changed = await Promise.all(
-          due.map(async (d) => (await this.approvals.deadline(d.id, d.level)).kind === "applied"),
+          due.map(
+            async (d) => (await this.approvals.deadline(d.id, d.level, { readDue: true })).kind === "applied",
+          ),
         );
         fired += changed.filter(Boolean).length;
         // Stop when nothing moved: what is left is not due at its own level yet.
