@@ -70,6 +70,7 @@ const EnvSchema = z.object({
     .transform((text) => text.replace(/\/+$/, ""))
     .optional(),
   OUTBOX_HOLD_BACK_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
+  SIGN_WORKER: z.enum(["on", "off"], "on or off").default("on"),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
@@ -111,6 +112,11 @@ export interface Config {
   readonly recovery: { readonly queueLockMs: number; readonly outboxLeaseMs: number };
   /** How far card updates, thread notes and DMs written during a burst are pushed back (0: never). */
   readonly outboxHoldBackMs: number;
+  /**
+   * Whether the SQLite store signs a group's decision records on a second thread
+   * (src/records/chain-signer.ts) while it writes the rest of the group.
+   */
+  readonly signWorker: boolean;
   /** Test-only: see src/app/crash.ts. */
   readonly crashPoint: "after_intake" | "after_card_post" | "after_record" | "after_webhook_send" | null;
   /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
@@ -167,6 +173,7 @@ export function loadConfig(
     logLevel: e.LOG_LEVEL,
     recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
     outboxHoldBackMs: e.OUTBOX_HOLD_BACK_MS,
+    signWorker: e.SIGN_WORKER === "on",
     crashPoint: e.CRASH_POINT ?? null,
     secrets: Object.freeze({ ...env }),
   });

@@ -93,7 +93,7 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   await store.registerSigningKey(signingKey.kid, signingKey.publicJwk, Date.now());
   const useKey = (key: SigningKey) => {
     signingKey = key;
-    store.setSigner(recordSigner(key));
+    store.setSigner(recordSigner(key, { secondThread: config.signWorker }));
     store.setReceiptSigner((claims) => ({ jws: signReceipt(key, claims), kid: key.kid }));
   };
   useKey(signingKey);

@@ -121,11 +121,15 @@ const signerKeys = new WeakMap<object, SigningKey>();
 
 /**
  * The store's record signer for `key`. A store that can sign on a second thread (SQLite,
- * src/records/chain-signer.ts) finds the key with signingKeyOf; any other calls it.
+ * src/records/chain-signer.ts) finds the key with signingKeyOf, unless `secondThread` is
+ * false (SIGN_WORKER=off); any other store, or that one then, calls it.
  */
-export function recordSigner(key: SigningKey): (claims: RecordClaims) => { jws: string; kid: string } {
+export function recordSigner(
+  key: SigningKey,
+  opts: { readonly secondThread?: boolean } = {},
+): (claims: RecordClaims) => { jws: string; kid: string } {
   const signer = (claims: RecordClaims) => ({ jws: signRecord(key, claims), kid: key.kid });
-  signerKeys.set(signer, key);
+  if (opts.secondThread !== false) signerKeys.set(signer, key);
   return signer;
 }
 

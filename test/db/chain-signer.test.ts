@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { verdictFixture } from "../../bench/setup.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
+import { loadConfig } from "../../src/config.js";
 import { decisionEffects } from "../../src/app/approvals.js";
 import type { AdmitInput } from "../../src/app/ports.js";
 import { sha256B64url } from "../../src/domain/canonical.js";
@@ -87,6 +88,11 @@ describe("decisions signed on a second thread", () => {
   it("recordSigner carries its key; a plain function carries none", () => {
     expect(signingKeyOf(recordSigner(KEY))).toBe(KEY);
     expect(signingKeyOf((c: never) => c)).toBeUndefined();
+    // SIGN_WORKER=off: the signer signs the same, on the store's own thread.
+    expect(signingKeyOf(recordSigner(KEY, { secondThread: false }))).toBeUndefined();
+    expect(loadConfig({}, "/tmp").signWorker).toBe(true);
+    expect(loadConfig({ SIGN_WORKER: "off" }, "/tmp").signWorker).toBe(false);
+    expect(() => loadConfig({ SIGN_WORKER: "no" }, "/tmp")).toThrow(/SIGN_WORKER/);
   });
 
   it("a group of verdicts leaves the same one chain as signing each in place, and answers with the signed records", async () => {

@@ -219,9 +219,9 @@ export class SqliteStore extends CoreStore implements Store {
     this.signer = signer;
     void this.chainSigner?.close();
     // A signer made by recordSigner carries its key: records of a group are then signed on
-    // a second thread (see ChainSigner). COUNTERSIGN_SIGN_WORKER=0 keeps them on this one.
+    // a second thread (see ChainSigner); SIGN_WORKER=off makes a signer without it.
     const key = signingKeyOf(signer);
-    this.chainSigner = key && process.env.COUNTERSIGN_SIGN_WORKER !== "0" ? new ChainSigner(key) : null;
+    this.chainSigner = key ? new ChainSigner(key) : null;
   }
 
   /**
