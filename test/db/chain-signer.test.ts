@@ -10,9 +10,9 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { verdictFixture } from "../../bench/setup.js";
 import { SqliteStore } from "../../src/adapters/db/sqlite.js";
-import { loadConfig } from "../../src/config.js";
 import { decisionEffects } from "../../src/app/approvals.js";
 import type { AdmitInput } from "../../src/app/ports.js";
+import { loadConfig } from "../../src/config.js";
 import { sha256B64url } from "../../src/domain/canonical.js";
 import { ChainSigner } from "../../src/records/chain-signer.js";
 import {
