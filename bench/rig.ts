@@ -15,6 +15,7 @@ import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { compiledFor } from "../bin/compiled.mjs";
+import { missingNodeFlags } from "../bin/node-flags.mjs";
 import { generateKeyFile } from "../src/adapters/crypto/keyfile.js";
 import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
@@ -113,6 +114,9 @@ function forkServer(spec: ServerSpec): Server {
   const child = fork(SERVER, [JSON.stringify(spec)], {
     execArgv: [
       ...(COMPILED_SERVER ? [] : ["--import", "tsx"]),
+      // The flags `countersign serve` runs with (bin/node-flags.mjs), so the bench measures
+      // what users run; COUNTERSIGN_NODE_FLAGS in the runner's environment replaces them.
+      ...missingNodeFlags(["serve"], [], process.env),
       // Only called when asked, after the as-is sample: what the server retains, without its garbage.
       "--expose-gc",
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),

@@ -314,7 +314,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   );
   await slack.start();
   const url = `http://${config.http.host}:${port}`;
-  log.info({ url, port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
+  // The Node flags say whether the launcher's memory settings took effect (bin/node-flags.mjs).
+  log.info(
+    { url, port, policy: config.policyFile, kid: signingKey.kid, node_flags: process.execArgv },
+    "countersign: serving",
+  );
 
   let stopping: Promise<void> | null = null;
   return {
