@@ -89,7 +89,7 @@ export interface Rig {
   /** Each action's request id, from the database (either store): jobs carry request ids, cards action ids. */
   requestIds(): Promise<Map<string, string>>;
   /** The first server's memory as it is, or (gc) after a full garbage collection. */
-  rss(o?: { gc?: boolean }): Promise<{ rss: number; heapUsed: number }>;
+  rss(o?: { gc?: boolean }): Promise<{ rss: number; heapUsed: number; detail: string }>;
   /** CPU time the server processes have used since they started, all instances together, in ms. */
   cpuMs(): Promise<number>;
   /** U0ALICE clicks Approve on a card: a real block_actions request, signed, sent to one instance (default the first). */
@@ -279,7 +279,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       const r = childMessage<FromServer, "rss">(s.child, "rss", 10_000, SERVER_NAME, s.tail);
       send(s.child, { type: "rss", ...(o.gc ? { gc: true } : {}) });
       const m = await r;
-      return { rss: m.rss, heapUsed: m.heapUsed };
+      return { rss: m.rss, heapUsed: m.heapUsed, detail: m.detail };
     },
     async cpuMs() {
       const each = await Promise.all(
