@@ -3,15 +3,13 @@
 // The server's heap churns (each request allocates and drops its rows, its card, its JSON)
 // while what it retains stays small (about 40 MB after a full GC with 100,000 requests
 // pending). With V8's defaults its resident memory is the high-water mark of that churn:
-// a 32 MB young generation, and an old generation let grow to several times what survives
-// before it is collected; pages once touched stay resident. In the bench: 290 MB with
-// 10,000 pending against 145 MB at rest. So:
-// --max-semi-space-size=4: a young generation of 8 MB instead of 32 MB;
-// --heap-growing-percent=30: the old generation is collected when it has grown 30% past
-//   what survived the last collection, instead of V8's up to 4x.
-// Measured (docs/performance.md, "Memory"): 158 MB with 10,000 pending, for about 20%
-// more CPU per request at full speed. --optimize-for-size went further (143 MB) but cost
-// 2.4x the CPU per request (its 1 MB young generation), so it is not the default.
+// an old generation let grow to up to 4x what survives before it is collected, and pages
+// once touched stay resident. In the bench: 292 MB with 10,000 pending against 145 MB at
+// rest. --heap-growing-percent=30 collects the old generation when it has grown 30% past
+// what survived the last collection: 184 MB with 10,000 pending, for no CPU per request
+// that the bench could tell apart (docs/performance.md, "Memory"). Also measured, not
+// chosen: --max-semi-space-size=4 on top (158 MB, but 20-40% more CPU per request) and
+// --optimize-for-size (143 MB, 2.4x the CPU per request: its 1 MB young generation).
 //
 // V8 sizes its heap when the process starts: these cannot be set by v8.setFlagsFromString
 // (too late for the heap's layout), and Node refuses most V8 flags in NODE_OPTIONS. So
@@ -20,12 +18,12 @@
 // stays as a small parent that passes signals on and exits as the child does (its own RSS
 // is about 44 MB, of which 7 MB its own: the rest is the node binary, shared with the child).
 // Starting node with the flags
-// (`node --max-semi-space-size=4 --heap-growing-percent=30 bin/countersign.mjs serve`)
+// (`node --heap-growing-percent=30 bin/countersign.mjs serve`)
 // skips that parent.
 // COUNTERSIGN_NODE_FLAGS replaces the list (space-separated; empty: none, no relaunch).
 import { spawn } from "node:child_process";
 
-export const SERVE_NODE_FLAGS = Object.freeze(["--max-semi-space-size=4", "--heap-growing-percent=30"]);
+export const SERVE_NODE_FLAGS = Object.freeze(["--heap-growing-percent=30"]);
 
 /** The commands the flags are for: the long-running server. */
 const COMMANDS = new Set(["serve"]);
