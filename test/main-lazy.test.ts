@@ -13,7 +13,7 @@ import { type Harness, startHarness } from "./support/harness.js";
 const ROOT = path.resolve(import.meta.dirname, "..");
 
 /** Modules a file loads when it is loaded: static imports and re-exports, never `import type` or `import()`. */
-export function staticImportsOf(source: string): string[] {
+function staticImportsOf(source: string): string[] {
   const specs: string[] = [];
   const patterns = [
     /^\s*(?:import|export)\s+(?!type\s)[^'"]*?\sfrom\s*["']([^"']+)["']/gms,
