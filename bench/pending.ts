@@ -49,7 +49,9 @@ async function rssAtScale(
   const rig = await startRig({ policy: benchPolicy(), redisUrl: ctx.redisUrl });
   try {
     await sleep(1_000);
-    const idle = (await rig.rss()).rss;
+    const rest = await rig.rss();
+    log(`pending: server at rest: ${(rest.rss / MB).toFixed(0)} MB: ${rest.detail}`);
+    const idle = rest.rss;
     const t0 = Date.now();
     await submitAll(rig, n, `${n} pending`);
     await until(() => rig.cards.size >= n, `${n} cards`, 120_000 + n * 20);
@@ -59,6 +61,8 @@ async function rssAtScale(
     await sleep(3_000);
     const m = await rig.rss();
     const afterGc = await rig.rss({ gc: true });
+    log(`pending: server with ${n} pending: ${(m.rss / MB).toFixed(0)} MB: ${m.detail}`);
+    log(`pending: the same after a full GC: ${(afterGc.rss / MB).toFixed(0)} MB: ${afterGc.detail}`);
     return { idle, loaded: m.rss, heap: m.heapUsed, afterGc, rate };
   } finally {
     await rig.stop();

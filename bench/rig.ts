@@ -15,6 +15,7 @@ import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { compiledFor } from "../bin/compiled.mjs";
+import { missingNodeFlags } from "../bin/node-flags.mjs";
 import { generateKeyFile } from "../src/adapters/crypto/keyfile.js";
 import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
@@ -94,7 +95,7 @@ export interface Rig {
   /** Each action's request id, from the database (either store): jobs carry request ids, cards action ids. */
   requestIds(): Promise<Map<string, string>>;
   /** The first server's memory as it is, or (gc) after a full garbage collection. */
-  rss(o?: { gc?: boolean }): Promise<{ rss: number; heapUsed: number }>;
+  rss(o?: { gc?: boolean }): Promise<{ rss: number; heapUsed: number; detail: string }>;
   /** CPU time the server processes have used since they started, all instances together, in ms. */
   cpuMs(): Promise<number>;
   /** U0ALICE clicks Approve on a card: a real block_actions request, signed, sent to one instance (default the first). */
@@ -119,6 +120,9 @@ function forkServer(spec: ServerSpec): Server {
   const child = fork(SERVER, [JSON.stringify(spec)], {
     execArgv: [
       ...(COMPILED_SERVER ? [] : ["--import", "tsx"]),
+      // The flags `countersign serve` runs with (bin/node-flags.mjs), so the bench measures
+      // what users run; COUNTERSIGN_NODE_FLAGS in the runner's environment replaces them.
+      ...missingNodeFlags(["serve"], [], process.env),
       // Only called when asked, after the as-is sample: what the server retains, without its garbage.
       "--expose-gc",
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),
@@ -281,7 +285,7 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       const r = childMessage<FromServer, "rss">(s.child, "rss", 10_000, SERVER_NAME, s.tail);
       send(s.child, { type: "rss", ...(o.gc ? { gc: true } : {}) });
       const m = await r;
-      return { rss: m.rss, heapUsed: m.heapUsed };
+      return { rss: m.rss, heapUsed: m.heapUsed, detail: m.detail };
     },
     async cpuMs() {
       const each = await Promise.all(

@@ -5,6 +5,8 @@
  *
  * argv[2] is a JSON ServerSpec (see rig.ts).
  */
+import fs from "node:fs";
+import v8 from "node:v8";
 import { pino } from "pino";
 import { loadConfig } from "../src/config.js";
 import { startCountersign } from "../src/main.js";
@@ -24,7 +26,13 @@ export type ToServer =
 
 export type FromServer =
   | { readonly type: "ready"; readonly url: string; readonly webhookWired: boolean }
-  | { readonly type: "rss"; readonly rss: number; readonly heapUsed: number }
+  | {
+      readonly type: "rss";
+      readonly rss: number;
+      readonly heapUsed: number;
+      /** Where the RSS is: V8's heap as committed, V8's malloc, the process's anonymous and file pages. */
+      readonly detail: string;
+    }
   /** User + system CPU time of this process since it started, in microseconds. */
   | { readonly type: "cpu"; readonly micros: number }
   | { readonly type: "stopped" }
@@ -41,6 +49,25 @@ function send(m: FromServer): void {
 function hasHandler(effects: unknown, kind: string): boolean {
   const handlers = (effects as { handlers?: unknown }).handlers;
   return handlers instanceof Map && handlers.has(kind);
+}
+
+const MB = 1024 * 1024;
+
+function memoryDetail(mem: NodeJS.MemoryUsage): string {
+  const h = v8.getHeapStatistics();
+  let pages = "";
+  try {
+    const status = fs.readFileSync("/proc/self/status", "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? Number.NaN);
+    pages = `; RssAnon ${(kb("RssAnon") / 1024).toFixed(0)} MB, RssFile ${(kb("RssFile") / 1024).toFixed(0)} MB`;
+  } catch {
+    // not Linux
+  }
+  return (
+    `heap committed ${(mem.heapTotal / MB).toFixed(0)} MB (used ${(mem.heapUsed / MB).toFixed(0)}), ` +
+    `external ${(mem.external / MB).toFixed(0)} MB, V8 malloc ${(h.malloced_memory / MB).toFixed(0)} MB ` +
+    `(peak ${(h.peak_malloced_memory / MB).toFixed(0)})${pages}; node ${process.execArgv.join(" ")}`
+  );
 }
 
 async function main(): Promise<void> {
@@ -64,7 +91,7 @@ async function main(): Promise<void> {
     if (m.type === "rss") {
       if (m.gc) (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();
-      send({ type: "rss", rss: mem.rss, heapUsed: mem.heapUsed });
+      send({ type: "rss", rss: mem.rss, heapUsed: mem.heapUsed, detail: memoryDetail(mem) });
     } else if (m.type === "cpu") {
       const u = process.cpuUsage();
       send({ type: "cpu", micros: u.user + u.system });

@@ -24,7 +24,6 @@ import { SlackDirectory } from "./adapters/slack/directory.js";
 import { SlackEffects } from "./adapters/slack/effects.js";
 import { ChannelPacer } from "./adapters/slack/pacer.js";
 import { throttledWarn } from "./adapters/throttle.js";
-import { createWebAuthn } from "./adapters/webauthn.js";
 import { WebhookSender } from "./adapters/webhooks/outbox.js";
 import { Approvals } from "./app/approvals.js";
 import { armCrashPoint } from "./app/crash.js";
@@ -75,6 +74,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   const agentKeys = loadAgentKeys(policy, config.secrets);
   checkWebhookSecrets(policy.agents, config.secrets);
   let signingKey = readSigningKey(config.signingKeyFile);
+  // Passkeys' WebAuthn library (~12 MB of RSS) is loaded only where step-up can run: with
+  // PUBLIC_URL. Loaded before the store opens, so a failure leaves nothing open.
+  const webauthn = config.publicUrl
+    ? (await import("./adapters/webauthn.js")).createWebAuthn(config.publicUrl)
+    : null;
 
   const store = await openStore(config);
   // The auditor API's read side. On SQLite it reads through the store's own connection (an
@@ -180,28 +184,29 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
     },
   });
   // Passkeys and step-up (SPEC "Step-up") need PUBLIC_URL: the pages' origin and the RP ID.
-  const passkeys = config.publicUrl
-    ? new Passkeys({
-        store,
-        approvals,
-        webauthn: createWebAuthn(config.publicUrl),
-        publicUrl: config.publicUrl,
-        issuer: policy.issuer,
-        team: policy.slack.team_id,
-        random: randomBytes,
-        now: () => new Date(),
-        voterOf: async (user) => {
-          const u = await slack.directory.user(user);
-          return {
-            user,
-            team: u?.team ?? policy.slack.team_id,
-            isGuest: u ? u.isGuest : true,
-            ...(u?.email ? { email: u.email } : {}),
-            ...(u?.realName ? { realName: u.realName } : {}),
-          };
-        },
-      })
-    : null;
+  const passkeys =
+    config.publicUrl && webauthn
+      ? new Passkeys({
+          store,
+          approvals,
+          webauthn,
+          publicUrl: config.publicUrl,
+          issuer: policy.issuer,
+          team: policy.slack.team_id,
+          random: randomBytes,
+          now: () => new Date(),
+          voterOf: async (user) => {
+            const u = await slack.directory.user(user);
+            return {
+              user,
+              team: u?.team ?? policy.slack.team_id,
+              isGuest: u ? u.isGuest : true,
+              ...(u?.email ? { email: u.email } : {}),
+              ...(u?.realName ? { realName: u.realName } : {}),
+            };
+          },
+        })
+      : null;
   slack.attach(approvals, grants, passkeys ?? undefined);
 
   const intake = new Intake(approvals, store, log.child({ part: "intake" }), {
@@ -309,7 +314,11 @@ export async function startCountersign(config: Config, o: StartOptions = {}): Pr
   );
   await slack.start();
   const url = `http://${config.http.host}:${port}`;
-  log.info({ url, port, policy: config.policyFile, kid: signingKey.kid }, "countersign: serving");
+  // The Node flags say whether the launcher's memory settings took effect (bin/node-flags.mjs).
+  log.info(
+    { url, port, policy: config.policyFile, kid: signingKey.kid, node_flags: process.execArgv },
+    "countersign: serving",
+  );
 
   let stopping: Promise<void> | null = null;
   return {

@@ -430,13 +430,23 @@ function redactUrl(url: string): string {
 /** How long a stop may take before the process exits anyway (the database holds everything). */
 const STOP_DEADLINE_MS = 10_000;
 
+/**
+ * A stop signal repeated within this long is the same stop, not a second Ctrl-C: under the
+ * launcher's parent (bin/node-flags.mjs) a signal sent to the process group arrives twice,
+ * once directly and once passed on.
+ */
+const REPEAT_MS = 1_000;
+
 function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
-  let once = false;
+  let firstAt: number | null = null;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
-      // A second Ctrl-C means "now".
-      if (once) process.exit(1);
-      once = true;
+      if (firstAt !== null) {
+        if (Date.now() - firstAt < REPEAT_MS) return;
+        // A second Ctrl-C means "now".
+        process.exit(1);
+      }
+      firstAt = Date.now();
       // A last resort: the stop bounds its own steps, so this fires only if one of them
       // ignores its bound. Nothing is lost by exiting: what was not done is in the database.
       setTimeout(() => {
@@ -450,6 +460,24 @@ function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
     });
   }
   watchNpmParent();
+  watchLauncher();
+}
+
+/**
+ * Started by the launcher's relaunch (bin/node-flags.mjs), this process is a child of a
+ * small parent that passes signals on. If that parent is killed outright (SIGKILL, a crash),
+ * nothing passes a stop on any more: this process ends too, at once, as the parent's
+ * process would have ended without the relaunch. Nothing is lost by it: what was not done
+ * is in the database.
+ */
+function watchLauncher(): void {
+  const launcher = Number(process.env.COUNTERSIGN_LAUNCHER_PID);
+  if (!launcher || process.ppid !== launcher) return;
+  setInterval(() => {
+    if (process.ppid === launcher) return;
+    console.error("countersign: the launcher process is gone; exiting");
+    process.exit(1);
+  }, 200).unref();
 }
 
 /**
@@ -462,6 +490,8 @@ function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
  */
 function watchNpmParent(): void {
   if (process.env.npm_lifecycle_event === undefined) return;
+  // Under the launcher's relaunch, the launcher watches npm's shell (bin/node-flags.mjs).
+  if (Number(process.env.COUNTERSIGN_LAUNCHER_PID) === process.ppid) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid === parent) return;

@@ -4,7 +4,7 @@
  */
 import type { AuditReader } from "../../audit/reader.js";
 import type { Config } from "../../config.js";
-import { type PgAuditOptions, PgAuditReader } from "./pg-audit.js";
+import type { PgAuditOptions } from "./pg-audit.js";
 import { SqliteAuditReader } from "./sqlite-audit.js";
 
 /**
@@ -16,10 +16,12 @@ export async function openAuditReader(
   config: Pick<Config, "databaseKind" | "databasePath" | "databaseSchema">,
   o: Pick<PgAuditOptions, "readOnlySession"> = {},
 ): Promise<AuditReader> {
-  return config.databaseKind === "postgres"
-    ? PgAuditReader.open(config.databasePath, {
-        ...o,
-        ...(config.databaseSchema === undefined ? {} : { schema: config.databaseSchema }),
-      })
-    : SqliteAuditReader.open(config.databasePath);
+  if (config.databaseKind !== "postgres") return SqliteAuditReader.open(config.databasePath);
+  // Loaded only when configured, as openStore loads the PostgreSQL store: pg is memory a
+  // SQLite installation does not need.
+  const { PgAuditReader } = await import("./pg-audit.js");
+  return PgAuditReader.open(config.databasePath, {
+    ...o,
+    ...(config.databaseSchema === undefined ? {} : { schema: config.databaseSchema }),
+  });
 }

@@ -5,7 +5,6 @@
 import type Database from "better-sqlite3";
 import type { ReceiptSigner, Store } from "../../app/ports.js";
 import type { Config } from "../../config.js";
-import { PostgresStore } from "./postgres.js";
 import { SqliteStore } from "./sqlite.js";
 
 export interface OpenStoreOptions {
@@ -35,6 +34,9 @@ export async function openStore(
   if (config.databaseKind === "postgres") {
     const schema = o.schema ?? config.databaseSchema;
     const poolSize = o.poolSize ?? config.databasePoolSize;
+    // Loaded only when configured: pg and drizzle's PostgreSQL side are ~15 MB of RSS that a
+    // SQLite installation would otherwise carry for nothing.
+    const { PostgresStore } = await import("./postgres.js");
     return PostgresStore.open(config.databasePath, {
       ...(o.migrate === undefined ? {} : { migrate: o.migrate }),
       ...(schema === undefined ? {} : { schema }),
