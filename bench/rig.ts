@@ -15,7 +15,6 @@ import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { compiledFor } from "../bin/compiled.mjs";
-import { missingNodeFlags } from "../bin/node-flags.mjs";
 import { generateKeyFile } from "../src/adapters/crypto/keyfile.js";
 import { ACTION_IDS } from "../src/adapters/slack/blocks.js";
 import { SlackApiSim, type SlackCall } from "../src/simulator/slack-api.js";
@@ -120,9 +119,6 @@ function forkServer(spec: ServerSpec): Server {
   const child = fork(SERVER, [JSON.stringify(spec)], {
     execArgv: [
       ...(COMPILED_SERVER ? [] : ["--import", "tsx"]),
-      // The flags `countersign serve` runs with (bin/node-flags.mjs), so the bench measures
-      // what users run; COUNTERSIGN_NODE_FLAGS in the runner's environment replaces them.
-      ...missingNodeFlags(["serve"], [], process.env),
       // Only called when asked, after the as-is sample: what the server retains, without its garbage.
       "--expose-gc",
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(profileDir)}`] : []),
@@ -204,6 +200,9 @@ export async function startRig(o: RigOptions): Promise<Rig> {
       ...UNPACED_ENV,
       // Passed through for A/B runs of the outbox's hold-back (docs/performance.md).
       ...(process.env.OUTBOX_HOLD_BACK_MS ? { OUTBOX_HOLD_BACK_MS: process.env.OUTBOX_HOLD_BACK_MS } : {}),
+      // And of serve's heap setting (HEAP_GROWING_PERCENT=0: V8's own) and the signing thread.
+      ...(process.env.HEAP_GROWING_PERCENT ? { HEAP_GROWING_PERCENT: process.env.HEAP_GROWING_PERCENT } : {}),
+      ...(process.env.SIGN_WORKER ? { SIGN_WORKER: process.env.SIGN_WORKER } : {}),
       ...o.env,
     },
     ...(o.pollMs ? { pollMs: o.pollMs } : {}),

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import v8 from "node:v8";
 import { pino } from "pino";
 import { loadConfig } from "../src/config.js";
-import { startCountersign } from "../src/main.js";
+import { applyHeapSettings, startCountersign } from "../src/main.js";
 
 export interface ServerSpec {
   readonly env: Record<string, string>;
@@ -73,6 +73,8 @@ function memoryDetail(mem: NodeJS.MemoryUsage): string {
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? "") as ServerSpec;
   const config = loadConfig(spec.env);
+  // As serve does: the bench measures the heap users run.
+  applyHeapSettings(config);
   const app = await startCountersign(config, {
     log: pino({ level: config.logLevel }, pino.destination(2)),
     ...(spec.pollMs ? { pollMs: spec.pollMs } : {}),

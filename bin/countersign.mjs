@@ -4,24 +4,14 @@
 // missing or older than any source: an edit is never silently ignored, and a build is
 // never required to try one. Compiled, the server starts faster and holds about 60 MB
 // less memory than under tsx's loader. COUNTERSIGN_FROM_SOURCE=1 forces the sources.
-//
-// `serve` runs with the Node flags of ./node-flags.mjs (a smaller heap high-water mark):
-// started without them, it is started again with them, in a child process.
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { compiledFor } from "./compiled.mjs";
-import { missingNodeFlags, relaunch } from "./node-flags.mjs";
 
-const args = process.argv.slice(2);
-const flags = missingNodeFlags(args, process.execArgv, process.env);
-if (flags.length > 0) {
-  relaunch(flags, fileURLToPath(import.meta.url), args);
+const compiled = compiledFor("src/cli/main.ts");
+if (compiled) {
+  await import(pathToFileURL(compiled).href);
 } else {
-  const compiled = compiledFor("src/cli/main.ts");
-  if (compiled) {
-    await import(pathToFileURL(compiled).href);
-  } else {
-    const { register } = await import("tsx/esm/api");
-    register();
-    await import("../src/cli/main.ts");
-  }
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("../src/cli/main.ts");
 }

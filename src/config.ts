@@ -71,6 +71,7 @@ const EnvSchema = z.object({
     .optional(),
   OUTBOX_HOLD_BACK_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   SIGN_WORKER: z.enum(["on", "off"], "on or off").default("on"),
+  HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(30),
   CRASH_POINT: z.enum(["after_intake", "after_card_post", "after_record", "after_webhook_send"]).optional(),
 });
 
@@ -117,6 +118,11 @@ export interface Config {
    * (src/records/chain-signer.ts) while it writes the rest of the group.
    */
   readonly signWorker: boolean;
+  /**
+   * serve's V8 old-generation growth: collect when the heap has grown this many per cent
+   * past what survived the last collection (0: V8's own heuristic). See applyHeapSettings.
+   */
+  readonly heapGrowingPercent: number;
   /** Test-only: see src/app/crash.ts. */
   readonly crashPoint: "after_intake" | "after_card_post" | "after_record" | "after_webhook_send" | null;
   /** The environment itself, for the policy's named secrets (agent HMAC and webhook secrets). */
@@ -174,6 +180,7 @@ export function loadConfig(
     recovery: Object.freeze({ queueLockMs: e.QUEUE_LOCK_MS, outboxLeaseMs: e.OUTBOX_LEASE_MS }),
     outboxHoldBackMs: e.OUTBOX_HOLD_BACK_MS,
     signWorker: e.SIGN_WORKER === "on",
+    heapGrowingPercent: e.HEAP_GROWING_PERCENT,
     crashPoint: e.CRASH_POINT ?? null,
     secrets: Object.freeze({ ...env }),
   });

@@ -19,7 +19,7 @@ import { effectiveRiskClass, PolicyError } from "../domain/policy.js";
 import { checkRequestAgainstPolicy, validateRequest } from "../domain/request.js";
 import { detailsRefusal, explainRoute } from "../domain/routing.js";
 import { RejectionError } from "../domain/types.js";
-import { startCountersign } from "../main.js";
+import { applyHeapSettings, startCountersign } from "../main.js";
 import { packagePath } from "../paths.js";
 import { mintProof } from "../records/proof.js";
 import { signReceipt } from "../records/signing.js";
@@ -55,7 +55,9 @@ program
   .command("serve")
   .description("run the gate: queue worker, Slack app, HTTP API, timers")
   .action(async () => {
-    const app = await startCountersign(loadConfig());
+    const config = loadConfig();
+    applyHeapSettings(config);
+    const app = await startCountersign(config);
     onSignal((signal) => {
       app.log.info({ signal }, "countersign: stopping");
       return app.stop().then(
@@ -430,23 +432,13 @@ function redactUrl(url: string): string {
 /** How long a stop may take before the process exits anyway (the database holds everything). */
 const STOP_DEADLINE_MS = 10_000;
 
-/**
- * A stop signal repeated within this long is the same stop, not a second Ctrl-C: under the
- * launcher's parent (bin/node-flags.mjs) a signal sent to the process group arrives twice,
- * once directly and once passed on.
- */
-const REPEAT_MS = 1_000;
-
 function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
-  let firstAt: number | null = null;
+  let once = false;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
-      if (firstAt !== null) {
-        if (Date.now() - firstAt < REPEAT_MS) return;
-        // A second Ctrl-C means "now".
-        process.exit(1);
-      }
-      firstAt = Date.now();
+      // A second Ctrl-C means "now".
+      if (once) process.exit(1);
+      once = true;
       // A last resort: the stop bounds its own steps, so this fires only if one of them
       // ignores its bound. Nothing is lost by exiting: what was not done is in the database.
       setTimeout(() => {
@@ -460,24 +452,6 @@ function onSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
     });
   }
   watchNpmParent();
-  watchLauncher();
-}
-
-/**
- * Started by the launcher's relaunch (bin/node-flags.mjs), this process is a child of a
- * small parent that passes signals on. If that parent is killed outright (SIGKILL, a crash),
- * nothing passes a stop on any more: this process ends too, at once, as the parent's
- * process would have ended without the relaunch. Nothing is lost by it: what was not done
- * is in the database.
- */
-function watchLauncher(): void {
-  const launcher = Number(process.env.COUNTERSIGN_LAUNCHER_PID);
-  if (!launcher || process.ppid !== launcher) return;
-  setInterval(() => {
-    if (process.ppid === launcher) return;
-    console.error("countersign: the launcher process is gone; exiting");
-    process.exit(1);
-  }, 200).unref();
 }
 
 /**
@@ -490,8 +464,6 @@ function watchLauncher(): void {
  */
 function watchNpmParent(): void {
   if (process.env.npm_lifecycle_event === undefined) return;
-  // Under the launcher's relaunch, the launcher watches npm's shell (bin/node-flags.mjs).
-  if (Number(process.env.COUNTERSIGN_LAUNCHER_PID) === process.ppid) return;
   const parent = process.ppid;
   const timer = setInterval(() => {
     if (process.ppid === parent) return;

@@ -1143,6 +1143,14 @@ describe("PUBLIC_URL and step_up", () => {
     expect(() => requirePublicUrl(parsePolicy(policyText(), FILE), undefined)).not.toThrow();
   });
 
+  it("HEAP_GROWING_PERCENT: 30 unless set, 0 for V8's own, and nothing that is not a whole percentage", () => {
+    expect(loadConfig({}, "/tmp").heapGrowingPercent).toBe(30);
+    expect(loadConfig({ HEAP_GROWING_PERCENT: "0" }, "/tmp").heapGrowingPercent).toBe(0);
+    for (const bad of ["-1", "12.5", "lots"]) {
+      expect(() => loadConfig({ HEAP_GROWING_PERCENT: bad }, "/tmp"), bad).toThrow(/HEAP_GROWING_PERCENT/);
+    }
+  });
+
   it("PUBLIC_URL must be an absolute http(s) URL whose host is a domain name", () => {
     const load = (url: string) => loadConfig({ PUBLIC_URL: url }, "/tmp");
     expect(load("https://cs.example.com/").publicUrl).toBe("https://cs.example.com");

@@ -5,7 +5,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { missingNodeFlags } from "../../bin/node-flags.mjs";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/countersign.mjs");
 
@@ -30,9 +29,7 @@ export interface Child {
 
 export async function startChild(env: Record<string, string>, timeoutMs = 20_000): Promise<Child> {
   const port = await freePort();
-  // With serve's Node flags given here, the bin runs serve in this very process (no
-  // relaunch, bin/node-flags.mjs): a SIGKILL is the server's own crash, as these tests mean.
-  const proc = spawn(process.execPath, [...missingNodeFlags(["serve"], [], process.env), BIN, "serve"], {
+  const proc = spawn(process.execPath, [BIN, "serve"], {
     env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
