@@ -176,4 +176,33 @@ describe("the demo page in Chromium", () => {
     await page.screenshot({ path: path.join(SHOTS, "untrusted-text.png") });
     await page.close();
   });
+  it("keeps the person just picked when a refresh asked for the previous one answers after the pick", async () => {
+    const page = await openDemoPage();
+    const picker = page.getByTestId("user-picker");
+    await picker.locator(`option[value="${PRIYA}"]`).waitFor({ state: "attached" });
+    // From now on the page's state requests for anyone but Priya are held until released.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = 0;
+    await page.route("**/page/state*", async (route) => {
+      if (new URL(route.request().url()).searchParams.get("user") !== PRIYA) {
+        held++;
+        await released;
+      }
+      await route.continue();
+    });
+    // A new card makes the page refresh, as the person it shows now.
+    const base = script[0]!;
+    await agent.submit({ ...base, request_id: `${base.request_id}-picker` });
+    await expect.poll(() => held, { timeout: 10_000 }).toBeGreaterThan(0);
+    await actAs(page, PRIYA);
+    const asPriya = page.waitForResponse((r) => r.url().includes(`/page/state?user=${PRIYA}`));
+    release();
+    // The held answer was the previous person's: the page asks again as Priya and stays hers.
+    await asPriya;
+    await expect.poll(() => picker.inputValue()).toBe(PRIYA);
+    await page.close();
+  });
 });

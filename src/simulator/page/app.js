@@ -40,9 +40,16 @@
       return;
     }
     fetching = true;
-    fetch("/page/state?user=" + encodeURIComponent(me), { cache: "no-store" })
+    const asked = me;
+    fetch("/page/state?user=" + encodeURIComponent(asked), { cache: "no-store" })
       .then((r) => r.json())
       .then((s) => {
+        // The person was changed while this was on its way: its state is the previous
+        // person's, and rendering it would put the picker back to them. Ask again instead.
+        if (asked !== me) {
+          again = true;
+          return;
+        }
         state = s;
         render();
       })
