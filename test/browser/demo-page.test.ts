@@ -2,14 +2,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { compactVerify, createLocalJWKSet } from "jose";
-import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestDigest } from "../../src/domain/canonical.js";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { actAs, demoContext, launchChromium, openPage } from "../support/browser.js";
+import { actAs, cardFor, demoContext, launchChromium, openPage, verifiedRecord } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
 // Every run takes the screenshots; UPDATE_SCREENSHOTS=1 writes them into docs/ (the
@@ -52,15 +51,8 @@ function openDemoPage(): Promise<Page> {
   return openPage(context, demo.pageUrl);
 }
 
-function cardFor(page: Page, r: ActionRequest): Locator {
-  return page.getByTestId("message").filter({ hasText: r.action.summary }).first();
-}
-
-async function recordClaims(record: string): Promise<{ claims: RecordClaims; typ: unknown }> {
-  const res = await fetch(`${demo.appUrl}/.well-known/jwks.json`);
-  const jwks = (await res.json()) as Parameters<typeof createLocalJWKSet>[0];
-  const { payload, protectedHeader } = await compactVerify(record, createLocalJWKSet(jwks));
-  return { claims: JSON.parse(new TextDecoder().decode(payload)) as RecordClaims, typ: protectedHeader.typ };
+function recordClaims(record: string): Promise<{ claims: RecordClaims; typ: unknown }> {
+  return verifiedRecord(demo.appUrl, record);
 }
 
 describe("the demo page in Chromium", () => {

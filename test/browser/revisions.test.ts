@@ -10,13 +10,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import canonicalize from "canonicalize";
-import { compactVerify, createLocalJWKSet } from "jose";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 import type { Demo } from "../../src/simulator/demo.js";
 import { type DemoAgent, demoScript } from "../../src/simulator/demo-agent.js";
-import { actAs, demoContext, launchChromium, openPage } from "../support/browser.js";
+import { actAs, cardFor, demoContext, launchChromium, openPage, verifiedRecord } from "../support/browser.js";
 import { startTestDemo, type TestDemo } from "../support/demo.js";
 
 const SHOTS = path.join(os.tmpdir(), "countersign-screenshots");
@@ -72,14 +71,6 @@ function openDemoPage(): Promise<Page> {
   return openPage(context, demo.pageUrl);
 }
 
-function cardFor(page: Page, r: ActionRequest): Locator {
-  // The top-level card, not a note about it in its thread.
-  return page
-    .locator('[data-testid="message"]:not([data-reply])')
-    .filter({ hasText: r.action.summary })
-    .first();
-}
-
 function field(modal: Locator, pointer: string): { input: Locator; error: Locator } {
   return {
     input: modal.getByTestId(`modal-input-cs_f|${pointer}`),
@@ -88,10 +79,7 @@ function field(modal: Locator, pointer: string): { input: Locator; error: Locato
 }
 
 async function recordClaims(record: string): Promise<RecordClaims> {
-  const res = await fetch(`${demo.appUrl}/.well-known/jwks.json`);
-  const jwks = (await res.json()) as Parameters<typeof createLocalJWKSet>[0];
-  const { payload } = await compactVerify(record, createLocalJWKSet(jwks));
-  return JSON.parse(new TextDecoder().decode(payload)) as RecordClaims;
+  return (await verifiedRecord(demo.appUrl, record)).claims;
 }
 
 async function actionIdOf(req: ActionRequest): Promise<string> {

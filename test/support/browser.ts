@@ -4,7 +4,9 @@
  * network refuses Chromium's own connections). Nothing here downloads a browser.
  */
 import fs from "node:fs";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { compactVerify, createLocalJWKSet } from "jose";
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { ActionRequest, RecordClaims } from "../../src/domain/types.js";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -59,4 +61,23 @@ export async function openPage(context: BrowserContext, url: string): Promise<Pa
 /** Picks the person the simulator page acts as. */
 export async function actAs(page: Page, user: string): Promise<void> {
   await page.getByTestId("user-picker").selectOption(user);
+}
+
+/** An action's card on the simulator page, by its summary: the top-level message, not a note about it in its thread. */
+export function cardFor(page: Page, r: ActionRequest): Locator {
+  return page
+    .locator('[data-testid="message"]:not([data-reply])')
+    .filter({ hasText: r.action.summary })
+    .first();
+}
+
+/** A decision record's claims and header `typ`, its signature checked against the app's published JWKS. */
+export async function verifiedRecord(
+  appUrl: string,
+  record: string,
+): Promise<{ claims: RecordClaims; typ: unknown }> {
+  const res = await fetch(`${appUrl}/.well-known/jwks.json`);
+  const jwks = (await res.json()) as Parameters<typeof createLocalJWKSet>[0];
+  const { payload, protectedHeader } = await compactVerify(record, createLocalJWKSet(jwks));
+  return { claims: JSON.parse(new TextDecoder().decode(payload)) as RecordClaims, typ: protectedHeader.typ };
 }
